@@ -1,0 +1,134 @@
+"""The backend Protocol and registry.
+
+A backend loads a model (a model directory for `torch`, an exported directory for the others) and
+provides encode / denoise / decode (and optionally a fused one-step call). The shared tiling engine
+and sampler (edgesr_cli.tiling, edgesr_cli.sampler) drive every backend; none re-implements them.
+
+The registry is an explicit dict of the built-in backends plus the entry-point group
+`edgesr.backends` (value: "module:factory"), read when asked, never at import time.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Callable, Protocol, runtime_checkable
+
+import torch
+
+from edgesr_cli.diffusion import Schedule
+
+ENTRY_POINT_GROUP = "edgesr.backends"
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend whose packages are missing or that cannot run here; the message says how to fix it."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    name: str
+    scale: int
+    latent_factor: int
+    latent_channels: int
+    lr_multiple: int
+    conditioning: str
+    schedule: Schedule
+
+    def encode(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def denoise(self, z: torch.Tensor, t: torch.Tensor, mu: torch.Tensor | None) -> torch.Tensor: ...
+    def decode(self, z: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    name: str
+    loader: str  # "module:function" taking (model_dir: Path, **options) -> Backend
+    check: str  # "module:function" returning None if usable here, else raising BackendUnavailable
+    description: str
+    speed_rank: int  # lower is preferred by --backend auto
+
+
+BUILTIN: dict[str, BackendSpec] = {
+    "torch": BackendSpec("torch", "backends.torch_backend:load", "backends.torch_backend:check",
+                         "PyTorch (CPU, CUDA; fp32, bf16, fp16)", 1),
+    "onnx": BackendSpec("onnx", "backends.onnx_backend:load", "backends.onnx_backend:check",
+                        "ONNX Runtime CPU (exported model)", 0),
+    "tflite": BackendSpec("tflite", "backends.tflite_backend:load", "backends.tflite_backend:check",
+                          "LiteRT / TFLite interpreter (exported model)", 2),
+    "qnn": BackendSpec("qnn", "backends.qnn_backend:load", "backends.qnn_backend:check",
+                       "Qualcomm QNN HTP via onnxruntime-qnn (W8A16; emulated on x86_64)", 3),
+}
+
+
+def _resolve(ref: str) -> Callable:
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def registry() -> dict[str, BackendSpec]:
+    """Built-in backends plus third-party ones registered under the `edgesr.backends` entry points.
+    An entry point's object is either a BackendSpec or a callable returning one."""
+    specs = dict(BUILTIN)
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+            spec = obj() if callable(obj) and not isinstance(obj, BackendSpec) else obj
+        except Exception as exc:  # a broken plugin must not break edgesr
+            specs.setdefault(ep.name, BackendSpec(ep.name, "", "", f"broken plugin: {exc}", 99))
+            continue
+        if isinstance(spec, BackendSpec):
+            specs.setdefault(spec.name, spec)
+    return specs
+
+
+def availability(name: str) -> str | None:
+    """None if the backend can run here, else the reason."""
+    spec = registry().get(name)
+    if spec is None:
+        return f"unknown backend {name!r}"
+    if not spec.check:
+        return spec.description
+    try:
+        _resolve(spec.check)()
+    except BackendUnavailable as exc:
+        return str(exc)
+    except ImportError as exc:
+        return f"cannot import: {exc}"
+    return None
+
+
+def load_backend(name: str, model_dir: str | Path, **options) -> Backend:
+    specs = registry()
+    if name not in specs:
+        raise BackendUnavailable(f"unknown backend {name!r}; known: {', '.join(sorted(specs))}")
+    reason = availability(name)
+    if reason is not None:
+        raise BackendUnavailable(f"backend {name!r} is not usable here: {reason}")
+    return _resolve(specs[name].loader)(Path(model_dir), **options)
+
+
+def detect_model_format(model_dir: str | Path) -> str | None:
+    """'torch' for a model directory, the export format for an exported one (its manifest says), else None."""
+    d = Path(model_dir)
+    manifest = d / "manifest.json"
+    if manifest.is_file():
+        import json
+
+        try:
+            return str(json.loads(manifest.read_text()).get("format"))
+        except (ValueError, OSError):
+            return None
+    if (d / "config.json").is_file():
+        return "torch"
+    return None
+
+
+def auto_backend(model_dir: str | Path) -> str:
+    """The fastest backend that can run this model here (a torch model dir runs only on torch)."""
+    fmt = detect_model_format(model_dir)
+    if fmt and fmt != "torch":
+        return "onnx" if fmt == "onnx" else fmt
+    return "torch"

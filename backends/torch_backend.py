@@ -1,0 +1,110 @@
+"""PyTorch backend: CPU or CUDA, fp32 / bf16 / fp16. Device and dtype are chosen by the caller."""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from edgesr_cli.model import EdgeSR, load_model_dir
+
+
+def check() -> None:
+    return None
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        from .base import BackendUnavailable
+
+        raise BackendUnavailable("--device cuda asked for, but PyTorch sees no CUDA device")
+    return dev
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """bf16 where the hardware has fast bf16 (CUDA; CPUs with AMX/AVX512-BF16), else fp32."""
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    try:
+        caps = torch.backends.cpu.get_cpu_capability()
+    except Exception:
+        caps = ""
+    return torch.bfloat16 if "AVX512" in str(caps) and _cpu_has_amx() else torch.float32
+
+
+def _cpu_has_amx() -> bool:
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, model: EdgeSR, device: torch.device, dtype: torch.dtype) -> None:
+        self.model = model.to(device).eval()
+        self.device = device
+        self.dtype = dtype
+        if device.type == "cpu":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        cfg = model.cfg
+        self.scale = cfg.scale
+        self.latent_factor = cfg.latent_factor
+        self.latent_channels = cfg.latent_channels
+        self.lr_multiple = model.lr_multiple
+        self.conditioning = cfg.conditioning
+        self.schedule = model.schedule
+
+    def _ctx(self):
+        if self.dtype == torch.float32:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def _in(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.device, torch.float32)
+        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cpu" else x
+
+    @torch.inference_mode()
+    def encode(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with self._ctx():
+            mu, sigma = self.model.encode(self._in(lr))
+        return mu.float(), sigma.float()
+
+    @torch.inference_mode()
+    def denoise(self, z: torch.Tensor, t: torch.Tensor, mu: torch.Tensor | None) -> torch.Tensor:
+        with self._ctx():
+            out = self.model.denoise(self._in(z), t.to(self.device), None if mu is None else self._in(mu))
+        return out.float()
+
+    @torch.inference_mode()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        with self._ctx():
+            return self.model.decode(self._in(z)).float()
+
+
+def load(model_dir: Path, device: str = "auto", dtype: str | torch.dtype | None = None, scale: int | None = None,
+         **_: object) -> TorchBackend:
+    dev = resolve_device(device)
+    model = load_model_dir(model_dir, device=dev, scale=scale)
+    dt = _parse_dtype(dtype) if dtype is not None else default_dtype(dev)
+    return TorchBackend(model, dev, dt)
+
+
+def from_model(model: EdgeSR, device: str = "cpu", dtype: str | torch.dtype = "fp32") -> TorchBackend:
+    dev = resolve_device(device)
+    return TorchBackend(model, dev, _parse_dtype(dtype))
+
+
+def _parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    table = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+             "fp16": torch.float16, "float16": torch.float16}
+    if dtype not in table:
+        raise ValueError(f"unknown dtype {dtype!r}; use fp32, bf16 or fp16")
+    return table[dtype]

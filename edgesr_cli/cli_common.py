@@ -1,0 +1,100 @@
+"""Shared CLI plumbing: one-line errors for user mistakes, enums, the default model location."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import typer
+from rich.console import Console
+
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable)
+
+
+class UserError(Exception):
+    """An error caused by input; printed as one line, exit code 2 (or `code`)."""
+
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from backends.base import BackendUnavailable
+
+    from .data import DataError
+    from .io import ImageError
+    from .metrics import MetricUnavailable
+    from .model import ModelFileError
+    from .training.common import TrainError
+
+    return (UserError, BackendUnavailable, DataError, ImageError, MetricUnavailable, ModelFileError, TrainError)
+
+
+def fail(message: str, code: int = 2) -> "typer.Exit":
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def friendly_errors(fn: F) -> F:
+    """Turn user-caused exceptions into `error: <one line>` and a non-zero exit; bugs keep tracebacks
+    (EDGESR_DEBUG=1 shows tracebacks for user errors too)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except _user_errors() as exc:
+            if os.environ.get("EDGESR_DEBUG"):
+                raise
+            raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, getattr(exc, "code", 2)) from None
+        except ValueError as exc:  # library input validation (config, shapes, options)
+            if os.environ.get("EDGESR_DEBUG"):
+                raise
+            raise fail(str(exc).splitlines()[0], 2) from None
+        except KeyboardInterrupt:
+            raise fail("interrupted", 130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+def default_model_dir() -> Path:
+    """The shipped model: $EDGESR_MODEL, else the package data (wheel) or the checkout's weights/."""
+    env = os.environ.get("EDGESR_MODEL")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    for cand in (here / "weights" / "edge-tiny", here.parent / "weights" / "edge-tiny"):
+        if (cand / "config.json").is_file():
+            return cand
+    try:
+        from importlib.resources import files
+
+        cand = Path(str(files("edgesr_cli.weights") / "edge-tiny"))
+        if (cand / "config.json").is_file():
+            return cand
+    except (ModuleNotFoundError, TypeError):
+        pass
+    raise UserError("no default model found (weights/edge-tiny is missing from this install); pass -m/--model DIR")
+
+
+def stdout_is_tty() -> bool:
+    return sys.stdout.isatty()

@@ -1,0 +1,211 @@
+"""`edgesr train`, `edgesr distill`, `edgesr finetune-decoder`: the paper's recipe from the CLI.
+
+Each takes options as flags and/or a JSON file (--train-config); flags given on the command line win.
+Each writes OUT/checkpoint (resumable with --resume), OUT/log.csv + log.jsonl and OUT/model (the
+stage's result: a model directory that the next stage, `upscale` and `export` accept)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .cli_common import Device, Precision, UserError, friendly_errors
+from .config import PRESETS, ModelConfig, get_preset
+from .data import LRPipelineConfig
+
+log = logging.getLogger(__name__)
+
+
+class Stage(str, Enum):
+    autoencoder = "autoencoder"
+    joint = "joint"
+
+
+class Conditioning(str, Enum):
+    bidirectional = "bidirectional"
+    unidirectional = "unidirectional"
+
+
+DataOpt = Annotated[list[Path], typer.Option("--data", "-d", help="Folder(s) of HR images (recursive); repeatable.")]
+ValOpt = Annotated[Optional[Path], typer.Option("--val", help="Held-out folder for validation PSNR (default: 5% of --data).")]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoint/, log.csv, model/.")]
+
+
+def _train_config(stage: str, file: Path | None, overrides: dict) -> "TrainConfig":
+    from .training.common import TrainConfig, TrainError
+
+    base = TrainConfig(stage=stage).to_dict()
+    if file is not None:
+        try:
+            loaded = json.loads(file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UserError(f"{file}: cannot read train config ({exc})") from None
+        base.update(loaded)
+    base.update({k: v for k, v in overrides.items() if v is not None})
+    base["stage"] = stage
+    try:
+        cfg = TrainConfig.from_dict(base)
+    except TypeError as exc:
+        raise TrainError(f"train config: {exc}") from None
+    if cfg.steps < 1 or cfg.batch_size < 1:
+        raise UserError(f"steps and batch size must be >= 1 (got {cfg.steps}, {cfg.batch_size})")
+    return cfg
+
+
+def _lr_pipeline(realesrgan_prob: float | None, existing: dict | None = None) -> dict | None:
+    if realesrgan_prob is None:
+        return None
+    if not 0.0 <= realesrgan_prob <= 1.0:
+        raise UserError(f"--realesrgan-prob must be in [0, 1], got {realesrgan_prob}")
+    cfg = LRPipelineConfig.from_dict(existing or {})
+    return dataclasses.replace(cfg, realesrgan_prob=realesrgan_prob).to_dict()
+
+
+def _setup_logging(quiet: bool) -> None:
+    from rich.logging import RichHandler
+
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s",
+                        handlers=[RichHandler(show_time=False, show_path=False)], force=True)
+
+
+def _check_data(data: list[Path]) -> None:
+    if not data:
+        raise UserError("no training data: pass --data FOLDER")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @friendly_errors
+    def train(
+        data: DataOpt = [],  # noqa: B006
+        out: OutOpt = Path("runs/train"),
+        stage: Annotated[Stage, typer.Option(help="autoencoder (stage 0) or joint (LR encoder + UNet, eq. 8).")] = Stage.joint,
+        config: Annotated[str, typer.Option("--config", "-c", help=f"Model preset ({', '.join(PRESETS)}) or a config.json.")] = "edge-tiny",
+        autoencoder: Annotated[Optional[Path], typer.Option(help="Stage-0 model dir (OUT/model of --stage autoencoder); needed by --stage joint.")] = None,
+        scale: Annotated[int, typer.Option("--scale", "-s", help="Training scale (2 for the teacher).")] = 2,
+        conditioning: Annotated[Conditioning, typer.Option(help="Ablation: unidirectional = LR latent concatenated, N(0, I) start.")] = Conditioning.bidirectional,
+        mean_only: Annotated[bool, typer.Option("--mean-only", help="Ablation eq. 7: sigma = 1.")] = False,
+        val: ValOpt = None,
+        train_config: Annotated[Optional[Path], typer.Option("--train-config", help="JSON file of training options.")] = None,
+        steps: Annotated[Optional[int], typer.Option(help="Total optimisation steps.")] = None,
+        batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b")] = None,
+        crop: Annotated[Optional[int], typer.Option(help="HR crop size.")] = None,
+        lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate.")] = None,
+        p_t1_start: Annotated[Optional[float], typer.Option(help="P(t=1) at step 0.")] = None,
+        p_t1_decay_steps: Annotated[Optional[int], typer.Option(help="Steps over which P(t=1) decays to uniform.")] = None,
+        realesrgan_prob: Annotated[Optional[float], typer.Option(help="Share of crops degraded with Real-ESRGAN (rest bicubic).")] = None,
+        val_every: Annotated[Optional[int], typer.Option()] = None,
+        ckpt_every: Annotated[Optional[int], typer.Option()] = None,
+        seed: Annotated[Optional[int], typer.Option()] = None,
+        precision: Annotated[Precision, typer.Option()] = Precision.auto,
+        device: Annotated[Device, typer.Option()] = Device.auto,
+        resume: Annotated[bool, typer.Option("--resume", help="Continue the checkpoint in --out.")] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    ) -> None:
+        """Train the HR autoencoder (--stage autoencoder) or the LR encoder + UNet jointly (eq. 8)."""
+        _setup_logging(quiet)
+        _check_data(data)
+        model_cfg = _model_config(config, scale, conditioning.value, not mean_only)
+        cfg = _train_config(stage.value, train_config, dict(
+            steps=steps, batch_size=batch_size, crop=crop, lr=lr, p_t1_start=p_t1_start,
+            p_t1_decay_steps=p_t1_decay_steps, val_every=val_every, ckpt_every=ckpt_every, seed=seed,
+            precision=precision.value, lr_pipeline=_lr_pipeline(realesrgan_prob)))
+        if stage is Stage.autoencoder:
+            from .training.autoencoder import train_autoencoder
+
+            result = train_autoencoder(model_cfg, cfg, data, val, out, resume, device.value, not quiet)
+        else:
+            if autoencoder is None:
+                raise UserError("--stage joint needs --autoencoder DIR (the model/ folder of a stage-0 run)")
+            from .training.joint import train_joint
+
+            result = train_joint(model_cfg, cfg, data, val, out, autoencoder, resume, device.value, not quiet)
+        typer.echo(f"model written to {result}")
+
+    @app.command()
+    @friendly_errors
+    def distill(
+        teacher: Annotated[Path, typer.Option("--teacher", "-t", help="The x2 teacher: OUT/model of `edgesr train`.")],
+        data: DataOpt = [],  # noqa: B006
+        out: OutOpt = Path("runs/distill"),
+        scale: Annotated[int, typer.Option("--scale", "-s", help="Student scale (twice the teacher's).")] = 4,
+        val: ValOpt = None,
+        train_config: Annotated[Optional[Path], typer.Option("--train-config")] = None,
+        steps: Annotated[Optional[int], typer.Option()] = None,
+        batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b")] = None,
+        crop: Annotated[Optional[int], typer.Option()] = None,
+        lr: Annotated[Optional[float], typer.Option("--lr")] = None,
+        p_t1: Annotated[float, typer.Option("--p-t1", help="P(t=1) for the student (1 = train the one-step model only).")] = 1.0,
+        realesrgan_prob: Annotated[Optional[float], typer.Option()] = None,
+        val_every: Annotated[Optional[int], typer.Option()] = None,
+        ckpt_every: Annotated[Optional[int], typer.Option()] = None,
+        seed: Annotated[Optional[int], typer.Option()] = None,
+        precision: Annotated[Precision, typer.Option()] = Precision.auto,
+        device: Annotated[Device, typer.Option()] = Device.auto,
+        resume: Annotated[bool, typer.Option("--resume")] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    ) -> None:
+        """Scale distillation x2 -> x4: the student, initialised from the teacher, regresses its prediction."""
+        _setup_logging(quiet)
+        _check_data(data)
+        cfg = _train_config("distill", train_config, dict(
+            steps=steps, batch_size=batch_size, crop=crop, lr=lr, p_t1_start=p_t1, p_t1_end=p_t1, p_t1_decay_steps=0,
+            val_every=val_every, ckpt_every=ckpt_every, seed=seed, precision=precision.value,
+            lr_pipeline=_lr_pipeline(realesrgan_prob)))
+        from .training.joint import train_distill
+
+        result = train_distill(cfg, data, val, out, teacher, scale, resume, device.value, not quiet)
+        typer.echo(f"model written to {result}")
+
+    @app.command("finetune-decoder")
+    @friendly_errors
+    def finetune_decoder_cmd(
+        model: Annotated[Path, typer.Option("--model", "-m", help="The one-step x4 model: OUT/model of `edgesr distill`.")],
+        data: DataOpt = [],  # noqa: B006
+        out: OutOpt = Path("runs/decoder"),
+        val: ValOpt = None,
+        train_config: Annotated[Optional[Path], typer.Option("--train-config")] = None,
+        steps: Annotated[Optional[int], typer.Option()] = None,
+        batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b")] = None,
+        crop: Annotated[Optional[int], typer.Option()] = None,
+        lr: Annotated[Optional[float], typer.Option("--lr")] = None,
+        gan_weight: Annotated[Optional[float], typer.Option(help="Patch-GAN weight (x the adaptive weight); 0 = off.")] = None,
+        gan_start: Annotated[Optional[int], typer.Option(help="Step at which the GAN term starts.")] = None,
+        perceptual_weight: Annotated[Optional[float], typer.Option(help="LPIPS weight (used only when LPIPS is available).")] = None,
+        realesrgan_prob: Annotated[Optional[float], typer.Option()] = None,
+        val_every: Annotated[Optional[int], typer.Option()] = None,
+        ckpt_every: Annotated[Optional[int], typer.Option()] = None,
+        seed: Annotated[Optional[int], typer.Option()] = None,
+        precision: Annotated[Precision, typer.Option()] = Precision.auto,
+        device: Annotated[Device, typer.Option()] = Device.auto,
+        resume: Annotated[bool, typer.Option("--resume")] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    ) -> None:
+        """Finetune the small decoder on the frozen one-step model's latents (L1 + LPIPS + patch-GAN)."""
+        _setup_logging(quiet)
+        _check_data(data)
+        cfg = _train_config("decoder", train_config, dict(
+            steps=steps, batch_size=batch_size, crop=crop, lr=lr if lr is not None else (None if train_config else 1.8e-5),
+            gan_weight=gan_weight, gan_start=gan_start, perceptual_weight=perceptual_weight, val_every=val_every,
+            ckpt_every=ckpt_every, seed=seed, precision=precision.value, lr_pipeline=_lr_pipeline(realesrgan_prob)))
+        from .training.decoder import finetune_decoder
+
+        result = finetune_decoder(cfg, data, val, out, model, resume, device.value, not quiet)
+        typer.echo(f"model written to {result}")
+
+
+def _model_config(config: str, scale: int, conditioning: str, variance: bool) -> ModelConfig:
+    if config.endswith(".json") or Path(config).is_file():
+        path = Path(config)
+        if not path.is_file():
+            raise UserError(f"{config}: no such config file")
+        cfg = ModelConfig.load(path)
+    else:
+        cfg = get_preset(config)
+    return dataclasses.replace(cfg, scale=scale, conditioning=conditioning, variance=variance)

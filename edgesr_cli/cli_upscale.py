@@ -1,0 +1,235 @@
+"""`edgesr upscale`: files, folders (mirrored), globs and `-` (stdin/stdout), for shell pipelines.
+
+Rules a photo pipeline can trust: never overwrite without --overwrite; atomic writes; one bad file
+is reported on one line and the others are still processed (exit 1 when some failed, 2 for usage
+errors); --skip-existing resumes a half-done folder; --shard i/n splits a folder deterministically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .cli_common import Device, UserError, default_model_dir, err_console, fail, friendly_errors
+from .io import DEFAULT_MAX_PIXELS, ImageError, Photo, encode_image, find_images, read_image, write_image
+from .upscale import UpscaleOptions, upscale_photo
+
+
+class Ext(str, Enum):
+    png = "png"
+    jpg = "jpg"
+    webp = "webp"
+    tif = "tif"
+
+
+class BackendName(str, Enum):
+    auto = "auto"
+    torch = "torch"
+    onnx = "onnx"
+    tflite = "tflite"
+    qnn = "qnn"
+
+
+class DType(str, Enum):
+    auto = "auto"
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+_SOURCE_EXT = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "TIFF": "tif"}  # Pillow format -> --ext
+_SUFFIX_EXT = {"png": "png", "jpg": "jpg", "jpeg": "jpg", "webp": "webp", "tif": "tif", "tiff": "tif"}
+
+
+@dataclass
+class Job:
+    src: Path | None  # None = stdin
+    dst: Path | None  # None = stdout
+    label: str
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """'i/n' with 0 <= i < n."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise UserError(f"--shard {text!r}: need 0 <= i < n")
+    return i, n
+
+
+def in_shard(rel: Path, shard: tuple[int, int] | None) -> bool:
+    """Stable across machines and file additions: a hash of the mirrored relative path."""
+    if shard is None:
+        return True
+    h = int.from_bytes(hashlib.sha1(rel.as_posix().encode()).digest()[:8], "big")
+    return h % shard[1] == shard[0]
+
+
+def out_name(rel: Path, ext: str | None, suffix: str, src_fmt_ext: str) -> Path:
+    e = ext or src_fmt_ext
+    return rel.with_name(f"{rel.stem}{suffix}.{e}")
+
+
+def plan_jobs(inputs: list[str], out: str | None, ext: str | None, suffix: str | None, scale: int,
+              shard: tuple[int, int] | None) -> list[Job]:
+    if not inputs:
+        raise UserError("no input: give files, folders, globs or - for stdin")
+    if "-" in inputs:
+        if len(inputs) > 1:
+            raise UserError("- (stdin) cannot be mixed with other inputs")
+        if out in (None, "-"):
+            return [Job(None, None, "<stdin>")]
+        return [Job(None, Path(out), "<stdin>")]
+    pairs = find_images(inputs)
+    pairs = [(f, r) for f, r in pairs if in_shard(r, shard)]
+    single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
+    if out == "-":
+        if not single_file:
+            raise UserError("-o - (stdout) takes exactly one input image")
+        return [Job(pairs[0][0], None, str(pairs[0][0]))]
+    jobs = []
+    for src, rel in pairs:
+        src_ext = _SUFFIX_EXT.get(src.suffix.lower().lstrip("."), "png")
+        if out is None:
+            dst = src.parent / out_name(Path(src.name), ext, suffix if suffix is not None else f"_x{scale}", src_ext)
+        elif single_file and Path(out).suffix and not Path(out).is_dir():
+            dst = Path(out)
+        else:
+            dst = Path(out) / out_name(rel, ext, suffix or "", src_ext)
+        if dst.resolve() == src.resolve():
+            raise UserError(f"{src}: output would overwrite the input; choose -o or --suffix")
+        jobs.append(Job(src, dst, str(src)))
+    return jobs
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    @friendly_errors
+    def upscale(
+        inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive), globs, or - for stdin.", show_default=False)],
+        output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output file, folder (mirrored), or - for stdout. Default: beside each input with --suffix.")] = None,
+        scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor (the model's).")] = 4,
+        model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model dir or exported dir (default: the shipped edge-tiny).")] = None,
+        tile: Annotated[int, typer.Option("--tile", "-t", help="LR tile size.")] = 128,
+        overlap: Annotated[float, typer.Option(help="Tile overlap as a fraction of the tile.")] = 0.25,
+        batch: Annotated[int, typer.Option(help="Tiles per model call (memory is bounded by this).")] = 4,
+        steps: Annotated[int, typer.Option(help="Denoising steps (the model is trained for 1).")] = 1,
+        seed: Annotated[int, typer.Option(help="Seed of the noise field (same seed, same bytes).")] = 0,
+        backend: Annotated[BackendName, typer.Option(help="auto picks the fastest available for the model.")] = BackendName.auto,
+        device: Annotated[Device, typer.Option(help="torch backend device.")] = Device.auto,
+        dtype: Annotated[DType, typer.Option(help="torch backend precision (auto: bf16 on AMX CPUs and CUDA).")] = DType.auto,
+        threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
+        ext: Annotated[Optional[Ext], typer.Option("--ext", "-f", help="Output format (default: the input's).")] = None,
+        quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
+        suffix: Annotated[Optional[str], typer.Option(help="Added to output names (default _x4 beside inputs, none with -o DIR).")] = None,
+        skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave outputs that exist (resume a folder).")] = False,
+        overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist.")] = False,
+        shard: Annotated[Optional[str], typer.Option(help="i/n: process only this deterministic share of the inputs.")] = None,
+        max_pixels: Annotated[int, typer.Option(help="Refuse inputs with more pixels (decompression bombs).")] = DEFAULT_MAX_PIXELS,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
+    ) -> None:
+        """Upscale photos x4 with Edge-SD-SR (one denoising step)."""
+        import torch
+
+        from backends.base import auto_backend, detect_model_format, load_backend
+
+        if skip_existing and overwrite:
+            raise UserError("--skip-existing and --overwrite exclude each other")
+        if batch < 1 or steps < 1 or tile < 1:
+            raise UserError("--batch, --steps and --tile must be >= 1")
+        sh = parse_shard(shard)
+        if threads is not None:
+            if threads < 1:
+                raise UserError(f"--threads must be >= 1, got {threads}")
+            torch.set_num_threads(threads)
+        jobs = plan_jobs(inputs, output, ext.value if ext else None, suffix, scale, sh)
+        model_dir = model if model is not None else default_model_dir()
+        if detect_model_format(model_dir) is None:
+            raise UserError(f"{model_dir}: not a model directory (no config.json or manifest.json)")
+        name = auto_backend(model_dir) if backend is BackendName.auto else backend.value
+        options = {"device": device.value, "threads": threads}
+        if dtype is not DType.auto:
+            options["dtype"] = dtype.value
+        runner = load_backend(name, model_dir, **options)
+        if runner.scale != scale:
+            raise UserError(f"--scale {scale}: the model {model_dir} upscales x{runner.scale}")
+        if tile % runner.lr_multiple:
+            raise UserError(f"--tile {tile}: must be a multiple of {runner.lr_multiple} for this model")
+        opts = UpscaleOptions(tile=tile, overlap=overlap, batch=batch, steps=steps, seed=seed)
+        summary = run_jobs(jobs, runner, opts, ext.value if ext else None, quality, skip_existing, overwrite,
+                           max_pixels, quiet or as_json or any(j.dst is None for j in jobs))
+        summary.update(backend=name, model=str(model_dir))
+        if as_json:
+            typer.echo(json.dumps(summary, indent=2))
+        elif not quiet and not any(j.dst is None for j in jobs):
+            err_console.print(f"{summary['done']} upscaled, {summary['skipped']} skipped, {summary['failed']} failed "
+                              f"in {summary['seconds']:.1f} s ({name})")
+        if summary["failed"]:
+            raise typer.Exit(1)
+
+
+def run_jobs(jobs: list[Job], runner, opts: UpscaleOptions, ext: str | None, quality: int, skip_existing: bool,
+             overwrite: bool, max_pixels: int, quiet: bool) -> dict:
+    results = []
+    t0 = time.perf_counter()
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=Console(stderr=True), disable=quiet, transient=True)
+    with progress:
+        overall = progress.add_task("images", total=len(jobs))
+        for job in jobs:
+            rec = {"input": job.label, "output": str(job.dst) if job.dst else "-"}
+            try:
+                if job.dst is not None and job.dst.exists():
+                    if skip_existing:
+                        rec["status"] = "skipped"
+                        results.append(rec)
+                        progress.advance(overall)
+                        continue
+                    if not overwrite:
+                        raise ImageError(job.dst, "exists (use --overwrite to replace it or --skip-existing)")
+                data = sys.stdin.buffer.read() if job.src is None else job.src
+                photo = read_image(data, name=job.label, max_pixels=max_pixels)
+                tiles = progress.add_task(f"  {Path(job.label).name}", total=None)
+                t1 = time.perf_counter()
+                out = upscale_photo(runner, photo, opts, progress=lambda d, n: progress.update(tiles, completed=d, total=n))
+                progress.remove_task(tiles)
+                fmt = ext or _fmt_for(job, photo)
+                if job.dst is None:
+                    sys.stdout.buffer.write(encode_image(out, fmt, quality))
+                    sys.stdout.buffer.flush()
+                else:
+                    write_image(job.dst, out, fmt=fmt, quality=quality)
+                rec.update(status="ok", seconds=round(time.perf_counter() - t1, 3),
+                           size=[out.width, out.height])
+            except ImageError as exc:
+                rec.update(status="failed", error=str(exc))
+                err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            except ValueError as exc:
+                rec.update(status="failed", error=f"{job.label}: {exc}")
+                err_console.print(f"[bold red]error:[/] {job.label}: {exc}", highlight=False, soft_wrap=True)
+            results.append(rec)
+            progress.advance(overall)
+    count = lambda s: sum(r["status"] == s for r in results)  # noqa: E731
+    return {"done": count("ok"), "skipped": count("skipped"), "failed": count("failed"),
+            "seconds": round(time.perf_counter() - t0, 3), "images": results}
+
+
+def _fmt_for(job: Job, photo: Photo) -> str:
+    if job.dst is not None and job.dst.suffix:
+        return job.dst.suffix.lstrip(".").lower()
+    return _SOURCE_EXT.get(photo.format, "png")

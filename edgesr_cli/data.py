@@ -1,0 +1,136 @@
+"""Datasets of HR photos -> random HR crops and their LR (bicubic or Real-ESRGAN degraded).
+
+Images are decoded once into memory (uint8). Every random choice (image, crop, flip, LR pipeline,
+degradation parameters) comes from a torch.Generator that the training loop owns and checkpoints,
+so a resumed run draws exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from . import degradations as deg
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+class DataError(ValueError):
+    """An unusable data folder; the message names it."""
+
+
+@dataclass(frozen=True)
+class LRPipelineConfig:
+    """How LR is made from an HR crop: Real-ESRGAN degradation with probability `realesrgan_prob`,
+    clean bicubic otherwise."""
+
+    realesrgan_prob: float = 0.0
+    degradation: deg.DegradationConfig = field(default_factory=deg.DegradationConfig)
+
+    def to_dict(self) -> dict:
+        return {"realesrgan_prob": self.realesrgan_prob, "degradation": self.degradation.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "LRPipelineConfig":
+        return cls(realesrgan_prob=float(d.get("realesrgan_prob", 0.0)),
+                   degradation=deg.DegradationConfig.from_dict(d.get("degradation", {})))
+
+
+def list_images(folder: str | Path) -> list[Path]:
+    root = Path(folder)
+    if not root.exists():
+        raise DataError(f"{root}: no such folder")
+    if root.is_file():
+        return [root]
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return files
+
+
+def load_images(folders: list[str | Path] | str | Path, min_size: int) -> tuple[list[torch.Tensor], int]:
+    """Decode every image under the folders (recursive) to uint8 (3,H,W) tensors.
+
+    Unreadable images and images smaller than `min_size` are skipped with a warning and counted.
+    Returns (images, skipped). Raises DataError if nothing usable is found."""
+    if isinstance(folders, (str, Path)):
+        folders = [folders]
+    files: list[Path] = []
+    for f in folders:
+        files += list_images(f)
+    if not files:
+        raise DataError(f"{', '.join(map(str, folders))}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    images, skipped = [], 0
+    for path in files:
+        try:
+            with Image.open(path) as im:
+                im.load()
+                arr = np.asarray(im.convert("RGB"))
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            log.warning("skipping %s: unreadable (%s)", path, str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            skipped += 1
+            continue
+        if min(arr.shape[:2]) < min_size:
+            log.warning("skipping %s: %dx%d is smaller than the %d px crop", path, arr.shape[1], arr.shape[0], min_size)
+            skipped += 1
+            continue
+        images.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous())
+    if not images:
+        raise DataError(f"{', '.join(map(str, folders))}: none of the {len(files)} image(s) is usable ({skipped} skipped)")
+    return images, skipped
+
+
+@dataclass
+class Batch:
+    hr: torch.Tensor  # (B,3,crop,crop) float [0,1]
+    lr: dict[int, torch.Tensor]  # scale -> (B,3,crop/scale,crop/scale)
+
+
+class CropDataset:
+    """Random HR crops of `crop` px with their LR at each of `scales` (same crop, same degradation)."""
+
+    def __init__(self, images: list[torch.Tensor], crop: int, scales: tuple[int, ...], lr_cfg: LRPipelineConfig) -> None:
+        for s in scales:
+            if crop % s:
+                raise DataError(f"crop {crop} is not divisible by scale {s}")
+        self.images, self.crop, self.scales, self.lr_cfg = images, crop, scales, lr_cfg
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def random_crop(self, g: torch.Generator) -> torch.Tensor:
+        img = self.images[int(torch.randint(len(self.images), (1,), generator=g))]
+        _, h, w = img.shape
+        y = int(torch.randint(h - self.crop + 1, (1,), generator=g))
+        x = int(torch.randint(w - self.crop + 1, (1,), generator=g))
+        c = img[:, y:y + self.crop, x:x + self.crop].float() / 255.0
+        k = int(torch.randint(8, (1,), generator=g))  # dihedral augmentation
+        if k & 4:
+            c = c.flip(-1)
+        return torch.rot90(c, k & 3, dims=(-2, -1))
+
+    def make_lr(self, hr: torch.Tensor, g: torch.Generator) -> dict[int, torch.Tensor]:
+        """One HR crop (3,H,W) -> {scale: LR}; all scales share the same degradation draw."""
+        use_real = float(torch.rand((), generator=g)) < self.lr_cfg.realesrgan_prob
+        if use_real:
+            params = deg.sample_params(self.lr_cfg.degradation, g)
+            return {s: deg.apply_degradation(hr, params, s) for s in self.scales}
+        return {s: deg.bicubic_lr(hr, s) for s in self.scales}
+
+    def sample(self, batch: int, g: torch.Generator) -> Batch:
+        hrs, lrs = [], {s: [] for s in self.scales}
+        for _ in range(batch):
+            hr = self.random_crop(g)
+            hrs.append(hr)
+            for s, lr in self.make_lr(hr, g).items():
+                lrs[s].append(lr)
+        return Batch(hr=torch.stack(hrs), lr={s: torch.stack(v) for s, v in lrs.items()})
+
+    def fixed_batch(self, n: int, seed: int) -> Batch:
+        """A deterministic batch (for validation): same crops and degradations every call."""
+        return self.sample(n, torch.Generator().manual_seed(seed))

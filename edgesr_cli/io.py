@@ -1,0 +1,1066 @@
+"""Image I/O for the edgesr CLI: read, write and discover photos safely.
+
+This is the layer a photographer's pipeline trusts, so it follows three rules:
+
+* **Fail loudly and clearly.**  Every user-facing problem (not an image, empty,
+  truncated, too big, cannot write, format cannot hold the data) raises
+  :class:`ImageError`, whose ``str`` is a single line ``"<file>: <problem>"``.
+  Programming errors (wrong array shapes, bad arguments) raise ``ValueError``.
+* **No silent loss.**  16-bit sources keep 16 bits, transparency, EXIF and the
+  ICC profile survive a round trip wherever the output format can hold them.
+  Transparency that the output format cannot store is an error, not a drop
+  (a fully opaque alpha channel is dropped, since that loses nothing).
+* **Never leave a half-written output.**  :func:`write_image` writes to a
+  hidden temporary file in the target folder, fsyncs it and atomically renames
+  it over the target; on failure the temporary file is removed.
+
+Reading (:func:`read_image`)
+----------------------------
+Anything Pillow can open is accepted (first frame only for animations);
+:data:`EXTENSIONS` lists the suffixes :func:`find_images` picks up in folders.
+Supported Pillow modes and what they become:
+
+==============================  ==========================================
+``1``, ``L``                    grayscale, 8-bit
+``LA``, ``La``                  grayscale + alpha, 8-bit
+``P``, ``PA``                   RGB, or RGBA when the palette has transparency
+``RGB``, ``RGBX``, ``YCbCr``    RGB, 8-bit
+``RGBA``, ``RGBa``              RGB + alpha, 8-bit
+``CMYK``                        RGB via the embedded ICC profile when there is
+                                one (the photo then carries an sRGB profile),
+                                else Pillow's naive conversion
+``I;16``, ``I;16B``/``L``/``N`` grayscale, 16-bit (exact)
+``I`` (32-bit int)              grayscale, 16-bit, clipped to 0..65535
+16-bit RGB / RGBA PNG & TIFF    RGB(+alpha), 16-bit (exact, see below)
+16-bit gray + alpha PNG         grayscale + alpha, 16-bit (exact)
+``F`` (32-bit float), others    rejected with :class:`ImageError`
+==============================  ==========================================
+
+A ``tRNS`` colour key (PNG transparency without an alpha channel) becomes an
+alpha channel.  The EXIF orientation is applied to the pixels and the stored
+EXIF gets ``Orientation = 1`` (patched in place in the original EXIF block, so
+maker notes and other tags are kept byte for byte).
+
+Pillow limitation: 16-bit colour
+--------------------------------
+Pillow (checked with 13.0) has no 16-bit-per-channel RGB mode.  It opens 16-bit
+RGB/RGBA PNG and TIFF files as 8-bit ``RGB``/``RGBA`` (keeping only the high
+byte of each sample), 16-bit gray+alpha PNG as 8-bit ``RGBA``, and it cannot
+*write* 16-bit colour PNG or TIFF at all.  This module therefore:
+
+* reads such files bit-exactly with Pillow's own (correct) decompression and
+  PNG un-filtering: the normal decode gives the high byte of every sample, a
+  second decode with the byte order of the tile's raw mode swapped
+  (``RGB;16B`` <-> ``RGB;16L``) gives the low byte, and the two are
+  recombined; a gray + alpha PNG is re-decoded with the 8-bit ``RGBA`` raw
+  mode, which keeps all four bytes of each pixel;
+* writes 16-bit PNG with the small encoder below (adaptive per-row filtering
+  + zlib).  Every TIFF (8 or 16-bit) is written by a small encoder too
+  (Adobe Deflate + horizontal predictor, tags serialised by Pillow's own TIFF
+  directory code), because Pillow's libtiff writer also refuses EXIF sub-IFDs.
+
+If a future Pillow changes the decoder internals this relies on, reading falls
+back to Pillow's 8-bit decode with a ``UserWarning`` (the photo keeps
+``bit_depth=16`` so the output container stays 16-bit).
+
+Writing (:func:`write_image`, :func:`encode_image`)
+---------------------------------------------------
+=========  ======================  =====  ======  =====  ====
+format     depth                   alpha  EXIF    ICC    gray
+=========  ======================  =====  ======  =====  ====
+PNG        8 or 16                 yes    yes     yes    yes
+TIFF       8 or 16 (deflate)       yes    yes*    yes    yes
+JPEG       8                       no     yes     yes    yes
+WebP       8                       yes    yes     yes    no (stored as RGB)
+BMP        8                       no     no      no     yes
+=========  ======================  =====  ======  =====  ====
+
+\\* TIFF keeps the descriptive IFD0 tags (make, model, date, artist, ...), the
+Exif sub-IFD and the GPS IFD.  16-bit gray + alpha TIFF is stored as RGBA,
+since Pillow cannot read 16-bit gray + alpha TIFF files.
+
+JPEG at ``quality >= 90`` uses 4:4:4 chroma (no subsampling), which matters
+for super-resolved detail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import io
+import os
+import re
+import stat
+import struct
+import sys
+import tempfile
+import threading
+import warnings
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Callable, Iterator
+
+import numpy as np
+from PIL import ExifTags, Image, TiffImagePlugin, TiffTags, UnidentifiedImageError
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "EXTENSIONS",
+    "WRITE_FORMATS",
+    "ImageError",
+    "Photo",
+    "encode_image",
+    "find_images",
+    "read_image",
+    "write_image",
+]
+
+#: Default pixel limit (width * height) for :func:`read_image`; equal to the size at
+#: which Pillow itself refuses images as a decompression bomb (2 x 89478485).
+DEFAULT_MAX_PIXELS = 178_956_970
+
+#: File suffixes (lower case, no dot) that :func:`find_images` treats as images.
+EXTENSIONS = frozenset({"png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp"})
+
+#: Output format names accepted by ``fmt`` (and as output suffixes) -> Pillow format.
+WRITE_FORMATS = {
+    "png": "PNG",
+    "jpg": "JPEG",
+    "jpeg": "JPEG",
+    "webp": "WEBP",
+    "tif": "TIFF",
+    "tiff": "TIFF",
+    "bmp": "BMP",
+}
+
+_ORIENTATION = ExifTags.Base.Orientation  # 0x0112
+_EXIF_PREFIX = b"Exif\x00\x00"
+_STDIN_LABEL = "<stdin>"
+_STDOUT_LABEL = "<stdout>"
+
+
+class ImageError(Exception):
+    """A problem with one image file, as a one-line ``"<file>: <problem>"`` message.
+
+    ``path`` is the file as the user named it (``"<stdin>"`` for piped input) and
+    ``problem`` the bare description, for callers that format messages themselves.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
+        self.path = os.fspath(path)
+        self.problem = problem
+        super().__init__(self.path, problem)
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
+@dataclass
+class Photo:
+    """A decoded photo plus everything needed to write it back faithfully.
+
+    Attributes:
+        rgb: float32 array ``(H, W, 3)`` in ``[0, 1]``; grayscale sources are
+            expanded to three identical channels.
+        alpha: float32 array ``(H, W)`` in ``[0, 1]``, or ``None``.
+        grayscale: the source had a single colour channel; written back as gray.
+        bit_depth: 8 or 16 -- the source's bits per sample.
+        exif: raw EXIF block starting with ``b"Exif\\0\\0"`` (orientation already
+            applied to the pixels and reset to 1), or ``None``.
+        icc_profile: raw ICC profile bytes, or ``None``.
+        format: Pillow's name of the source format (``"PNG"``, ``"JPEG"``, ...).
+        source: the path read from, or ``"-"`` for bytes (stdin).
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None = None
+    grayscale: bool = False
+    bit_depth: int = 8
+    exif: bytes | None = None
+    icc_profile: bytes | None = None
+    format: str = ""
+    source: str = "-"
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+
+# --------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------
+
+
+def read_image(
+    src: str | os.PathLike[str] | bytes | bytearray | memoryview,
+    *,
+    name: str | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> Photo:
+    """Decode an image file (or its bytes, e.g. from stdin) into a :class:`Photo`.
+
+    Args:
+        src: a path, or the raw file bytes.
+        name: how to call the input in error messages (default: the path, or
+            ``"<stdin>"`` for bytes).
+        max_pixels: refuse images with more than this many pixels; checked from
+            the header *before* any pixel data is decoded.  ``None`` disables it.
+
+    Raises:
+        ImageError: missing/unreadable/empty file, not an image, too many pixels,
+            truncated or corrupt data, or an unsupported pixel format.
+    """
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        data = bytes(src)
+        label = name or _STDIN_LABEL
+        source = "-"
+    else:
+        path = Path(src)
+        label = name or str(src)
+        source = str(src)
+        if path.is_dir():
+            raise ImageError(label, "is a folder, not an image")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ImageError(label, f"cannot read ({_describe(exc)})") from exc
+
+    if not data:
+        raise ImageError(label, "empty file (0 bytes)")
+
+    with _pillow_limits(max_pixels):
+        im = _open(data, label, max_pixels)
+        values, maxval, grayscale, icc = _decode(im, data, label)
+
+    alpha = None
+    if values.shape[2] in (2, 4):
+        alpha = values[..., -1]
+        values = values[..., :-1]
+
+    exif, orientation = _exif_for(im)
+    scale = np.float32(1.0 / maxval)
+    rgb = values.astype(np.float32) * scale
+    if grayscale:
+        rgb = np.repeat(rgb, 3, axis=2)
+    if alpha is not None:
+        alpha = alpha.astype(np.float32) * scale
+    rgb = _orient(rgb, orientation)
+    alpha = None if alpha is None else _orient(alpha, orientation)
+
+    return Photo(
+        rgb=rgb,
+        alpha=alpha,
+        grayscale=grayscale,
+        bit_depth=16 if maxval > 255 else 8,
+        exif=exif,
+        icc_profile=icc,
+        format=im.format or "",
+        source=source,
+    )
+
+
+_PIL_LIMIT_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pillow_limits(max_pixels: int | None) -> Iterator[None]:
+    """Make our own pixel limit the one that counts.
+
+    Pillow refuses images above ``2 * Image.MAX_IMAGE_PIXELS`` inside
+    ``Image.open`` and warns above ``Image.MAX_IMAGE_PIXELS``.  The warning is
+    silenced (we check ourselves), and if the caller allows more pixels than
+    Pillow would, Pillow's global limit is lifted for the duration of the call.
+    """
+    pil_limit = Image.MAX_IMAGE_PIXELS
+    lift = pil_limit is not None and (max_pixels is None or max_pixels > 2 * pil_limit)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(warnings.catch_warnings())
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        if lift:
+            stack.enter_context(_PIL_LIMIT_LOCK)
+            Image.MAX_IMAGE_PIXELS = None
+            stack.callback(setattr, Image, "MAX_IMAGE_PIXELS", pil_limit)
+        yield
+
+
+def _too_many_pixels(label: str, pixels: int | None, size: tuple[int, int] | None,
+                     max_pixels: int | None) -> ImageError:
+    what = f"{pixels} pixels" if pixels is not None else "the image size"
+    if size is not None:
+        what = f"{size[0]}x{size[1]} = {what}"
+    limit = f"the limit of {max_pixels}" if max_pixels is not None else "Pillow's limit"
+    return ImageError(label, f"{what} exceeds {limit} (--max-pixels)")
+
+
+def _open(data: bytes, label: str, max_pixels: int | None) -> Image.Image:
+    """Parse the header only, and enforce the pixel limit before decoding."""
+    try:
+        im = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        m = re.search(r"\((\d+) pixels\)", str(exc))
+        raise _too_many_pixels(label, int(m[1]) if m else None, None, max_pixels) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageError(label, "not an image (cannot identify image file)") from exc
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError,
+            TypeError, zlib.error) as exc:
+        raise ImageError(label, f"corrupt or unsupported image ({_describe(exc)})") from exc
+    width, height = im.size
+    if max_pixels is not None and width * height > max_pixels:
+        raise _too_many_pixels(label, width * height, (width, height), max_pixels)
+    return im
+
+
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,
+                  KeyError, TypeError, zlib.error)
+
+
+def _load(im: Image.Image, label: str) -> None:
+    """Fully decode the pixel data, mapping every decoder failure to ImageError."""
+    try:
+        im.load()
+    except Image.DecompressionBombError as exc:
+        raise _too_many_pixels(label, im.width * im.height, im.size, None) from exc
+    except MemoryError as exc:
+        raise ImageError(label, f"not enough memory to decode {im.width}x{im.height} "
+                                f"pixels") from exc
+    except _DECODE_ERRORS as exc:
+        raise ImageError(label, f"truncated or corrupt image data ({_describe(exc)})") from exc
+
+
+def _decode(im: Image.Image, data: bytes, label: str
+            ) -> tuple[np.ndarray, int, bool, bytes | None]:
+    """Decode pixels to an ``(H, W, C)`` integer array.
+
+    Returns ``(values, maxval, grayscale, icc_profile)`` where ``C`` is 1 (gray),
+    2 (gray + alpha), 3 (RGB) or 4 (RGBA) and ``maxval`` is 255 or 65535.
+    """
+    icc = im.info.get("icc_profile") or None
+    rawmode = _single_rawmode(im)  # before loading: Pillow clears the tiles
+    _load(im, label)
+    if rawmode is not None and _RAW16_COLOUR.match(rawmode):
+        values = _decode_16bit_colour(im, data, rawmode)
+        if values is None:
+            warnings.warn(f"{label}: 16-bit colour could only be decoded at 8-bit precision "
+                          f"(Pillow limitation)", stacklevel=3)
+            values = np.asarray(im).astype(np.uint16) * np.uint16(257)
+        values = _apply_colour_key(values, im.info.get("transparency"), 65535)
+        return values, 65535, values.shape[2] <= 2, icc
+
+    mode = im.mode
+    if mode == "1":
+        im, mode = im.convert("L"), "L"
+    if mode.startswith("I;16"):
+        values = np.asarray(im).astype(np.uint16)[..., None]
+        return _apply_colour_key(values, im.info.get("transparency"), 65535), 65535, True, icc
+    if mode == "I":
+        values = np.clip(np.asarray(im), 0, 65535).astype(np.uint16)[..., None]
+        return _apply_colour_key(values, im.info.get("transparency"), 65535), 65535, True, icc
+    if mode in ("L", "LA", "La"):
+        target = "LA" if mode != "L" or "transparency" in im.info else "L"
+        return _array(im, target), 255, True, icc
+    if mode in ("P", "PA"):
+        transparent = mode == "PA" or "transparency" in im.info
+        return _array(im, "RGBA" if transparent else "RGB"), 255, False, icc
+    if mode in ("RGBA", "RGBa"):
+        return _array(im, "RGBA"), 255, False, icc
+    if mode in ("RGB", "RGBX", "YCbCr", "HSV"):
+        target = "RGBA" if mode == "RGB" and "transparency" in im.info else "RGB"
+        return _array(im, target), 255, False, icc
+    if mode == "CMYK":
+        im, icc = _cmyk_to_rgb(im, icc)
+        return _array(im, "RGB"), 255, False, icc
+    raise ImageError(label, f"unsupported pixel format {mode!r} "
+                            f"(supported: 8/16-bit gray, RGB, RGBA, palette, CMYK)")
+
+
+def _array(im: Image.Image, mode: str) -> np.ndarray:
+    if im.mode != mode:
+        im = im.convert(mode)
+    values = np.asarray(im)
+    return values[..., None] if values.ndim == 2 else values
+
+
+def _apply_colour_key(values: np.ndarray, key: Any, maxval: int) -> np.ndarray:
+    """Turn a PNG ``tRNS`` colour key into an alpha channel (16-bit arrays only)."""
+    if key is None or values.shape[2] not in (1, 3):
+        return values
+    key_arr = np.atleast_1d(np.asarray(key, dtype=np.int64))
+    if key_arr.size != values.shape[2]:
+        return values
+    opaque = np.any(values != key_arr, axis=2)
+    alpha = np.where(opaque, maxval, 0).astype(values.dtype)
+    return np.concatenate([values, alpha[..., None]], axis=2)
+
+
+# Raw modes Pillow uses for 16-bit colour data it can only store as 8-bit.
+_RAW16_COLOUR = re.compile(r"^(RGB|RGBA|LA);16([BLN])$")
+
+
+def _tile_rawmode(tile: Any) -> str | None:
+    args = tile[3]
+    if isinstance(args, str):
+        return args
+    if isinstance(args, tuple) and args and isinstance(args[0], str):
+        return args[0]
+    return None
+
+
+def _single_rawmode(im: Image.Image) -> str | None:
+    """The raw mode shared by all of ``im``'s tiles, or None."""
+    modes = {_tile_rawmode(t) for t in (im.tile or [])}
+    return modes.pop() if len(modes) == 1 else None
+
+
+def _with_rawmode(tile: Any, rawmode: str) -> Any:
+    args = tile[3]
+    new_args = rawmode if isinstance(args, str) else (rawmode, *args[1:])
+    if hasattr(tile, "_replace"):
+        return tile._replace(args=new_args)
+    return (tile[0], tile[1], tile[2], new_args)
+
+
+def _decode_with_rawmode(data: bytes, rawmode: str) -> np.ndarray:
+    im = Image.open(io.BytesIO(data))
+    im.tile = [_with_rawmode(t, rawmode) for t in im.tile]
+    im.load()
+    return np.asarray(im)
+
+
+def _decode_16bit_colour(im: Image.Image, data: bytes, rawmode: str) -> np.ndarray | None:
+    """Bit-exact samples of 16-bit RGB(A) / gray+alpha data Pillow keeps at 8 bits.
+
+    ``im`` has already been loaded normally, which gives the high byte of every
+    sample.  Pillow's decoders (zlib + PNG un-filtering, libtiff, raw) work on
+    whole 16-bit samples and only the final "unpack" step drops the low byte, so
+    decoding a second time with the opposite byte order yields the low bytes.
+    A 16-bit gray+alpha PNG (4 bytes per pixel) is instead decoded once with the
+    8-bit RGBA unpacker, which keeps all four bytes.  Returns ``(H, W, C)``
+    uint16, or None if this Pillow does not cooperate.
+    """
+    m = _RAW16_COLOUR.match(rawmode)
+    assert m is not None
+    base, order = m[1], m[2]
+    if order == "N":
+        order = "L" if sys.byteorder == "little" else "B"
+    try:
+        if base == "LA":
+            if order != "B":
+                return None
+            raw = _decode_with_rawmode(data, "RGBA").astype(np.uint16)
+            return np.stack([(raw[..., 0] << 8) | raw[..., 1],
+                             (raw[..., 2] << 8) | raw[..., 3]], axis=2)
+        high = np.asarray(im)
+        low = _decode_with_rawmode(data, f"{base};16{'L' if order == 'B' else 'B'}")
+    except Exception:  # noqa: BLE001 - any failure means "this trick is unavailable"
+        return None
+    if high.shape != low.shape or high.ndim != 3:
+        return None
+    return (high.astype(np.uint16) << 8) | low.astype(np.uint16)
+
+
+def _cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes | None]:
+    """CMYK -> sRGB through the embedded profile when possible, else Pillow's formula."""
+    if icc:
+        try:
+            from PIL import ImageCms
+
+            src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+            dst = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+            rgb = ImageCms.profileToProfile(im, src, dst, outputMode="RGB")
+            if rgb is not None:
+                return rgb, dst.tobytes()
+        except Exception:  # noqa: BLE001 - broken/unsupported profile: use the formula
+            pass
+    return im.convert("RGB"), None
+
+
+# ---- EXIF and orientation ------------------------------------------------------------
+
+# IFD0 tags worth carrying between TIFF files (the rest describe the pixel layout).
+_TIFF_IFD0_KEEP = frozenset({
+    270,    # ImageDescription
+    271,    # Make
+    272,    # Model
+    274,    # Orientation
+    282,    # XResolution
+    283,    # YResolution
+    296,    # ResolutionUnit
+    305,    # Software
+    306,    # DateTime
+    315,    # Artist
+    33432,  # Copyright
+})
+_SUB_IFDS = (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo)  # 0x8769, 0x8825
+
+
+def _exif_for(im: Image.Image) -> tuple[bytes | None, int]:
+    """Return ``(exif bytes with orientation reset to 1, orientation to apply)``."""
+    try:
+        exif = im.getexif()
+        orientation = int(exif.get(_ORIENTATION, 1))
+    except Exception:  # noqa: BLE001 - unreadable EXIF must not block the pixels
+        return None, 1
+    if orientation not in range(1, 9):
+        orientation = 1
+
+    raw = im.info.get("exif")
+    if isinstance(raw, bytes) and raw:
+        if not raw.startswith(_EXIF_PREFIX):
+            raw = _EXIF_PREFIX + raw  # WebP stores EXIF without the JPEG-style prefix
+        if orientation != 1:
+            raw = _exif_set_orientation(raw, 1)
+            if raw is None:  # orientation tag not where expected: re-serialise
+                exif[_ORIENTATION] = 1
+                raw = exif.tobytes()
+        return raw, orientation
+
+    if im.format == "TIFF" or "Raw profile type exif" in im.info:
+        # TIFF keeps EXIF in its own directory (Pillow already applied the
+        # orientation); PNG may carry it as an ImageMagick text chunk.
+        cleaned = _clean_exif(exif)
+        if cleaned is not None and _ORIENTATION in cleaned:
+            cleaned[_ORIENTATION] = 1
+        return (cleaned.tobytes() if cleaned is not None else None), orientation
+    return None, orientation
+
+
+def _clean_exif(exif: Image.Exif | bytes | None) -> Image.Exif | None:
+    """Keep descriptive IFD0 tags + Exif/GPS sub-IFDs; None if nothing is left.
+
+    Drops layout tags (sizes, strip offsets, ...) that must never be copied from
+    one TIFF to another, and the Interop pointer whose offset would go stale.
+    """
+    if exif is None:
+        return None
+    if isinstance(exif, bytes):
+        loaded = Image.Exif()
+        try:
+            loaded.load(exif)
+        except Exception:  # noqa: BLE001
+            return None
+        exif = loaded
+    for tag in _SUB_IFDS:
+        if tag in exif:
+            exif.get_ifd(tag)  # load nested IFDs before touching IFD0
+    exif.get_ifd(ExifTags.IFD.Exif).pop(ExifTags.IFD.Interop, None)
+    for tag in list(exif):
+        if tag not in _TIFF_IFD0_KEEP and tag not in _SUB_IFDS:
+            del exif[tag]
+    for tag in _SUB_IFDS:
+        if tag in exif and not exif.get_ifd(tag):
+            del exif[tag]
+    return exif if len(exif) else None
+
+
+def _exif_set_orientation(exif: bytes, value: int) -> bytes | None:
+    """Overwrite the IFD0 Orientation value in place; None if it cannot be found."""
+    body = bytearray(exif)
+    base = len(_EXIF_PREFIX)
+    try:
+        order = {b"II": "<", b"MM": ">"}[bytes(body[base:base + 2])]
+        (ifd,) = struct.unpack_from(order + "I", body, base + 4)
+        (count,) = struct.unpack_from(order + "H", body, base + ifd)
+        for i in range(count):
+            entry = base + ifd + 2 + 12 * i
+            tag, typ, n = struct.unpack_from(order + "HHI", body, entry)
+            if tag == _ORIENTATION:
+                if typ != 3 or n != 1:  # not a single SHORT
+                    return None
+                struct.pack_into(order + "H", body, entry + 8, value)
+                return bytes(body)
+    except (KeyError, struct.error):
+        return None
+    return None
+
+
+def _orient(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Apply an EXIF orientation to an (H, W[, C]) array, like ImageOps.exif_transpose."""
+    if orientation == 2:  # FLIP_LEFT_RIGHT
+        a = a[:, ::-1]
+    elif orientation == 3:  # ROTATE_180
+        a = a[::-1, ::-1]
+    elif orientation == 4:  # FLIP_TOP_BOTTOM
+        a = a[::-1]
+    elif orientation == 5:  # TRANSPOSE
+        a = a.swapaxes(0, 1)
+    elif orientation == 6:  # ROTATE_270 (90 degrees clockwise)
+        a = np.rot90(a, k=-1)
+    elif orientation == 7:  # TRANSVERSE
+        a = a.swapaxes(0, 1)[::-1, ::-1]
+    elif orientation == 8:  # ROTATE_90 (90 degrees counter-clockwise)
+        a = np.rot90(a, k=1)
+    return np.ascontiguousarray(a)
+
+
+# --------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------
+
+
+def write_image(
+    path: str | os.PathLike[str],
+    photo_like: Photo | Any,
+    *,
+    fmt: str | None = None,
+    quality: int = 95,
+) -> Path:
+    """Encode ``photo_like`` and atomically write it to ``path``; returns the path.
+
+    ``photo_like`` is a :class:`Photo`, any object with an ``rgb`` attribute and
+    optionally the other :class:`Photo` metadata attributes, or a bare float
+    array ``(H, W, 3)`` / ``(H, W)`` in ``[0, 1]``.  The output format is ``fmt``
+    (``png``, ``jpg``/``jpeg``, ``webp``, ``tif``/``tiff``, ``bmp``) or else the
+    suffix of ``path``.  ``quality`` (1-100) applies to JPEG and WebP.
+
+    Missing parent folders are created.  The data goes to a hidden temporary
+    file next to the target (``.<name>.*.tmp``) which is fsynced and renamed
+    over the target, so readers never see a partial file and an existing file
+    is only replaced by a complete one.  The file mode of a replaced file is
+    kept; new files get the usual ``0o666 & ~umask``.
+
+    Raises:
+        ImageError: unknown format, data the format cannot hold (transparency
+            in JPEG), or any failure while writing ("<path>: cannot write (...)").
+        ValueError: malformed ``photo_like`` (shapes, bit depth) or quality.
+    """
+    path = Path(path)
+    emit = _plan(photo_like, _resolve_format(fmt, path), quality, str(path))
+
+    parent = path.parent
+    tmp_name: str | None = None
+    try:
+        _ensure_folder(parent, path)
+        mode = _file_mode_for(path)
+        with tempfile.NamedTemporaryFile(dir=parent, delete=False,
+                                         prefix=f".{path.name}.", suffix=".tmp") as tmp:
+            tmp_name = tmp.name
+            emit(tmp)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.chmod(tmp_name, mode)
+        os.replace(tmp_name, path)
+        tmp_name = None
+        _fsync_folder(parent)
+    except BaseException as exc:
+        if tmp_name is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+        if isinstance(exc, ImageError) or not isinstance(exc, Exception):
+            raise
+        raise ImageError(path, f"cannot write ({_describe(exc)})") from exc
+    return path
+
+
+def encode_image(
+    photo_like: Photo | Any,
+    fmt: str,
+    quality: int = 95,
+    *,
+    name: str | None = None,
+) -> bytes:
+    """Encode ``photo_like`` to the bytes of an image file (e.g. for stdout).
+
+    Same encoder and rules as :func:`write_image`; ``name`` labels error
+    messages (default ``"<stdout>"``).
+    """
+    label = name or _STDOUT_LABEL
+    emit = _plan(photo_like, _resolve_format(fmt, None, label), quality, label)
+    buf = io.BytesIO()
+    try:
+        emit(buf)
+    except ImageError:
+        raise
+    except Exception as exc:
+        raise ImageError(label, f"cannot encode ({_describe(exc)})") from exc
+    return buf.getvalue()
+
+
+def _resolve_format(fmt: str | None, path: Path | None, label: str | None = None) -> str:
+    """Pillow format name from ``fmt`` or the path's suffix."""
+    label = label or str(path)
+    key = fmt if fmt is not None else (path.suffix if path is not None else "")
+    key = key.lower().lstrip(".")
+    if key in WRITE_FORMATS:
+        return WRITE_FORMATS[key]
+    choices = "png, jpg, webp, tif or bmp"
+    if fmt is None and path is None:
+        raise ImageError(label, f"no output format given (use {choices})")
+    if fmt is None:
+        what = f"unknown output format {path.suffix!r}" if path and path.suffix \
+            else "no file extension to pick the output format from"
+        raise ImageError(label, f"{what} (use {choices})")
+    raise ImageError(label, f"unknown output format {fmt!r} (use {choices})")
+
+
+@dataclass
+class _Pixels:
+    """Validated write input."""
+
+    rgb: np.ndarray  # float32 (H, W, 3) or (H, W, 1)
+    alpha: np.ndarray | None
+    grayscale: bool
+    bit_depth: int
+    exif: bytes | None
+    icc_profile: bytes | None
+
+
+def _normalise(photo_like: Any) -> _Pixels:
+    if isinstance(photo_like, np.ndarray) or not hasattr(photo_like, "rgb"):
+        rgb, meta = photo_like, None
+    else:
+        rgb, meta = photo_like.rgb, photo_like
+    rgb = np.asarray(rgb, dtype=np.float32)
+    if rgb.ndim == 2:
+        rgb = rgb[..., None]
+    if rgb.ndim != 3 or rgb.shape[2] not in (1, 3) or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError(f"rgb must be a non-empty (H, W, 3) or (H, W) array, got {rgb.shape}")
+    alpha = getattr(meta, "alpha", None)
+    if alpha is not None:
+        alpha = np.asarray(alpha, dtype=np.float32)
+        if alpha.ndim == 3 and alpha.shape[2] == 1:
+            alpha = alpha[..., 0]
+        if alpha.shape != rgb.shape[:2]:
+            raise ValueError(f"alpha shape {alpha.shape} does not match the image {rgb.shape[:2]}")
+    bit_depth = int(getattr(meta, "bit_depth", 8) or 8)
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
+    exif = getattr(meta, "exif", None) or None
+    if isinstance(exif, Image.Exif):
+        exif = exif.tobytes()
+    if exif is not None and not exif.startswith(_EXIF_PREFIX):
+        exif = _EXIF_PREFIX + exif
+    return _Pixels(
+        rgb=rgb,
+        alpha=alpha,
+        grayscale=bool(getattr(meta, "grayscale", False)) or rgb.shape[2] == 1,
+        bit_depth=bit_depth,
+        exif=exif,
+        icc_profile=getattr(meta, "icc_profile", None) or None,
+    )
+
+
+def _quantize(x: np.ndarray, maxval: int, dtype: type) -> np.ndarray:
+    x = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=0.0)
+    return np.rint(np.clip(x, 0.0, 1.0) * np.float32(maxval)).astype(dtype)
+
+
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's "L"
+
+_OPAQUE_FORMATS = {"JPEG": "JPEG", "BMP": "BMP"}
+
+
+def _plan(photo_like: Any, fmt: str, quality: int, label: str) -> Callable[[IO[bytes]], None]:
+    """Validate and prepare everything; return a function that writes the file.
+
+    All checks happen here, before any output file is created.
+    """
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"quality must be between 1 and 100, got {quality}")
+    px = _normalise(photo_like)
+
+    alpha = px.alpha
+    if alpha is not None and fmt in _OPAQUE_FORMATS:
+        if np.all(_quantize(alpha, 255, np.uint8) == 255):
+            alpha = None  # fully opaque: dropping it loses nothing
+        else:
+            raise ImageError(label, f"{_OPAQUE_FORMATS[fmt]} cannot store transparency; "
+                                    f"write PNG, WebP or TIFF instead")
+
+    if px.grayscale:
+        planes = [px.rgb[..., 0] if px.rgb.shape[2] == 1 else px.rgb @ _LUMA]
+    else:
+        planes = [px.rgb[..., c] for c in range(3)]
+    if alpha is not None:
+        planes.append(alpha)
+    gray_alpha_tiff16 = fmt == "TIFF" and px.bit_depth == 16 and alpha is not None
+    if len(planes) <= 2 and (fmt == "WEBP" or gray_alpha_tiff16):
+        # WebP has no grayscale storage; 16-bit gray + alpha TIFF is valid but
+        # unreadable by Pillow (and so by read_image), so store those as RGB(A).
+        planes[1:1] = [planes[0], planes[0]]
+
+    if px.bit_depth == 16 and fmt in ("PNG", "TIFF"):
+        values16 = _quantize(np.stack(planes, axis=2), 65535, np.uint16)
+        writer16 = _write_png16 if fmt == "PNG" else _write_tiff
+        return lambda fp: writer16(fp, values16, px.icc_profile, px.exif)
+
+    values = _quantize(np.stack(planes, axis=2), 255, np.uint8)
+    if fmt == "TIFF":  # Pillow's libtiff writer cannot store the EXIF sub-IFDs
+        return lambda fp: _write_tiff(fp, values, px.icc_profile, px.exif)
+    im = Image.fromarray(values[..., 0] if values.shape[2] == 1 else values)
+
+    params: dict[str, Any] = {}
+    if fmt in ("JPEG", "WEBP"):
+        params["quality"] = int(quality)
+    if fmt == "JPEG" and quality >= 90:
+        params["subsampling"] = 0  # 4:4:4 keeps fine colour detail
+    if fmt == "PNG":
+        params["compress_level"] = 6
+    if fmt != "BMP":
+        if px.icc_profile:
+            params["icc_profile"] = px.icc_profile
+        if px.exif:
+            params["exif"] = px.exif
+    return lambda fp: im.save(fp, format=fmt, **params)
+
+
+# ---- own encoders: 16-bit PNG (Pillow cannot write 16-bit colour) and TIFF ------------
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_chunk(tag: bytes, payload: bytes) -> bytes:
+    crc = zlib.crc32(payload, zlib.crc32(tag)) & 0xFFFFFFFF
+    return struct.pack(">I", len(payload)) + tag + payload + struct.pack(">I", crc)
+
+
+def _paeth(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    ai, bi, ci = (x.astype(np.int16) for x in (a, b, c))
+    p = ai + bi - ci
+    pa, pb, pc = np.abs(p - ai), np.abs(p - bi), np.abs(p - ci)
+    return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+
+
+# |b| for a byte b read as a signed int8, the PNG spec's filter-choice heuristic.
+_ABS_SIGNED_BYTE = np.minimum(np.arange(256), 256 - np.arange(256)).astype(np.uint8)
+
+
+def _png_filter_rows(rows: np.ndarray, above: np.ndarray, bpp: int) -> np.ndarray:
+    """Filter a block of PNG scanlines, choosing per row the filter with the
+    smallest sum of absolute (signed) residuals, as the PNG spec recommends.
+
+    ``rows`` is ``(n, rowbytes)`` uint8, ``above`` the scanline before the block
+    (zeros for the first).  Returns ``(n, 1 + rowbytes)`` with the filter bytes.
+    """
+    up = np.concatenate([above[None], rows[:-1]])
+    left = np.zeros_like(rows)
+    left[:, bpp:] = rows[:, :-bpp]
+    upleft = np.zeros_like(rows)
+    upleft[:, bpp:] = up[:, :-bpp]
+    candidates = (
+        rows,
+        rows - left,
+        rows - up,
+        rows - ((left.astype(np.uint16) + up) >> 1).astype(np.uint8),
+        rows - _paeth(left, up, upleft),
+    )
+    scores = np.stack([_ABS_SIGNED_BYTE[c].sum(axis=1, dtype=np.int64) for c in candidates])
+    best = scores.argmin(axis=0)
+    out = np.empty((rows.shape[0], rows.shape[1] + 1), dtype=np.uint8)
+    out[:, 0] = best
+    for kind, filtered in enumerate(candidates):
+        sel = best == kind
+        out[sel, 1:] = filtered[sel]
+    return out
+
+
+def _write_png16(fp: IO[bytes], values: np.ndarray, icc: bytes | None, exif: bytes | None,
+                 level: int = 6) -> None:
+    """Write a 16-bit PNG (gray, gray+alpha, RGB or RGBA) from ``(H, W, C)`` uint16."""
+    height, width, channels = values.shape
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    fp.write(_PNG_SIGNATURE)
+    fp.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)))
+    if icc:
+        fp.write(_png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
+    if exif:
+        fp.write(_png_chunk(b"eXIf", exif[len(_EXIF_PREFIX):] if exif.startswith(_EXIF_PREFIX)
+                            else exif))
+    bpp = 2 * channels
+    rowbytes = width * bpp
+    block = max(1, (4 << 20) // rowbytes)  # ~4 MiB of scanlines at a time
+    above = np.zeros(rowbytes, dtype=np.uint8)
+    compressor = zlib.compressobj(level)
+    for y in range(0, height, block):
+        rows = values[y:y + block].astype(">u2").view(np.uint8).reshape(-1, rowbytes)
+        out = compressor.compress(_png_filter_rows(rows, above, bpp).tobytes())
+        if out:
+            fp.write(_png_chunk(b"IDAT", out))
+        above = rows[-1]
+    fp.write(_png_chunk(b"IDAT", compressor.flush()))
+    fp.write(_png_chunk(b"IEND", b""))
+
+
+def _write_tiff(fp: IO[bytes], values: np.ndarray, icc: bytes | None, exif: bytes | None,
+                level: int = 6) -> None:
+    """Write an 8- or 16-bit little-endian TIFF (Adobe Deflate + horizontal predictor).
+
+    ``values`` is ``(H, W, C)`` uint8 or uint16 with C = 1 (gray), 2 (gray +
+    alpha), 3 (RGB) or 4 (RGBA).  Used for every TIFF so that EXIF sub-IFDs,
+    which Pillow's libtiff writer rejects, are kept.
+    """
+    height, width, channels = values.shape
+    bits = values.dtype.itemsize * 8
+    rowbytes = width * channels * values.dtype.itemsize
+    rows_per_strip = max(1, min(height, (1 << 20) // rowbytes))
+    strips = []
+    for y in range(0, height, rows_per_strip):
+        strip = values[y:y + rows_per_strip]
+        diff = strip.copy()
+        diff[:, 1:] -= strip[:, :-1]  # predictor 2, wraps modulo 2**16 as TIFF expects
+        strips.append(zlib.compress(diff.astype(values.dtype.newbyteorder("<")).tobytes(), level))
+
+    ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
+    cleaned = _clean_exif(exif)
+    if cleaned is not None:  # same merge as Pillow's own TIFF writer
+        for tag in cleaned:
+            ifd[tag] = cleaned.get_ifd(tag) if tag in _SUB_IFDS else cleaned[tag]
+    tags: list[tuple[int, int, Any]] = [
+        (256, TiffTags.LONG, width),
+        (257, TiffTags.LONG, height),
+        (258, TiffTags.SHORT, (bits,) * channels),
+        (259, TiffTags.SHORT, 8),  # Adobe Deflate
+        (262, TiffTags.SHORT, 1 if channels <= 2 else 2),  # BlackIsZero / RGB
+        (273, TiffTags.LONG, tuple(np.cumsum([0] + [len(s) for s in strips[:-1]]).tolist())),
+        (277, TiffTags.SHORT, channels),
+        (278, TiffTags.LONG, rows_per_strip),
+        (279, TiffTags.LONG, tuple(len(s) for s in strips)),
+        (284, TiffTags.SHORT, 1),  # chunky
+        (317, TiffTags.SHORT, 2),  # horizontal differencing
+        (339, TiffTags.SHORT, (1,) * channels),  # unsigned integers
+    ]
+    if channels in (2, 4):
+        tags.append((338, TiffTags.SHORT, 2))  # unassociated alpha
+    if icc:
+        tags.append((34675, TiffTags.UNDEFINED, icc))
+    for tag, typ, value in tags:
+        ifd.tagtype[tag] = typ
+        ifd[tag] = value
+    # Strip offsets are relative to the end of the directory; Pillow shifts them.
+    fp.write(b"II*\x00" + struct.pack("<I", 8))
+    fp.write(ifd.tobytes(8))
+    for strip in strips:
+        fp.write(strip)
+
+
+# ---- atomic-write helpers ---------------------------------------------------------------
+
+
+def _ensure_folder(folder: Path, target: Path) -> None:
+    """Create the output folder (and parents) if needed."""
+    if folder.exists() and not folder.is_dir():
+        raise ImageError(target, f"cannot write ({folder} is a file, not a folder)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:  # a parent is a file
+        raise ImageError(target, f"cannot write (a parent of {folder} is a file)") from exc
+
+
+def _file_mode_for(path: Path) -> int:
+    """Permission bits for the output: keep a replaced file's, else honour the umask."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Persist the rename itself (best effort; not possible on every platform)."""
+    with contextlib.suppress(OSError, AttributeError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+# --------------------------------------------------------------------------------------
+# Discovery
+# --------------------------------------------------------------------------------------
+
+
+def _is_image_name(name: str) -> bool:
+    return not name.startswith(".") and Path(name).suffix.lower().lstrip(".") in EXTENSIONS
+
+
+def _walk_images(folder: Path) -> list[Path]:
+    """Image files under ``folder``, recursively, skipping hidden files and folders.
+
+    Symlinked folders are not followed (no cycles); the order is sorted by path.
+    """
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found.extend(Path(root, f) for f in files if _is_image_name(f))
+    return sorted(found, key=lambda p: p.relative_to(folder).parts)
+
+
+def _glob_base(pattern: str) -> Path:
+    """The leading part of a glob pattern that has no wildcards."""
+    parts = []
+    for part in Path(pattern).parts:
+        if glob.has_magic(part):
+            break
+        parts.append(part)
+    return Path(*parts) if parts else Path(".")
+
+
+def find_images(inputs: list[str]) -> list[tuple[Path, Path]]:
+    """Expand CLI inputs into ``(file, relative path for mirroring)`` pairs.
+
+    * a file is taken as is (whatever its suffix); relative path = its name;
+    * a folder is searched recursively (sorted, hidden entries skipped) for
+      files with a suffix in :data:`EXTENSIONS`; relative path = below the folder;
+    * a glob (``*``, ``?``, ``[...]``, ``**`` recursive) keeps matching image
+      files (and searches matching folders); relative path = below the
+      pattern's fixed leading folder, e.g. ``shots/**/*.jpg`` -> ``2024/a.jpg``.
+
+    A file reached twice is listed once.  ``"-"`` (stdin) is not handled here.
+
+    Raises:
+        ImageError: an input does not exist, matches nothing, or a folder/glob
+            holds no images; or two different files would be mirrored to the
+            same relative path.
+    """
+    pairs: list[tuple[Path, Path]] = []
+    for raw in inputs:
+        path = Path(raw)
+        if path.is_file():
+            pairs.append((path, Path(path.name)))
+        elif path.is_dir():
+            files = _walk_images(path)
+            if not files:
+                raise ImageError(raw, "no images found in this folder "
+                                      f"(looking for .{', .'.join(sorted(EXTENSIONS))})")
+            pairs.extend((f, f.relative_to(path)) for f in files)
+        elif glob.has_magic(raw):
+            base = _glob_base(raw)
+            found: list[tuple[Path, Path]] = []
+            for match in sorted(glob.glob(raw, recursive=True)):
+                m = Path(match)
+                if m.is_dir():
+                    found.extend((f, f.relative_to(base)) for f in _walk_images(m))
+                elif m.is_file() and _is_image_name(m.name):
+                    found.append((m, m.relative_to(base)))
+            if not found:
+                raise ImageError(raw, "no images match this pattern")
+            pairs.extend(found)
+        else:
+            raise ImageError(raw, "no such file or folder")
+
+    unique: list[tuple[Path, Path]] = []
+    seen_files: set[Path] = set()
+    seen_rel: dict[Path, Path] = {}
+    for file, rel in pairs:
+        key = file.resolve()
+        if key in seen_files:
+            continue
+        seen_files.add(key)
+        if rel in seen_rel:
+            raise ImageError(file, f"would be written to the same output {rel} as {seen_rel[rel]}")
+        seen_rel[rel] = file
+        unique.append((file, rel))
+    return unique

@@ -1,0 +1,203 @@
+"""EdgeSR: the inference model (LR encoder + UNet + small decoder, plus the HR autoencoder when
+training), input validation, and model directories (config.json + one safetensors per component).
+
+Loading never unpickles: weights are safetensors, the config is JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .config import ModelConfig
+from .diffusion import Schedule, unet_input
+from .models.autoencoder import Autoencoder, Decoder, small_decoder
+from .models.lr_encoder import LREncoder
+from .models.unet import UNet
+
+CONFIG_FILE = "config.json"
+COMPONENT_FILES = {
+    "lr_encoder": "lr_encoder.safetensors",
+    "unet": "unet.safetensors",
+    "decoder": "decoder.safetensors",
+    "autoencoder": "autoencoder.safetensors",
+}
+INFERENCE_COMPONENTS = ("lr_encoder", "unet", "decoder")
+
+
+class ModelFileError(ValueError):
+    """A model directory or checkpoint that cannot be used; the message names the file."""
+
+
+class EdgeSR(nn.Module):
+    def __init__(self, cfg: ModelConfig, with_autoencoder: bool = False) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.lr_encoder = LREncoder(cfg)
+        self.unet = UNet(cfg)
+        self.decoder: Decoder = small_decoder(cfg)
+        self.autoencoder = Autoencoder(cfg) if with_autoencoder else None
+        self.schedule = Schedule(cfg.schedule)
+
+    # ---- geometry -----------------------------------------------------------------------------
+    @property
+    def scale(self) -> int:
+        return self.cfg.scale
+
+    @property
+    def lr_multiple(self) -> int:
+        """LR height and width must be multiples of this (latent grid and UNet downsampling)."""
+        need = self.cfg.latent_factor * self.unet.multiple  # HR must divide by this
+        return need // math.gcd(need, self.cfg.scale)
+
+    def check_lr(self, lr: torch.Tensor) -> None:
+        """Raise ValueError naming the problem for input the model cannot take."""
+        if not isinstance(lr, torch.Tensor):
+            raise ValueError(f"expected a torch.Tensor, got {type(lr).__name__}")
+        if lr.dim() != 4:
+            raise ValueError(f"expected an LR batch (B, 3, H, W), got shape {tuple(lr.shape)}")
+        if lr.shape[1] != 3:
+            raise ValueError(f"expected 3 colour channels, got {lr.shape[1]} (shape {tuple(lr.shape)})")
+        h, w = lr.shape[-2:]
+        m = self.lr_multiple
+        if h % m or w % m:
+            raise ValueError(
+                f"LR size {h}x{w} does not fit the latent grid: height and width must be multiples of {m} "
+                f"for {self.cfg.name} at x{self.scale} (the tiling engine pads for you)"
+            )
+        if not lr.is_floating_point():
+            raise ValueError(f"expected a floating-point image in [0, 1], got dtype {lr.dtype}")
+        if not torch.isfinite(lr).all():
+            raise ValueError("LR input contains NaN or infinite values")
+
+    # ---- the three inference calls that every backend provides ---------------------------------
+    def encode(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.check_lr(lr)
+        return self.lr_encoder(lr)
+
+    def denoise(self, z: torch.Tensor, t: torch.Tensor, mu: torch.Tensor | None = None) -> torch.Tensor:
+        if self.cfg.conditioning == "unidirectional":
+            if mu is None:
+                raise ValueError("the unidirectional model needs the LR latent mu to denoise")
+            z = unet_input(z, mu, "unidirectional")
+        return self.unet(z, t)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
+
+    # ---- components ------------------------------------------------------------------------------
+    def components(self) -> dict[str, nn.Module]:
+        out: dict[str, nn.Module] = {"lr_encoder": self.lr_encoder, "unet": self.unet, "decoder": self.decoder}
+        if self.autoencoder is not None:
+            out["autoencoder"] = self.autoencoder
+        return out
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_model_dir(model: EdgeSR, out_dir: str | Path, dtype: torch.dtype | None = None, inference_only: bool = True,
+                   metadata: dict | None = None) -> Path:
+    """Write config.json + one safetensors per component into `out_dir` (created). Written to a temp
+    dir first and moved into place, so an interrupted save never leaves a half model."""
+    out = Path(out_dir)
+    tmp = out.with_name(f".{out.name}.tmp")
+    if tmp.exists():
+        _rmtree(tmp)
+    tmp.mkdir(parents=True)
+    model.cfg.save(tmp / CONFIG_FILE)
+    names = INFERENCE_COMPONENTS if inference_only else tuple(model.components())
+    meta = {k: str(v) for k, v in (metadata or {}).items()}
+    for name in names:
+        module = model.components()[name]
+        state = {k: (v.detach().to(dtype) if dtype is not None and v.is_floating_point() else v.detach()).contiguous().cpu()
+                 for k, v in module.state_dict().items()}
+        save_file(state, str(tmp / COMPONENT_FILES[name]), metadata=meta or None)
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        if old.exists():
+            _rmtree(old)
+        out.rename(old)
+        tmp.rename(out)
+        _rmtree(old)
+    else:
+        tmp.rename(out)
+    return out
+
+
+def _rmtree(p: Path) -> None:
+    import shutil
+
+    shutil.rmtree(p, ignore_errors=True)
+
+
+def read_config(model_dir: str | Path) -> ModelConfig:
+    d = Path(model_dir)
+    path = d / CONFIG_FILE
+    if not d.is_dir():
+        raise ModelFileError(f"{d}: not a model directory")
+    if not path.is_file():
+        raise ModelFileError(f"{path}: missing (a model directory holds config.json + safetensors)")
+    try:
+        return ModelConfig.load(path)
+    except ValueError as exc:
+        raise ModelFileError(str(exc)) from None
+
+
+def load_state(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelFileError(f"{path}: not a readable safetensors file ({str(exc).splitlines()[0]})") from None
+
+
+def load_module_state(module: nn.Module, path: Path) -> None:
+    state = load_state(path)
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    bad = [k for k in own if k in state and state[k].shape != own[k].shape]
+    if missing or unexpected or bad:
+        detail = (f"missing {missing[:3]}" if missing else "") or (f"unexpected {unexpected[:3]}" if unexpected else "") \
+            or f"shape mismatch at {bad[0]}: file {tuple(state[bad[0]].shape)} vs model {tuple(own[bad[0]].shape)}"
+        raise ModelFileError(f"{path}: weights do not match the config ({detail})")
+    module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+
+
+def load_model_dir(model_dir: str | Path, device: str | torch.device = "cpu", with_autoencoder: bool = False,
+                   scale: int | None = None) -> EdgeSR:
+    """Load a model directory. `scale` overrides the config's scale (the architecture is scale-agnostic)."""
+    import dataclasses
+
+    d = Path(model_dir)
+    cfg = read_config(d)
+    if scale is not None and scale != cfg.scale:
+        cfg = dataclasses.replace(cfg, scale=scale)
+    model = EdgeSR(cfg, with_autoencoder=with_autoencoder)
+    names = INFERENCE_COMPONENTS + (("autoencoder",) if with_autoencoder else ())
+    for name in names:
+        path = d / COMPONENT_FILES[name]
+        if not path.is_file():
+            raise ModelFileError(f"{path}: missing")
+        load_module_state(model.components()[name], path)
+    return model.to(device).eval()
+
+
+def config_fingerprint(cfg: ModelConfig) -> str:
+    return hashlib.sha256(json.dumps(cfg.architecture_dict(), sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,221 @@
+"""The one tiling engine, shared by every backend.
+
+An LR image is reflect-padded, cut into overlapping tiles (128 px, 25% overlap by default), each
+tile is encoded, sampled with the shared sampler and decoded by a backend, and the HR tiles are
+blended with a linear-ramp window and normalised weights (diffusers' tiled-VAE blending). One noise
+field covers the whole image's latent grid, drawn from the seed; each tile reads its window, so
+overlapping tiles agree and the result does not depend on tile or batch size beyond float tolerance.
+Memory for the model is bounded by the batch of tiles, not the image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from .diffusion import Schedule
+from .sampler import noise_count, sample
+
+
+class Runner(Protocol):
+    """What the engine needs from a backend (see backends/base.py for the full Protocol)."""
+
+    scale: int
+    latent_factor: int
+    latent_channels: int
+    lr_multiple: int
+    conditioning: str
+    schedule: Schedule
+
+    def encode(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def denoise(self, z: torch.Tensor, t: torch.Tensor, mu: torch.Tensor) -> torch.Tensor: ...
+    def decode(self, z: torch.Tensor) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Tiles over the padded LR image. All coordinates are LR pixels of the padded image."""
+
+    height: int  # original LR size
+    width: int
+    pad_top: int
+    pad_left: int
+    base_height: int  # original + borders, aligned: the grid the noise field is drawn on
+    base_width: int
+    padded_height: int  # base, grown to one tile for images smaller than a tile
+    padded_width: int
+    tile_h: int
+    tile_w: int
+    ys: tuple[int, ...]
+    xs: tuple[int, ...]
+
+    @property
+    def positions(self) -> list[tuple[int, int]]:
+        return [(y, x) for y in self.ys for x in self.xs]
+
+    def __len__(self) -> int:
+        return len(self.ys) * len(self.xs)
+
+
+def _round_up(v: int, m: int) -> int:
+    return -(-v // m) * m
+
+
+def _axis_positions(length: int, tile: int, overlap: int, align: int) -> tuple[int, ...]:
+    """Evenly spaced tile starts covering [0, length), each a multiple of `align`, stride <= tile - overlap."""
+    if length <= tile:
+        return (0,)
+    stride = tile - overlap
+    n = math.ceil((length - tile) / stride) + 1
+    last = length - tile
+    return tuple(sorted({int(round(i * last / (n - 1) / align)) * align for i in range(n)}))
+
+
+DEFAULT_BORDER = 0  # the paper's counts (512x512 -> 25 tiles, 1000x750 -> 88) use no margin
+
+
+def plan_tiles(height: int, width: int, tile: int = 128, overlap: float = 0.25, multiple: int = 1,
+               align: int = 1, border: int = DEFAULT_BORDER) -> TilePlan:
+    """Plan tiles for an LR image of height x width.
+
+    tile: LR tile size (a multiple of `multiple`, the model's LR size granularity); overlap: a fraction
+    of the tile in [0, 0.5); align: tile starts are multiples of this (so each tile maps onto whole
+    latent pixels); border: reflect margin added on every side, so border pixels get context like
+    interior ones. It does not depend on the tile size, so neither does the noise grid. Images
+    smaller than a tile get one tile of their padded size.
+    """
+    if height < 1 or width < 1:
+        raise ValueError(f"image size must be positive, got {height}x{width}")
+    if tile < multiple or tile % multiple:
+        raise ValueError(f"tile {tile} must be a positive multiple of {multiple} for this model")
+    if not 0.0 <= overlap < 0.5:
+        raise ValueError(f"overlap must be a fraction in [0, 0.5), got {overlap}")
+    ov = int(round(tile * overlap))
+    border = _round_up(border, align)
+
+    def axis(length: int) -> tuple[int, int, int]:
+        base = _round_up(length + 2 * border, align)
+        t = min(tile, _round_up(base, multiple))
+        return base, max(base, t), t
+
+    bh, ph, th = axis(height)
+    bw, pw, tw = axis(width)
+    return TilePlan(
+        height=height, width=width, pad_top=border, pad_left=border, base_height=bh, base_width=bw,
+        padded_height=ph, padded_width=pw, tile_h=th, tile_w=tw,
+        ys=_axis_positions(ph, th, ov, align), xs=_axis_positions(pw, tw, ov, align),
+    )
+
+
+def pad_image(img: torch.Tensor, plan: TilePlan) -> torch.Tensor:
+    """(C,H,W) -> (C,padded_h,padded_w): reflect padding (replicate where the image is too small to reflect)."""
+    top, left = plan.pad_top, plan.pad_left
+    bottom = plan.padded_height - plan.height - top
+    right = plan.padded_width - plan.width - left
+    x = img[None]
+    # reflect needs pad < size; grow in rounds so tiny images still pad deterministically
+    while top or bottom or left or right:
+        h, w = x.shape[-2:]
+        t, b = min(top, h - 1), min(bottom, h - 1)
+        l, r = min(left, w - 1), min(right, w - 1)
+        if t == b == l == r == 0:
+            x = F.pad(x, (left, right, top, bottom), mode="replicate")
+            break
+        x = F.pad(x, (l, r, t, b), mode="reflect")
+        top, bottom, left, right = top - t, bottom - b, left - l, right - r
+    return x[0]
+
+
+def ramp_window(size: int, ramp: int, device: torch.device | None = None) -> torch.Tensor:
+    """1D blending weights: linear ramps of length `ramp` at both ends, 1 inside, strictly positive."""
+    i = torch.arange(size, dtype=torch.float32, device=device)
+    if ramp <= 0:
+        return torch.ones(size, device=device)
+    up = (i + 0.5) / ramp
+    down = (size - i - 0.5) / ramp
+    return torch.clamp(torch.minimum(up, down), min=1e-3, max=1.0)
+
+
+def noise_field(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    """The image's global noise, drawn on the CPU in float32 from `seed` (identical on every backend)."""
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.randn(shape, generator=g, dtype=torch.float32)
+
+
+def upscale_tensor(
+    runner: Runner,
+    lr: torch.Tensor,
+    *,
+    tile: int = 128,
+    overlap: float = 0.25,
+    batch: int = 4,
+    steps: int = 1,
+    eta: float = 0.0,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Upscale one LR image (3,H,W) float in [0,1] -> (3,H*s,W*s) float32 in [0,1] on the CPU."""
+    if lr.dim() != 3 or lr.shape[0] != 3:
+        raise ValueError(f"expected an RGB image (3, H, W), got shape {tuple(lr.shape)}")
+    if not torch.isfinite(lr).all():
+        raise ValueError("image contains NaN or infinite values")
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    s, f = runner.scale, runner.latent_factor
+    align = f // math.gcd(f, s)  # LR pixels per whole latent pixel
+    plan = plan_tiles(lr.shape[1], lr.shape[2], tile, overlap, runner.lr_multiple, align)
+    img = pad_image(lr.float().cpu(), plan)
+    lat = lambda v: v * s // f  # noqa: E731  LR px -> latent px
+    k = noise_count(steps, eta)
+    noise = noise_field((k, runner.latent_channels, lat(plan.base_height), lat(plan.base_width)), seed)
+    grow = (0, lat(plan.padded_width - plan.base_width), 0, lat(plan.padded_height - plan.base_height))
+    if any(grow):
+        noise = F.pad(noise, grow, mode="replicate")
+
+    out_h, out_w = plan.padded_height * s, plan.padded_width * s
+    canvas = torch.zeros(3, out_h, out_w)
+    weight = torch.zeros(1, out_h, out_w)
+    ramp = int(round(tile * overlap)) * s
+    win = ramp_window(plan.tile_h * s, ramp)[:, None] * ramp_window(plan.tile_w * s, ramp)[None, :]
+    th, tw = plan.tile_h, plan.tile_w
+    positions = plan.positions
+    done = 0
+    for i in range(0, len(positions), batch):
+        chunk = positions[i:i + batch]
+        lr_tiles = torch.stack([img[:, y:y + th, x:x + tw] for y, x in chunk])
+        eps = [torch.stack([noise[j, :, lat(y):lat(y + th), lat(x):lat(x + tw)] for y, x in chunk]) for j in range(k)]
+        hr = upscale_tiles(runner, lr_tiles, eps, steps=steps, eta=eta)
+        for (y, x), t in zip(chunk, hr):
+            canvas[:, y * s:(y + th) * s, x * s:(x + tw) * s] += t * win
+            weight[:, y * s:(y + th) * s, x * s:(x + tw) * s] += win
+        done += len(chunk)
+        if progress is not None:
+            progress(done, len(positions))
+    out = canvas / weight
+    top, left = plan.pad_top * s, plan.pad_left * s
+    return out[:, top:top + plan.height * s, left:left + plan.width * s].clamp_(0.0, 1.0)
+
+
+def upscale_tiles(runner: Runner, lr_tiles: torch.Tensor, noise: Sequence[torch.Tensor], steps: int = 1,
+                  eta: float = 0.0) -> torch.Tensor:
+    """A batch of LR tiles (B,3,h,w) + noise windows -> HR tiles (B,3,h*s,w*s) float32 on the CPU.
+
+    Uses the backend's fused one-step graph when it has one (noise window as an input), otherwise the
+    shared sampler over the backend's encode / denoise / decode."""
+    fused = getattr(runner, "fused_one_step", None)
+    if steps == 1 and fused is not None:
+        return fused(lr_tiles, noise[0]).float().cpu()
+    mu, sigma = runner.encode(lr_tiles)
+    if runner.conditioning == "unidirectional":
+        cond = mu
+        mu, sigma = torch.zeros_like(mu), torch.ones_like(sigma)
+        denoiser = lambda z, t: runner.denoise(z, t, cond)  # noqa: E731
+    else:
+        denoiser = lambda z, t: runner.denoise(z, t, None)  # noqa: E731
+    noise = [n.to(mu.device, mu.dtype) for n in noise]
+    zh = sample(denoiser, mu, sigma, noise, runner.schedule, steps=steps, eta=eta)
+    return runner.decode(zh).float().cpu()

@@ -1,0 +1,140 @@
+"""Stage 3: decoder finetuning (paper 3.4). LR encoder and UNet frozen; the small decoder is trained
+on the one-step latents against the HR crop with LDM's autoencoder loss: L1 + perceptual (LPIPS,
+when its weights are available here) + a patch-GAN term with the adaptive weight of Esser et al."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..metrics import MetricUnavailable
+from ..model import EdgeSR, load_model_dir, save_model_dir
+from .common import (EMA, TrainConfig, Trainable, all_reduce_mean, autocast, channels_last, load_checkpoint, psnr,
+                     run_loop, to_dev, wrap_ddp)
+from .setup import prepare_stage
+
+log = logging.getLogger(__name__)
+RESULT_DIR = "model"
+
+
+class PatchDiscriminator(nn.Module):
+    """pix2pix's N-layer PatchGAN (no batch norm, so it behaves the same under DDP and any batch)."""
+
+    def __init__(self, channels: int = 64, layers: int = 3) -> None:
+        super().__init__()
+        seq: list[nn.Module] = [nn.Conv2d(3, channels, 4, 2, 1), nn.LeakyReLU(0.2)]
+        c = channels
+        for i in range(1, layers):
+            nc = min(channels * 2**i, channels * 8)
+            seq += [nn.Conv2d(c, nc, 4, 2 if i < layers - 1 else 1, 1), nn.LeakyReLU(0.2)]
+            c = nc
+        seq.append(nn.Conv2d(c, 1, 4, 1, 1))
+        self.net = nn.Sequential(*seq)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x * 2 - 1)
+
+
+def perceptual_loss_fn(device: torch.device):
+    """LPIPS(vgg) when the package and its backbone weights are here, else None (said once)."""
+    try:
+        from ..metrics import lpips_module
+
+        return lpips_module(device)
+    except (MetricUnavailable, ImportError) as exc:
+        log.warning("perceptual loss OFF: %s", str(exc).splitlines()[0])
+        return None
+
+
+def adaptive_weight(rec_loss: torch.Tensor, g_loss: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """||grad rec|| / ||grad gan|| at the decoder's last layer (LDM / taming-transformers)."""
+    g_rec = torch.autograd.grad(rec_loss, last, retain_graph=True)[0]
+    g_gan = torch.autograd.grad(g_loss, last, retain_graph=True)[0]
+    return (g_rec.norm() / (g_gan.norm() + 1e-4)).clamp(0.0, 1e4).detach()
+
+
+def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: Path, model_dir: Path,
+                     resume: bool = False, device: str = "auto", show_progress: bool = True) -> Path:
+    model = load_model_dir(model_dir, with_autoencoder=False)
+    model_cfg = model.cfg
+    ctx = prepare_stage(cfg, data, val, out, resume, device, scales=(model_cfg.scale,))
+    d = ctx.d
+    model = model.to(d.device)
+    model.lr_encoder.eval().requires_grad_(False)
+    model.unet.eval().requires_grad_(False)
+    decoder = model.decoder.train()
+    disc = PatchDiscriminator().to(d.device)
+    channels_last(model, disc)
+    opt_dec = torch.optim.Adam(decoder.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+    opt_disc = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+    trainables = [Trainable("decoder", decoder, opt_dec, EMA(decoder, cfg.ema_decay)),
+                  Trainable("discriminator", disc, opt_disc, None)]
+    frozen = {"lr_encoder": model.lr_encoder, "unet": model.unet}
+    start = load_checkpoint(out, model_cfg, trainables, ctx.generator, d)[0] if ctx.resuming else 0
+    dec_ddp, disc_ddp = wrap_ddp(decoder, d), wrap_ddp(disc, d)
+    lpips = perceptual_loss_fn(d.device) if cfg.perceptual_weight > 0 else None
+    last_layer = decoder.net[-1].weight
+    val_batch = ctx.val.fixed_batch(cfg.val_images, seed=12345)
+
+    @torch.no_grad()
+    def one_step_latents(lr: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        with autocast(d.device, ctx.dtype):
+            mu, sigma = model.lr_encoder(lr)
+            t = torch.ones(lr.shape[0], device=d.device)
+            return model.denoise(mu + sigma * eps.to(mu.dtype), t, mu).float()
+
+    def step_fn(step: int, g: torch.Generator) -> dict[str, float]:
+        b = ctx.train.sample(cfg.batch_size, g)
+        hr, lr = to_dev(b.hr, d), to_dev(b.lr[model_cfg.scale], d)
+        c, f = model_cfg.latent_channels, model_cfg.latent_factor
+        eps = to_dev(torch.randn((hr.shape[0], c, hr.shape[2] // f, hr.shape[3] // f), generator=g), d)
+        zh = one_step_latents(lr, eps)
+        with autocast(d.device, ctx.dtype):
+            sr = dec_ddp(zh).float()
+        rec = cfg.l1_weight * F.l1_loss(sr, hr)
+        if lpips is not None:
+            rec = rec + cfg.perceptual_weight * lpips(sr * 2 - 1, hr * 2 - 1).mean()
+        use_gan = cfg.gan_weight > 0 and step >= cfg.gan_start
+        loss = rec
+        stats: dict[str, float] = {"lr": cfg.lr}
+        if use_gan:
+            g_loss = -disc_ddp(sr).mean()
+            w = adaptive_weight(rec, g_loss, last_layer) * cfg.gan_weight
+            loss = rec + w * g_loss
+            stats["gan_w"] = float(w)
+        opt_dec.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_dec.step()
+        if use_gan:
+            d_loss = F.relu(1 - disc_ddp(hr)).mean() + F.relu(1 + disc_ddp(sr.detach())).mean()
+            opt_disc.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_disc.step()
+            stats["d_loss"] = float(d_loss.detach())
+        stats["loss"] = float(all_reduce_mean(loss.detach(), d))
+        return stats
+
+    @torch.no_grad()
+    def val_fn() -> dict[str, float]:
+        decoder.eval()
+        hr, lr = to_dev(val_batch.hr, d), to_dev(val_batch.lr[model_cfg.scale], d)
+        c, f = model_cfg.latent_channels, model_cfg.latent_factor
+        eps = torch.randn((hr.shape[0], c, hr.shape[2] // f, hr.shape[3] // f), generator=torch.Generator().manual_seed(7))
+        with autocast(d.device, ctx.dtype):
+            sr = decoder(one_step_latents(lr, to_dev(eps, d))).float().clamp(0, 1)
+        decoder.train()
+        return {"val_loss": float(F.l1_loss(sr, hr)), "val_psnr": psnr(sr, hr)}
+
+    run_loop(out=out, cfg=cfg, model_cfg=model_cfg, d=d, trainables=trainables, frozen=frozen, generator=ctx.generator,
+             step_fn=step_fn, val_fn=val_fn, start_step=start, description="finetune-decoder", show_progress=show_progress)
+    result = out / RESULT_DIR
+    if d.main:
+        final = EdgeSR(model_cfg)
+        final.load_state_dict({k: v.cpu() for k, v in model.state_dict().items() if not k.startswith("autoencoder.")})
+        trainables[0].ema.copy_to(final.decoder)
+        save_model_dir(final, result, inference_only=True, metadata={"stage": "finetune-decoder"})
+    return result

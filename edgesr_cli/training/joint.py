@@ -1,0 +1,148 @@
+"""Stage 1: joint LR encoder + UNet training (eq. 8) at one scale (x2 for the teacher), with the
+encoder's stop-gradient for t < 1 and the decaying P(t = 1) schedule (paper 3.3).
+
+The encoder has its own optimizer, stepped only when some sample of the (global) batch has t = 1,
+so its weights change only on t = 1 batches (Adam's momentum would move them otherwise)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from ..diffusion import LossOutput, Schedule, p_t1, sample_timesteps, x0_loss
+from ..model import EdgeSR, load_model_dir, save_model_dir
+from .common import (EMA, TrainConfig, TrainError, Trainable, all_reduce_mean, any_across, autocast, channels_last,
+                     load_checkpoint, psnr, run_loop, to_dev, wrap_ddp)
+from .setup import prepare_stage
+
+RESULT_DIR = "model"
+
+
+class DiffusionNet(nn.Module):
+    """LR encoder + UNet behind one forward (what DDP wraps): returns eq. 8's loss."""
+
+    def __init__(self, model: EdgeSR) -> None:
+        super().__init__()
+        self.lr_encoder = model.lr_encoder
+        self.unet = model.unet
+        self.cfg = model.cfg
+        self.schedule = Schedule(model.cfg.schedule)
+
+    def forward(self, lr, target, z_h, t, eps) -> LossOutput:
+        return x0_loss(self.lr_encoder, self.unet, self.cfg, self.schedule, lr, target, z_h, t, eps)
+
+
+def load_autoencoder_into(model: EdgeSR, ae_dir: Path) -> None:
+    src = load_model_dir(ae_dir, with_autoencoder=True)
+    if src.cfg.architecture_dict()["autoencoder"] != model.cfg.architecture_dict()["autoencoder"] or \
+            src.cfg.latent_channels != model.cfg.latent_channels or src.cfg.latent_factor != model.cfg.latent_factor:
+        raise TrainError(f"{ae_dir}: autoencoder is from another config ({src.cfg.name}); train stage 0 with the same --config")
+    model.autoencoder.load_state_dict(src.autoencoder.state_dict())
+    model.decoder.load_state_dict(src.decoder.state_dict())
+
+
+def train_joint(model_cfg: ModelConfig, cfg: TrainConfig, data: list[Path], val: Path | None, out: Path,
+                autoencoder_dir: Path, resume: bool = False, device: str = "auto", show_progress: bool = True) -> Path:
+    ctx = prepare_stage(cfg, data, val, out, resume, device, scales=(model_cfg.scale,))
+    model = EdgeSR(model_cfg, with_autoencoder=True)
+    load_autoencoder_into(model, autoencoder_dir)
+    return _diffusion_stage(ctx, model, None, cfg, model_cfg, out, "joint", show_progress)
+
+
+def _diffusion_stage(ctx, model: EdgeSR, teacher: EdgeSR | None, cfg: TrainConfig, model_cfg: ModelConfig, out: Path,
+                     description: str, show_progress: bool) -> Path:
+    d = ctx.d
+    model = model.to(d.device)
+    channels_last(model)
+    ae = model.autoencoder.eval().requires_grad_(False)
+    if teacher is not None:
+        teacher = teacher.to(d.device).eval().requires_grad_(False)
+        channels_last(teacher)
+    scale = model_cfg.scale
+    opt_unet = torch.optim.Adam(model.unet.parameters(), lr=cfg.lr)
+    opt_enc = torch.optim.Adam(model.lr_encoder.parameters(), lr=cfg.lr)
+    trainables = [Trainable("unet", model.unet, opt_unet, EMA(model.unet, cfg.ema_decay)),
+                  Trainable("lr_encoder", model.lr_encoder, opt_enc, EMA(model.lr_encoder, cfg.ema_decay))]
+    frozen = {"autoencoder": ae, "decoder": model.decoder}
+    start = load_checkpoint(out, model_cfg, trainables, ctx.generator, d)[0] if ctx.resuming else 0
+    net = wrap_ddp(DiffusionNet(model), d)
+    T = model_cfg.schedule.num_timesteps
+    val_batch = ctx.val.fixed_batch(cfg.val_images, seed=12345)
+    val_eps = None
+    stats_last: dict[str, float] = {}
+
+    def targets(b, t, eps, z_h):
+        if teacher is None:
+            return z_h
+        with torch.no_grad(), autocast(d.device, ctx.dtype):
+            lr2 = to_dev(b.lr[teacher.cfg.scale], d)
+            return DiffusionNet(teacher)(lr2, z_h, z_h, t, eps).pred.float()
+
+    def step_fn(step: int, g: torch.Generator) -> dict[str, float]:
+        b = ctx.train.sample(cfg.batch_size, g)
+        hr, lr = to_dev(b.hr, d), to_dev(b.lr[scale], d)
+        p = p_t1(step, cfg.p_t1_start, cfg.p_t1_end, cfg.p_t1_decay_steps)
+        with torch.no_grad(), autocast(d.device, ctx.dtype):
+            z_h = ae.encoder(hr).float()
+        t = sample_timesteps(cfg.batch_size, p, T, g).to(d.device)
+        eps = to_dev(torch.randn(z_h.shape, generator=g), d)
+        target = targets(b, t, eps, z_h)
+        with autocast(d.device, ctx.dtype):
+            res = net(lr, target, z_h, t, eps)
+        opt_unet.zero_grad(set_to_none=True)
+        opt_enc.zero_grad(set_to_none=True)
+        res.loss.backward()
+        opt_unet.step()
+        enc_step = any_across(bool((t >= 1.0).any()), d)
+        if enc_step:
+            opt_enc.step()
+        stats_last.update(enc_step=float(enc_step))
+        return {"loss": float(all_reduce_mean(res.loss.detach(), d)), "lr": cfg.lr, "p_t1": p}
+
+    @torch.no_grad()
+    def val_fn() -> dict[str, float]:
+        nonlocal val_eps
+        model.eval()
+        hr, lr = to_dev(val_batch.hr, d), to_dev(val_batch.lr[scale], d)
+        with autocast(d.device, ctx.dtype):
+            z_h = ae.encoder(hr).float()
+        if val_eps is None:
+            val_eps = to_dev(torch.randn(z_h.shape, generator=torch.Generator().manual_seed(7)), d)
+        t = torch.ones(z_h.shape[0], device=d.device)
+        target = targets(val_batch, t, val_eps, z_h)
+        with autocast(d.device, ctx.dtype):
+            res = DiffusionNet(model)(lr, target, z_h, t, val_eps)
+            sr = model.decode(res.pred).float().clamp(0, 1)
+        model.train()
+        ae.eval()
+        return {"val_loss": float(res.loss), "val_psnr": psnr(sr, hr)}
+
+    run_loop(out=out, cfg=cfg, model_cfg=model_cfg, d=d, trainables=trainables, frozen=frozen, generator=ctx.generator,
+             step_fn=step_fn, val_fn=val_fn, start_step=start, description=description, show_progress=show_progress)
+    result = out / RESULT_DIR
+    if d.main:
+        final = EdgeSR(model_cfg, with_autoencoder=True)
+        final.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
+        for tr, module in zip(trainables, (final.unet, final.lr_encoder)):
+            tr.ema.copy_to(module)
+        save_model_dir(final, result, inference_only=False, metadata={"stage": description})
+    return result
+
+
+def train_distill(cfg: TrainConfig, data: list[Path], val: Path | None, out: Path, teacher_dir: Path,
+                  scale: int = 4, resume: bool = False, device: str = "auto", show_progress: bool = True) -> Path:
+    """Scale distillation (YONOS-SR): the x`scale` student, initialised from the x2 teacher, regresses
+    the teacher's prediction; teacher and student see the same HR crop, t and eps, the teacher through
+    the x2 LR and the student through the x`scale` LR of that crop."""
+    teacher = load_model_dir(teacher_dir, with_autoencoder=True)
+    if teacher.cfg.scale * 2 != scale:
+        raise TrainError(f"{teacher_dir}: teacher is x{teacher.cfg.scale}; distilling to x{scale} needs an x{scale // 2} teacher")
+    student_cfg = dataclasses.replace(teacher.cfg, scale=scale)
+    ctx = prepare_stage(cfg, data, val, out, resume, device, scales=(teacher.cfg.scale, scale))
+    student = EdgeSR(student_cfg, with_autoencoder=True)
+    student.load_state_dict(teacher.state_dict())
+    return _diffusion_stage(ctx, student, teacher, cfg, student_cfg, out, "distill", show_progress)

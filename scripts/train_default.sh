@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Train the shipped default model (edge-tiny) end to end with edgesr's own commands:
+#   stage 0 autoencoder -> joint LR encoder + UNet at x2 (teacher) -> scale distillation to x4 (one step)
+#   -> decoder finetuning, then copy the result to weights/edge-tiny (fp16 safetensors).
+# Every stage resumes from its checkpoint when re-run, and is skipped when its model/ exists.
+#
+#   scripts/train_default.sh [RUN_DIR]        (env: DATA=../shared/data, DEVICE=auto|cpu|cuda, STEPS_SCALE=1)
+set -euo pipefail
+RUN=${1:-runs/default}
+DATA=${DATA:-../shared/data}
+DEVICE=${DEVICE:-auto}
+S=${STEPS_SCALE:-1}
+TRAIN=("--data" "$DATA/bsds500/train" "--data" "$DATA/bsds500/test")
+VAL=("--val" "$DATA/benchmarks/Set14/x4/HR")
+COMMON=(--config edge-tiny --device "$DEVICE" --crop 128 --batch-size 16 --val-every 250 --ckpt-every 250)
+steps() { python -c "print(int($1 * $S))"; }
+
+stage() {  # stage NAME CMD... : run or resume one stage, timing it
+  local name=$1; shift
+  if [ -d "$RUN/$name/model" ]; then echo "== $name: done ($RUN/$name/model)"; return; fi
+  local resume=()
+  [ -d "$RUN/$name/checkpoint" ] && resume=(--resume)
+  echo "== $name: $*"
+  local t0=$SECONDS
+  "$@" --out "$RUN/$name" "${resume[@]}"
+  echo "$name $((SECONDS - t0))" >> "$RUN/wall_seconds.txt"
+}
+
+mkdir -p "$RUN"
+stage autoencoder edgesr train --stage autoencoder "${COMMON[@]}" "${TRAIN[@]}" "${VAL[@]}" \
+  --steps "$(steps 1500)" --lr 7e-4
+stage teacher_x2 edgesr train --stage joint "${COMMON[@]}" "${TRAIN[@]}" "${VAL[@]}" --scale 2 \
+  --autoencoder "$RUN/autoencoder/model" --steps "$(steps 2500)" --lr 3e-4 \
+  --p-t1-start 0.9 --p-t1-decay-steps "$(steps 2000)" --realesrgan-prob 0.6
+stage student_x4 edgesr distill --teacher "$RUN/teacher_x2/model" --scale 4 --device "$DEVICE" --crop 128 \
+  --batch-size 16 --val-every 250 --ckpt-every 250 "${TRAIN[@]}" "${VAL[@]}" \
+  --steps "$(steps 1200)" --lr 1e-4 --realesrgan-prob 0.6
+stage decoder edgesr finetune-decoder --model "$RUN/student_x4/model" --device "$DEVICE" --crop 128 \
+  --batch-size 16 --val-every 250 --ckpt-every 250 "${TRAIN[@]}" "${VAL[@]}" \
+  --steps "$(steps 800)" --lr 1e-4 --gan-weight 0.05 --gan-start 300 --realesrgan-prob 0.6
+
+python -m edgesr_cli.tools.pack_weights "$RUN/decoder/model" weights/edge-tiny
+echo "== done: weights/edge-tiny"
