@@ -220,10 +220,12 @@ def save_checkpoint(out: Path, step: int, model_cfg: ModelConfig, train_cfg: Tra
     if d.world > 1:
         dist.barrier()
     save_file({"state": generator.get_state()}, str(tmp / f"rng_rank{d.rank}.safetensors"))
+    checksums = rank_checksums(trainables, d)
     if d.main:
         model_cfg.save(tmp / "config.json")
         (tmp / "train_config.json").write_text(json.dumps(train_cfg.to_dict(), indent=2) + "\n")
-        meta = {"step": step, "world_size": d.world, "optimizers": {}, **(extra or {})}
+        meta = {"step": step, "world_size": d.world, "optimizers": {}, "rank_weight_checksums": checksums,
+                **(extra or {})}
         for tr in trainables:
             save_file(_cpu_state(tr.module), str(tmp / f"{tr.name}.safetensors"))
             if tr.ema is not None:
@@ -245,6 +247,22 @@ def save_checkpoint(out: Path, step: int, model_cfg: ModelConfig, train_cfg: Tra
             shutil.rmtree(old)
     if d.world > 1:
         dist.barrier()
+
+
+@torch.no_grad()
+def rank_checksums(trainables: list[Trainable], d: Dist) -> list[float]:
+    """A position-weighted float64 checksum of the trained weights on every rank (all-gathered):
+    DDP replicas must agree exactly; the checkpoint records them so a divergence is visible."""
+    total = torch.zeros((), dtype=torch.float64)
+    for tr in trainables:
+        for i, p in enumerate(tr.module.parameters()):
+            w = p.detach().double().cpu().flatten()
+            total += (w * torch.linspace(1.0, 2.0, w.numel(), dtype=torch.float64)).sum() * (i + 1)
+    if d.world == 1:
+        return [float(total)]
+    gathered = [torch.zeros((), dtype=torch.float64, device=d.device) for _ in range(d.world)]
+    dist.all_gather(gathered, total.to(d.device))
+    return [float(v) for v in gathered]
 
 
 def _cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
@@ -305,7 +323,8 @@ class Logger:
         with open(self.jsonl_path, "a") as f:
             f.write(json.dumps(record) + "\n")
         if self.fields is None:
-            self.fields = ["step", "kind", "loss", "val_loss", "val_psnr", "lr", "p_t1", "it_s", "time"]
+            self.fields = ["step", "kind", "loss", "val_loss", "val_psnr", "lr", "p_t1", "encoder_step", "gan_w", "d_loss",
+                           "it_s", "time"]
             with open(self.csv_path, "w", newline="") as f:
                 csv.writer(f).writerow(self.fields)
         with open(self.csv_path, "a", newline="") as f:

@@ -73,7 +73,6 @@ def _diffusion_stage(ctx, model: EdgeSR, teacher: EdgeSR | None, cfg: TrainConfi
     T = model_cfg.schedule.num_timesteps
     val_batch = ctx.val.fixed_batch(cfg.val_images, seed=12345)
     val_eps = None
-    stats_last: dict[str, float] = {}
 
     def targets(b, t, eps, z_h):
         if teacher is None:
@@ -100,8 +99,8 @@ def _diffusion_stage(ctx, model: EdgeSR, teacher: EdgeSR | None, cfg: TrainConfi
         enc_step = any_across(bool((t >= 1.0).any()), d)
         if enc_step:
             opt_enc.step()
-        stats_last.update(enc_step=float(enc_step))
-        return {"loss": float(all_reduce_mean(res.loss.detach(), d)), "lr": cfg.lr, "p_t1": p}
+        return {"loss": float(all_reduce_mean(res.loss.detach(), d)), "lr": cfg.lr, "p_t1": p,
+                "encoder_step": float(enc_step)}
 
     @torch.no_grad()
     def val_fn() -> dict[str, float]:

@@ -1,0 +1,236 @@
+"""Training stages on a tiny config and tiny synthetic images: checkpoints, bit-exact resume, the
+encoder stop-gradient, DDP under torchrun, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from edgesr_cli.cli import app
+from edgesr_cli.config import get_preset
+from edgesr_cli.training.autoencoder import train_autoencoder
+from edgesr_cli.training.common import TrainConfig, TrainError
+from edgesr_cli.training.decoder import finetune_decoder
+from edgesr_cli.training.joint import train_distill, train_joint
+
+TINY = dataclasses.replace(get_preset("test-tiny"), scale=2)
+runner = CliRunner()
+
+
+def tcfg(**kw) -> TrainConfig:
+    base = dict(steps=4, batch_size=2, crop=32, lr=1e-3, precision="fp32", log_every=1, val_every=2, ckpt_every=2,
+                val_images=2, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def losses(run: Path) -> dict[int, float]:
+    out = {}
+    for line in (run / "log.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec["kind"] == "train":
+            out[rec["step"]] = rec["loss"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def ae_dir(photo_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ae")
+    return train_autoencoder(TINY, tcfg(), [photo_dir], None, out, show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(photo_dir, ae_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("teacher")
+    return train_joint(TINY, tcfg(), [photo_dir], None, out, ae_dir, show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def student_dir(photo_dir, teacher_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("student")
+    return train_distill(tcfg(), [photo_dir], None, out, teacher_dir, scale=4, show_progress=False)
+
+
+def _resume_matches(run_fn, tmp_path: Path) -> None:
+    """A 4-step run == a 2-step run resumed to 4 steps, loss for loss and weight for weight."""
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    run_fn(straight, 4, False)
+    run_fn(split, 2, False)
+    assert (split / "checkpoint" / "state.json").is_file()
+    assert json.loads((split / "checkpoint" / "state.json").read_text())["step"] == 2
+    run_fn(split, 4, True)
+    a, b = losses(straight), losses(split)
+    assert a[3] == b[3] and a[4] == b[4], (a, b)
+    for f in (straight / "checkpoint").glob("*.safetensors"):
+        if f.name.startswith("rng_"):
+            continue
+        sa, sb = load_file(str(f)), load_file(str(split / "checkpoint" / f.name))
+        assert sa.keys() == sb.keys()
+        for k in sa:
+            assert torch.equal(sa[k], sb[k]), (f.name, k)
+
+
+def test_autoencoder_stage_checkpoint_and_resume(photo_dir, tmp_path):
+    def run(out, steps, resume):
+        return train_autoencoder(TINY, tcfg(steps=steps), [photo_dir], None, out, resume=resume, show_progress=False)
+
+    _resume_matches(run, tmp_path)
+    model = tmp_path / "straight" / "model"
+    assert {p.name for p in model.iterdir()} >= {"config.json", "autoencoder.safetensors", "decoder.safetensors"}
+
+
+def test_joint_stage_checkpoint_and_resume(photo_dir, ae_dir, tmp_path):
+    def run(out, steps, resume):
+        return train_joint(TINY, tcfg(steps=steps, p_t1_start=0.5, p_t1_decay_steps=4), [photo_dir], None, out,
+                           ae_dir, resume=resume, show_progress=False)
+
+    _resume_matches(run, tmp_path)
+
+
+def test_distill_stage_checkpoint_and_resume(photo_dir, teacher_dir, tmp_path):
+    def run(out, steps, resume):
+        return train_distill(tcfg(steps=steps, p_t1_start=1.0, p_t1_end=1.0, p_t1_decay_steps=0), [photo_dir], None,
+                             out, teacher_dir, scale=4, resume=resume, show_progress=False)
+
+    _resume_matches(run, tmp_path)
+    cfg = json.loads((tmp_path / "straight" / "model" / "config.json").read_text())
+    assert cfg["scale"] == 4
+
+
+def test_decoder_stage_checkpoint_and_resume(photo_dir, student_dir, tmp_path):
+    def run(out, steps, resume):
+        return finetune_decoder(tcfg(steps=steps, gan_start=1, gan_weight=0.1), [photo_dir], None, out, student_dir,
+                                resume=resume, show_progress=False)
+
+    _resume_matches(run, tmp_path)
+    recs = [json.loads(x) for x in (tmp_path / "straight" / "log.jsonl").read_text().splitlines()]
+    assert any("gan_w" in r for r in recs), "the GAN term never ran"
+    # the final model dir is what upscale/export take: inference components only
+    names = {p.name for p in (tmp_path / "straight" / "model").iterdir()}
+    assert names == {"config.json", "lr_encoder.safetensors", "unet.safetensors", "decoder.safetensors"}
+
+
+def test_encoder_changes_only_on_t1_batches(photo_dir, ae_dir, tmp_path):
+    """Step the joint stage one step at a time; the encoder's weights move exactly on the steps whose
+    batch held a t = 1 sample, and the UNet's on every step."""
+    out = tmp_path / "run"
+    prev_enc = prev_unet = None
+    moved, had_t1 = [], []
+    for step in range(1, 7):
+        train_joint(TINY, tcfg(steps=step, batch_size=1, p_t1_start=0.5, p_t1_end=0.5, p_t1_decay_steps=0,
+                               ckpt_every=1, val_every=0), [photo_dir], None, out, ae_dir, resume=step > 1,
+                    show_progress=False)
+        enc = load_file(str(out / "checkpoint" / "lr_encoder.safetensors"))
+        unet = load_file(str(out / "checkpoint" / "unet.safetensors"))
+        rec = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines() if '"train"' in x][-1]
+        assert rec["step"] == step
+        if prev_enc is not None:
+            moved.append(any(not torch.equal(enc[k], prev_enc[k]) for k in enc))
+            had_t1.append(bool(rec["encoder_step"]))
+            assert any(not torch.equal(unet[k], prev_unet[k]) for k in unet)
+        prev_enc, prev_unet = enc, unet
+    assert moved == had_t1
+    assert any(had_t1) and not all(had_t1), "seeded so that both kinds of batch occur"
+
+
+def test_torchrun_two_cpu_ranks_hold_identical_weights(photo_dir, ae_dir, tmp_path):
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "edgesr_cli",
+           "train", "--config", "test-tiny", "--scale", "2", "--data", str(photo_dir), "--out", str(out),
+           "--autoencoder", str(ae_dir), "--steps", "3", "--batch-size", "2", "--crop", "32", "--precision", "fp32",
+           "--device", "cpu", "--val-every", "0", "--ckpt-every", "3", "-q"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["world_size"] == 2
+    sums = state["rank_weight_checksums"]
+    assert len(sums) == 2 and sums[0] == sums[1]
+    assert (out / "checkpoint" / "rng_rank0.safetensors").is_file() and (out / "checkpoint" / "rng_rank1.safetensors").is_file()
+    # the ranks drew different data (different RNG streams), yet hold the same weights
+    r0 = load_file(str(out / "checkpoint" / "rng_rank0.safetensors"))["state"]
+    r1 = load_file(str(out / "checkpoint" / "rng_rank1.safetensors"))["state"]
+    assert not torch.equal(r0, r1)
+
+
+# ---- bad input: one-line errors, nothing overwritten ---------------------------------------------
+def _cli(*args):
+    return runner.invoke(app, list(args))
+
+
+def test_empty_folder_is_a_clear_error(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = _cli("train", "--stage", "autoencoder", "-c", "test-tiny", "--data", str(empty), "--out", str(tmp_path / "o"))
+    assert r.exit_code == 2
+    assert "no images found" in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1
+
+
+def test_unreadable_images_are_skipped_and_counted(photo_dir, tmp_path, caplog):
+    data = tmp_path / "data"
+    data.mkdir()
+    for p in list(photo_dir.iterdir())[:3]:
+        (data / p.name).write_bytes(p.read_bytes())
+    (data / "broken.jpg").write_text("not a jpeg")
+    (data / "cut.png").write_bytes((photo_dir / "img_0.png").read_bytes()[:200])
+    from edgesr_cli.data import load_images
+
+    with caplog.at_level("WARNING"):
+        images, skipped = load_images([data], 32)
+    assert len(images) == 3 and skipped == 2
+    assert "broken.jpg" in caplog.text and "cut.png" in caplog.text
+
+
+def test_checkpoint_from_another_config_is_refused(photo_dir, tmp_path):
+    out = tmp_path / "run"
+    train_autoencoder(TINY, tcfg(steps=2), [photo_dir], None, out, show_progress=False)
+    before = (out / "checkpoint" / "autoencoder.safetensors").read_bytes()
+    other = dataclasses.replace(TINY, latent_channels=8)
+    with pytest.raises(TrainError, match="another config"):
+        train_autoencoder(other, tcfg(steps=4), [photo_dir], None, out, resume=True, show_progress=False)
+    assert (out / "checkpoint" / "autoencoder.safetensors").read_bytes() == before
+
+
+def test_existing_run_is_not_overwritten_without_resume(photo_dir, tmp_path):
+    out = tmp_path / "run"
+    train_autoencoder(TINY, tcfg(steps=2), [photo_dir], None, out, show_progress=False)
+    before = (out / "checkpoint" / "state.json").read_text()
+    r = _cli("train", "--stage", "autoencoder", "-c", "test-tiny", "--data", str(photo_dir), "--out", str(out),
+             "--steps", "4", "--crop", "32", "-b", "2", "-q")
+    assert r.exit_code == 2 and "--resume" in r.output and "Traceback" not in r.output
+    assert (out / "checkpoint" / "state.json").read_text() == before
+
+
+def test_teacher_of_wrong_scale_is_refused(photo_dir, student_dir, tmp_path):
+    r = _cli("distill", "--teacher", str(student_dir), "--data", str(photo_dir), "--out", str(tmp_path / "o"),
+             "--steps", "2", "--crop", "32", "-q")
+    assert r.exit_code == 2
+    assert "teacher is x4" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_joint_needs_matching_autoencoder(photo_dir, ae_dir, tmp_path):
+    other = dataclasses.replace(TINY, latent_channels=8)
+    with pytest.raises(TrainError, match="another config"):
+        train_joint(other, tcfg(steps=2), [photo_dir], None, tmp_path / "o", ae_dir, show_progress=False)
+
+
+def test_cli_train_runs_and_writes_model(photo_dir, tmp_path):
+    out = tmp_path / "cli"
+    r = _cli("train", "--stage", "autoencoder", "-c", "test-tiny", "--data", str(photo_dir), "--out", str(out),
+             "--steps", "2", "--crop", "32", "-b", "2", "--val-every", "1", "--precision", "fp32", "-q")
+    assert r.exit_code == 0, r.output
+    assert (out / "model" / "config.json").is_file()
+    header = (out / "log.csv").read_text().splitlines()[0]
+    assert header.startswith("step,kind,loss,val_loss,val_psnr")
