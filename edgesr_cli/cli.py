@@ -75,17 +75,25 @@ def _not_implemented(name: str):
 
 
 def _register() -> None:
-    from . import cli_train
+    import importlib
+
+    from . import cli_train, cli_upscale
 
     cli_train.register(app)
-    try:
-        from . import cli_upscale
+    cli_upscale.register(app)
+    for module in ("cli_export", "cli_eval"):  # export + backends; eval + bench
+        try:
+            importlib.import_module(f".{module}", __package__).register(app)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{module}":
+                raise
+        except Exception as exc:  # a broken optional command must not take `upscale` and `train` down with it
+            import logging
 
-        cli_upscale.register(app)
-    except ImportError:
-        app.command("upscale", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_not_implemented("upscale"))
+            logging.getLogger(__name__).error("edgesr: %s could not be loaded: %s", module, exc)
+    registered = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
     for name in ("export", "bench", "eval"):
-        if name not in {c.name for c in app.registered_commands}:
+        if name not in registered:
             app.command(name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_not_implemented(name))
 
 

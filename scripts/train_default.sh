@@ -30,14 +30,14 @@ mkdir -p "$RUN"
 stage autoencoder edgesr train --stage autoencoder "${COMMON[@]}" "${TRAIN[@]}" "${VAL[@]}" \
   --steps "$(steps 1500)" --lr 7e-4
 stage teacher_x2 edgesr train --stage joint "${COMMON[@]}" "${TRAIN[@]}" "${VAL[@]}" --scale 2 \
-  --autoencoder "$RUN/autoencoder/model" --steps "$(steps 2500)" --lr 3e-4 \
-  --p-t1-start 0.9 --p-t1-decay-steps "$(steps 2000)" --realesrgan-prob 0.6
+  --autoencoder "$RUN/autoencoder/model" --steps "$(steps 1800)" --lr 3e-4 \
+  --p-t1-start 0.9 --p-t1-decay-steps "$(steps 1800)" --realesrgan-prob 0.6
 stage student_x4 edgesr distill --teacher "$RUN/teacher_x2/model" --scale 4 --device "$DEVICE" --crop 128 \
   --batch-size 16 --val-every 250 --ckpt-every 250 "${TRAIN[@]}" "${VAL[@]}" \
-  --steps "$(steps 1200)" --lr 1e-4 --realesrgan-prob 0.6
+  --steps "$(steps 800)" --lr 1e-4 --realesrgan-prob 0.6
 stage decoder edgesr finetune-decoder --model "$RUN/student_x4/model" --device "$DEVICE" --crop 128 \
   --batch-size 16 --val-every 250 --ckpt-every 250 "${TRAIN[@]}" "${VAL[@]}" \
-  --steps "$(steps 800)" --lr 1e-4 --gan-weight 0.05 --gan-start 300 --realesrgan-prob 0.6
+  --steps "$(steps 600)" --lr 1e-4 --gan-weight 0.05 --gan-start 200 --realesrgan-prob 0.6
 
 python -m edgesr_cli.tools.pack_weights "$RUN/decoder/model" weights/edge-tiny
 echo "== done: weights/edge-tiny"

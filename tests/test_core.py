@@ -559,7 +559,7 @@ def test_short_overfit_drives_x0_loss_down():
 
     with torch.no_grad():
         initial = loss().item()
-    for _ in range(40):
+    for _ in range(30):
         opt.zero_grad()
         value = loss()
         value.backward()

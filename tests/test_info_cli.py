@@ -18,7 +18,6 @@ runner = CliRunner()
 @pytest.fixture(autouse=True)
 def _no_debug(monkeypatch):
     monkeypatch.delenv("EDGESR_DEBUG", raising=False)  # user errors must stay one line
-    monkeypatch.setenv("COLUMNS", "200")
 
 
 def _command_help(info) -> str:

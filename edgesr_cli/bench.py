@@ -1,0 +1,863 @@
+"""Speed and memory measurements (library level): per-tile latency split into encoder / UNet / decoder,
+a whole-image upscale through the tiling engine, peak memory, megapixels/s and achieved GFLOP/s; plus
+the Android path (adb + the platform's own benchmark tools) and parsers for those tools' output.
+
+Every number here is measured on this machine (or read from a tool that measured it on the phone).
+FLOP counts come from flops.model_report (torch's counter) and are only ever divided by a measured time.
+
+Timing rules: a batch of one LR tile, `warmup` untimed rounds, then `runs` timed rounds; each round
+times encode, denoise and decode as separate backend calls and then the engine's `upscale_tiles` on the
+same tile (the per-tile total), interleaved so that all four see the same machine state. Reported:
+median, quartiles (IQR), min and max. CUDA work is synchronised before a timer is read.
+
+Memory: the process' resident-set high-water mark (VmHWM) during the whole-image runs, reset just before
+them through /proc/self/clear_refs (Linux); it includes the interpreter, libraries and weights, so the
+delta over the resident set before the runs is reported too. Where the reset is not possible the
+fallback is getrusage's ru_maxrss (the high-water mark since the process started), and the record says
+so. On CUDA, torch's peak allocated device memory is reported as well.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import importlib.metadata
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+SCHEMA = "edgesr.bench/1"
+
+__all__ = [
+    "SCHEMA",
+    "BenchError",
+    "BenchSettings",
+    "stats",
+    "machine_info",
+    "versions",
+    "thread_info",
+    "bench_tile",
+    "bench_image",
+    "flop_report",
+    "bench_runner",
+    "AndroidTarget",
+    "ANDROID_TARGETS",
+    "resolve_android_target",
+    "is_android_target",
+    "parse_adb_devices",
+    "parse_benchmark_model",
+    "parse_qnn_profile",
+    "AndroidPlan",
+    "plan_android",
+    "run_android",
+]
+
+
+class BenchError(RuntimeError):
+    """A benchmark that cannot run as asked; the message (one line) says what is needed."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Statistics and environment
+# ---------------------------------------------------------------------------------------------------
+
+
+def stats(samples_s: Sequence[float], unit: str = "ms") -> dict:
+    """Median, quartiles, min, max of timings given in seconds, expressed in `unit` (ms or s)."""
+    if not samples_s:
+        raise ValueError("no samples")
+    k = {"ms": 1e3, "s": 1.0, "us": 1e6}[unit]
+    xs = sorted(float(v) * k for v in samples_s)
+    if len(xs) >= 2:
+        q1, _, q3 = statistics.quantiles(xs, n=4, method="inclusive")
+    else:
+        q1 = q3 = xs[0]
+    return {f"median_{unit}": statistics.median(xs), f"p25_{unit}": q1, f"p75_{unit}": q3,
+            f"min_{unit}": xs[0], f"max_{unit}": xs[-1], "runs": len(xs)}
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def machine_info() -> dict:
+    """CPU model and cores, memory, OS, accelerator: what a reader needs to compare numbers."""
+    cpuinfo = _read("/proc/cpuinfo")
+    m = re.search(r"^model name\s*:\s*(.+)$", cpuinfo, re.M) or re.search(r"^Hardware\s*:\s*(.+)$", cpuinfo, re.M)
+    cpu = m.group(1).strip() if m else (platform.processor() or platform.machine())
+    flags = re.search(r"^flags\s*:\s*(.+)$", cpuinfo, re.M)
+    fl = set(flags.group(1).split()) if flags else set()
+    mem = re.search(r"^MemTotal:\s*(\d+) kB", _read("/proc/meminfo"), re.M)
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        affinity = os.cpu_count()
+    out = {
+        "cpu": cpu,
+        "logical_cores": os.cpu_count(),
+        "usable_cores": affinity,
+        "cpu_features": sorted(f for f in fl if f in {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16",
+                                                      "amx_int8", "asimd", "sve"}),
+        "memory_gb": round(int(mem.group(1)) / 1024**2, 1) if mem else None,
+        "os": f"{platform.system()} {platform.release()}",
+        "arch": platform.machine(),
+        "torch_cpu_capability": _cpu_capability(),
+        "cuda_device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
+    return out
+
+
+def _cpu_capability() -> str | None:
+    try:
+        return str(torch.backends.cpu.get_cpu_capability())
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def versions() -> dict:
+    from . import __version__
+
+    out = {"python": platform.python_version(), "edgesr": __version__, "torch": torch.__version__,
+           "numpy": np.__version__}
+    for dist in ("onnxruntime", "onnxruntime-qnn", "ai-edge-litert", "tflite-runtime"):
+        v = _version(dist)
+        if v is not None:
+            out[dist] = v
+    return out
+
+
+def thread_info(requested: int | None) -> dict:
+    return {"requested": requested, "torch_intra_op": torch.get_num_threads(),
+            "torch_inter_op": torch.get_num_interop_threads(),
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Timing a backend
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    tile: int = 128
+    overlap: float = 0.25
+    batch: int = 4
+    size: int = 512
+    warmup: int = 3
+    runs: int = 10
+    image_warmup: int = 1
+    image_runs: int = 3
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("tile", "batch", "size", "runs", "image_runs"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup", "image_warmup"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")
+
+
+def _sync(runner) -> None:
+    dev = getattr(runner, "device", None)
+    if isinstance(dev, torch.device) and dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _timed(runner, fn: Callable[[], object]) -> tuple[float, object]:
+    _sync(runner)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(runner)
+    return time.perf_counter() - t0, out
+
+
+def _tile_inputs(runner, tile: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    lr = torch.rand(1, 3, tile, tile, generator=g)
+    lat = tile * runner.scale // runner.latent_factor
+    eps = torch.randn(1, runner.latent_channels, lat, lat, generator=g)
+    return lr, eps
+
+
+def bench_tile(runner, tile: int = 128, warmup: int = 3, runs: int = 10, seed: int = 0) -> dict:
+    """Per-tile latency at batch 1: encoder, UNet, decoder (separate backend calls) and the engine's
+    `upscale_tiles` on the same tile (the total, with the sampler; the fused graph when the backend has one)."""
+    from .tiling import upscale_tiles
+
+    if tile % runner.lr_multiple:
+        raise BenchError(f"--tile {tile}: must be a multiple of {runner.lr_multiple} for this model")
+    lr, eps = _tile_inputs(runner, tile, seed)
+    unidirectional = runner.conditioning == "unidirectional"
+    t_one = torch.ones(1)
+    times: dict[str, list[float]] = {"encoder": [], "unet": [], "decoder": [], "total": []}
+
+    def one_round(record: bool) -> None:
+        dt, (mu, sigma) = _timed(runner, lambda: runner.encode(lr))
+        e = eps.to(mu.device, mu.dtype)
+        if unidirectional:
+            z, cond = e, mu
+        else:
+            z, cond = mu + sigma * e, None
+        dt_u, zh = _timed(runner, lambda: runner.denoise(z, t_one, cond))
+        dt_d, _ = _timed(runner, lambda: runner.decode(zh))
+        dt_t, _ = _timed(runner, lambda: upscale_tiles(runner, lr, [eps], steps=1, eta=0.0))
+        if record:
+            for k, v in zip(("encoder", "unet", "decoder", "total"), (dt, dt_u, dt_d, dt_t)):
+                times[k].append(v)
+
+    for _ in range(warmup):
+        one_round(False)
+    for _ in range(runs):
+        one_round(True)
+    out = {k: stats(v, "ms") for k, v in times.items()}
+    split = sum(out[k]["median_ms"] for k in ("encoder", "unet", "decoder"))
+    return {
+        "lr": [tile, tile], "hr": [tile * runner.scale] * 2, "batch": 1, "warmup": warmup,
+        **out,
+        "split_sum_ms": split,
+        "split_vs_total": split / out["total"]["median_ms"],
+        "fused_total": getattr(runner, "fused_one_step", None) is not None,
+    }
+
+
+class _PeakRSS:
+    """Resident-set high-water mark of this process over a block (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.method = ""
+        self.baseline_kb = 0
+        self.peak_kb = 0
+
+    @staticmethod
+    def _status() -> dict[str, int]:
+        text = _read("/proc/self/status")
+        return {k: int(v) for k, v in re.findall(r"^(VmHWM|VmRSS):\s+(\d+) kB", text, re.M)}
+
+    def __enter__(self):
+        gc.collect()
+        st = self._status()
+        self.baseline_kb = st.get("VmRSS", 0)
+        self._reset = False
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self._reset = "VmHWM" in self._status()
+        except OSError:
+            self._reset = False
+        if not self._reset:
+            import resource
+
+            self._ru_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._reset:
+            self.peak_kb = self._status().get("VmHWM", 0)
+            self.method = ("VmHWM of this process during the whole-image runs (reset via /proc/self/clear_refs); "
+                           "includes interpreter, libraries and weights")
+        else:
+            import resource
+
+            ru = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            self.peak_kb = ru // 1024 if sys.platform == "darwin" else ru
+            self.method = ("getrusage ru_maxrss: high-water mark since the process started (could not reset it "
+                           "here), so it may include earlier work")
+
+
+def bench_image(runner, settings: BenchSettings) -> dict:
+    """Whole-image upscale (size x size LR) through upscale_tensor, tiling and blending included."""
+    from .tiling import plan_tiles, upscale_tensor
+
+    s = settings
+    if s.tile % runner.lr_multiple:
+        raise BenchError(f"--tile {s.tile}: must be a multiple of {runner.lr_multiple} for this model")
+    g = torch.Generator().manual_seed(s.seed)
+    lr = torch.rand(3, s.size, s.size, generator=g)  # content does not change the work (no data-dependent ops)
+    f = runner.latent_factor
+    align = f // math.gcd(f, runner.scale)
+    plan = plan_tiles(s.size, s.size, s.tile, s.overlap, runner.lr_multiple, align)
+
+    def run() -> None:
+        upscale_tensor(runner, lr, tile=s.tile, overlap=s.overlap, batch=s.batch, steps=1, seed=s.seed)
+
+    for _ in range(s.image_warmup):
+        run()
+    cuda = isinstance(getattr(runner, "device", None), torch.device) and runner.device.type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(runner.device)
+    times = []
+    with _PeakRSS() as mem:
+        for _ in range(s.image_runs):
+            dt, _ = _timed(runner, run)
+            times.append(dt)
+    st = stats(times, "s")
+    out_mp = (s.size * runner.scale) ** 2 / 1e6
+    memory = {"peak_rss_mb": mem.peak_kb / 1024, "rss_before_mb": mem.baseline_kb / 1024,
+              "peak_over_before_mb": max(0.0, (mem.peak_kb - mem.baseline_kb) / 1024), "method": mem.method}
+    if cuda:
+        memory["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated(runner.device) / 1024**2
+    return {
+        "lr": [s.size, s.size], "hr": [s.size * runner.scale] * 2, "tiles": len(plan), "tile": s.tile,
+        "overlap": s.overlap, "batch": s.batch, "warmup": s.image_warmup, **st,
+        "output_megapixels_per_s": out_mp / st["median_s"],
+        "input_megapixels_per_s": s.size**2 / 1e6 / st["median_s"],
+        "memory": memory,
+    }
+
+
+def _runner_config(runner, model_dir: Path | None):
+    """The ModelConfig behind a runner: the torch model's, else a config.json/manifest beside the export."""
+    model = getattr(runner, "model", None)
+    cfg = getattr(model, "cfg", None) or getattr(runner, "cfg", None) or getattr(runner, "config", None)
+    if cfg is not None and hasattr(cfg, "unet"):
+        return cfg
+    if model_dir is not None:
+        from .config import ModelConfig
+
+        d = Path(model_dir)
+        if (d / "config.json").is_file():
+            try:
+                return ModelConfig.load(d / "config.json")
+            except (ValueError, OSError):
+                pass
+        man = d / "manifest.json"
+        if man.is_file():
+            try:
+                data = json.loads(man.read_text())
+                for key in ("config", "model_config", "model"):
+                    if isinstance(data.get(key), dict) and "unet" in data[key]:
+                        return ModelConfig.from_dict(data[key])
+            except (ValueError, OSError, TypeError):
+                pass
+    return None
+
+
+def flop_report(runner, tile: int, model_dir: Path | None = None) -> dict | None:
+    """Counted GFLOPs of one tile per component (flops.model_report), or None when the config is unknown."""
+    from .flops import model_report
+
+    cfg = _runner_config(runner, model_dir)
+    if cfg is None:
+        return None
+    cfg = dataclasses.replace(cfg, scale=runner.scale)
+    rep = model_report(cfg, tile)
+    c = rep["components"]
+    return {"convention": rep["flop_convention"], "config": rep["config"],
+            "gflops_per_tile": {"encoder": c["lr_encoder"]["gflops"], "unet": c["unet"]["gflops"],
+                                "decoder": c["decoder"]["gflops"], "total": c["total"]["gflops"]},
+            "params": {"encoder": c["lr_encoder"]["params"], "unet": c["unet"]["params"],
+                       "decoder": c["decoder"]["params"], "total": c["total"]["params"]}}
+
+
+def bench_runner(runner, settings: BenchSettings, *, backend: str, model_dir: Path | None = None,
+                 progress: Callable[[str], None] | None = None) -> dict:
+    """Everything for one loaded backend: tile split, whole image, memory, FLOP throughput."""
+    say = progress or (lambda _msg: None)
+    rec: dict = {"backend": backend, "status": "ok", "model": str(model_dir) if model_dir else None,
+                 "scale": runner.scale}
+    dev = getattr(runner, "device", None)
+    dt = getattr(runner, "dtype", None)
+    rec["device"] = str(dev) if dev is not None else "cpu"
+    rec["dtype"] = str(dt).replace("torch.", "") if dt is not None else None
+    say(f"{backend}: per-tile latency ({settings.warmup} warm-up + {settings.runs} timed rounds)")
+    rec["tile"] = bench_tile(runner, settings.tile, settings.warmup, settings.runs, settings.seed)
+    say(f"{backend}: {settings.size}x{settings.size} -> {settings.size * runner.scale}x{settings.size * runner.scale} "
+        f"({settings.image_warmup} warm-up + {settings.image_runs} timed runs)")
+    rec["image"] = bench_image(runner, settings)
+    fl = flop_report(runner, settings.tile, model_dir)
+    if fl is None:
+        rec["flops"] = None
+        rec["flops_unavailable"] = "the model config is not known for this backend (no config in the export)"
+    else:
+        g = fl["gflops_per_tile"]
+        t = rec["tile"]
+        fl["achieved_gflops_per_s"] = {
+            "encoder": g["encoder"] / (t["encoder"]["median_ms"] / 1e3),
+            "unet": g["unet"] / (t["unet"]["median_ms"] / 1e3),
+            "decoder": g["decoder"] / (t["decoder"]["median_ms"] / 1e3),
+            "tile_total": g["total"] / (t["total"]["median_ms"] / 1e3),
+            "image": g["total"] * rec["image"]["tiles"] / rec["image"]["median_s"],
+        }
+        rec["flops"] = fl
+    return rec
+
+
+# ---------------------------------------------------------------------------------------------------
+# Android: adb + the platform's own benchmark tools
+# ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AndroidTarget:
+    key: str
+    name: str
+    soc: str  # Qualcomm part number
+    hexagon: str | None  # HTP architecture (vNN) of the SoC, for the QNN skel library
+
+
+_SOCS = {  # Qualcomm part -> (marketing name, Hexagon HTP arch)
+    "SM8750": ("Snapdragon 8 Elite", "v79"),
+    "SM8650": ("Snapdragon 8 Gen 3", "v75"),
+    "SM8550": ("Snapdragon 8 Gen 2", "v73"),
+    "SM8475": ("Snapdragon 8+ Gen 1", "v69"),
+    "SM8450": ("Snapdragon 8 Gen 1", "v69"),
+    "SM7675": ("Snapdragon 7+ Gen 3", "v73"),
+}
+
+ANDROID_TARGETS: dict[str, AndroidTarget] = {
+    "s25": AndroidTarget("s25", "Samsung Galaxy S25 (Snapdragon 8 Elite for Galaxy)", "SM8750", "v79"),
+    "s24": AndroidTarget("s24", "Samsung Galaxy S24 / S24 Ultra, Snapdragon 8 Gen 3 variant", "SM8650", "v75"),
+    "s23": AndroidTarget("s23", "Samsung Galaxy S23 (Snapdragon 8 Gen 2 for Galaxy)", "SM8550", "v73"),
+    "s22": AndroidTarget("s22", "Samsung Galaxy S22, Snapdragon 8 Gen 1 variant", "SM8450", "v69"),
+}
+ANDROID_TARGETS.update({soc.lower(): AndroidTarget(soc.lower(), f"{n} ({soc})", soc, h) for soc, (n, h) in _SOCS.items()})
+ANDROID_TARGETS["android"] = AndroidTarget("android", "any Android device (SoC read from the phone)", "", None)
+
+LOCAL_DEVICES = ("auto", "cpu", "cuda")
+
+
+def is_android_target(name: str) -> bool:
+    return name.lower() in ANDROID_TARGETS
+
+
+def resolve_android_target(name: str) -> AndroidTarget:
+    t = ANDROID_TARGETS.get(name.lower())
+    if t is None:
+        known = ", ".join(sorted(k for k in ANDROID_TARGETS if not k.startswith("sm")))
+        raise BenchError(f"--device {name}: unknown; use {', '.join(LOCAL_DEVICES)} for this machine, or an "
+                         f"Android target: {known} or a Qualcomm SoC ({', '.join(sorted(_SOCS))})")
+    return t
+
+
+def parse_adb_devices(text: str) -> list[tuple[str, str]]:
+    """`adb devices` output -> [(serial, state)], state 'device' meaning ready."""
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("List of devices") or line.startswith("*"):
+            continue
+        parts = line.split()
+        if len(parts) >= 2:
+            out.append((parts[0], parts[1]))
+    return out
+
+
+_NUM = r"([-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?)"
+
+
+def parse_benchmark_model(text: str) -> dict:
+    """LiteRT/TFLite `benchmark_model` output -> timings in ms and memory in MB (what the tool measured).
+
+    Uses the last `count=... avg=... std=...` line (the timed runs; the first is the warm-up) and the
+    `Inference timings in us:` summary. Raises BenchError when the output holds no timings.
+    """
+    lines = text.replace("\r", "").splitlines()
+    rows = []
+    for line in lines:
+        if "count=" in line and "avg=" in line:
+            kv = dict(re.findall(r"(\w+)=" + _NUM, line))
+            rows.append({k: float(v) for k, v in kv.items()})
+    summary = re.search(r"Inference timings in us: Init: " + _NUM + r", First inference: " + _NUM +
+                        r", Warmup \(avg\): " + _NUM + r", Inference \(avg\): " + _NUM, text)
+    if not rows and not summary:
+        raise BenchError("benchmark_model printed no timings (see its output above)")
+    out: dict = {"tool": "benchmark_model"}
+    if rows:
+        r = rows[-1]
+        out["runs"] = int(r.get("count", 0))
+        for k in ("avg", "std", "min", "max", "median", "p5", "p95", "first"):
+            if k in r:
+                out[f"{k}_ms"] = r[k] / 1e3
+    if summary:
+        init, first, warm, avg = (float(v) for v in summary.groups())
+        out.update(init_ms=init / 1e3, first_inference_ms=first / 1e3, warmup_avg_ms=warm / 1e3)
+        out.setdefault("avg_ms", avg / 1e3)
+    m = re.search(r"Peak memory footprint \(MB\): init=" + _NUM + r" overall=" + _NUM, text)
+    if m:
+        out["peak_memory_mb"] = float(m.group(2))
+    m = re.search(r"Overall peak memory footprint \(MB\) via periodic monitoring: " + _NUM, text)
+    if m:
+        out["peak_memory_mb"] = float(m.group(1))
+    m = re.search(r"Memory footprint delta from the start of the tool \(MB\): init=" + _NUM + r" overall=" + _NUM, text)
+    if m:
+        out["memory_delta_mb"] = float(m.group(2))
+    m = re.search(r"Replacing (\d+) out of (\d+) node\(s\) with delegate", text)
+    if m:
+        out["delegated_nodes"] = f"{m.group(1)}/{m.group(2)}"
+    if "will not be executed by the delegate" in text or re.search(r"Failed to (apply|create) .*delegate", text):
+        out["warning"] = "the delegate declined (part of) the graph: those ops ran on the CPU"
+    return out
+
+
+def parse_qnn_profile(text: str) -> dict:
+    """`qnn-profile-viewer` output (of a qnn-net-run --profiling_level basic log) -> timings in ms.
+
+    Reads the 'Execute Stats (Average)' block (NetRun = the whole execute call on the phone, Accelerator
+    = time on the HTP), Min/Max when present, Init, HVX threads and inferences per second."""
+    t = text.replace("\r", "")
+
+    def block(title: str) -> str | None:
+        m = re.search(re.escape(title) + r"(.*?)(?=\n\S[^\n]*Stats[^\n]*:|\Z)", t, re.S)
+        return m.group(1) if m else None
+
+    out: dict = {"tool": "qnn-net-run + qnn-profile-viewer"}
+    for label, title in (("avg", "Execute Stats (Average):"), ("min", "Execute Stats (Min):"),
+                         ("max", "Execute Stats (Max):")):
+        b = block(title)
+        if b is None:
+            continue
+        m = re.search(r"NetRun:\s*" + _NUM + r"\s*us", b)
+        if m:
+            out[f"{label}_ms"] = float(m.group(1)) / 1e3
+        m = re.search(r"Backend \(Accelerator \(execute\) time\):\s*" + _NUM + r"\s*us", b)
+        if m:
+            out[f"accelerator_{label}_ms"] = float(m.group(1)) / 1e3
+        m = re.search(r"Backend \(QNN accelerator \(execute\) time\):\s*" + _NUM + r"\s*us", b)
+        if m:
+            out[f"qnn_accelerator_{label}_ms"] = float(m.group(1)) / 1e3
+        m = re.search(r"Number of HVX threads used\):\s*(\d+)", b)
+        if m:
+            out["hvx_threads"] = int(m.group(1))
+    if "avg_ms" not in out:
+        raise BenchError("qnn-profile-viewer printed no 'Execute Stats (Average)' NetRun time")
+    m = re.search(r"Init Stats:\s*-*\s*NetRun:\s*" + _NUM + r"\s*us", t)
+    if m:
+        out["init_ms"] = float(m.group(1)) / 1e3
+    m = re.search(r"NetRun IPS[^:]*:\s*" + _NUM, t)
+    if m:
+        out["inferences_per_s"] = float(m.group(1))
+    return out
+
+
+@dataclass
+class AndroidStep:
+    kind: str  # "host" (runs here), "adb" (adb command), "run" (timed benchmark on the phone)
+    argv: list[str]
+    what: str = ""
+    parse: str | None = None  # "benchmark_model" | "qnn_profile"
+    graph: str = ""
+    target: str = ""  # qnn-htp | litert-cpu | litert-gpu | litert-nnapi
+    data: dict = field(default_factory=dict)
+
+    def shell(self) -> str:
+        if self.kind == "prep":
+            return f"# write {self.what} into {self.argv[0]}/ (input_list.txt names {self.data.get('remote')}/in<N>.raw)"
+        return " ".join(a if a.startswith("$") else shlex.quote(a) for a in self.argv)
+
+
+@dataclass
+class AndroidPlan:
+    target: AndroidTarget
+    steps: list[AndroidStep] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    local_files: dict[str, bytes] = field(default_factory=dict)  # files to write in the work dir before running
+
+
+_ROLE_WORDS = (("fused", "one_step"), ("encoder", "lr_encoder", "enc"), ("unet", "denoise"), ("decoder", "dec"))
+
+
+def _role(path: Path) -> str:
+    stem = path.stem.lower()
+    for words in _ROLE_WORDS:
+        if any(w in stem for w in words):
+            return words[0]
+    return stem
+
+
+def find_export_graphs(export_dirs: Sequence[Path]) -> tuple[list[Path], list[Path]]:
+    """(.tflite files, QNN context binaries .bin) in the exported dirs, manifest order when it lists them."""
+    tfl, ctx = [], []
+    for d in export_dirs:
+        d = Path(d)
+        if not d.is_dir():
+            raise BenchError(f"{d}: not an exported model folder (from `edgesr export`)")
+        tfl += sorted(d.rglob("*.tflite"))
+        ctx += sorted(p for p in d.rglob("*.bin") if "ctx" in p.name.lower() or "context" in p.name.lower()
+                      or (d / "manifest.json").is_file())
+    return tfl, ctx
+
+
+def _graph_inputs(manifest_dir: Path, graph: Path) -> list[tuple[str, list[int]]] | None:
+    """Input names and shapes of a graph from the export's manifest, when it lists them."""
+    man = manifest_dir / "manifest.json"
+    if not man.is_file():
+        return None
+    try:
+        data = json.loads(man.read_text())
+    except (ValueError, OSError):
+        return None
+    cands = []
+    for key in ("graphs", "components", "files"):
+        v = data.get(key)
+        if isinstance(v, dict):
+            cands += [dict(val, _name=k) for k, val in v.items() if isinstance(val, dict)]
+        elif isinstance(v, list):
+            cands += [x for x in v if isinstance(x, dict)]
+    for c in cands:
+        names = {str(c.get(k, "")) for k in ("file", "path", "context_binary", "_name", "name")}
+        if graph.name in {Path(n).name for n in names} or _role(graph) in names:
+            ins = c.get("inputs")
+            if isinstance(ins, dict):
+                return [(str(k), [int(x) for x in (v.get("shape") if isinstance(v, dict) else v)]) for k, v in ins.items()]
+            if isinstance(ins, list):
+                return [(str(i.get("name", f"in{j}")), [int(x) for x in i["shape"]]) for j, i in enumerate(ins)
+                        if isinstance(i, dict) and "shape" in i]
+    return None
+
+
+ADB_DIR = "/data/local/tmp/edgesr-bench"
+
+
+def plan_android(target: AndroidTarget, export_dirs: Sequence[Path], *, targets: Sequence[str] = ("htp", "cpu", "gpu", "nnapi"),
+                 adb: str = "adb", serial: str | None = None, qnn_sdk: str | None = None,
+                 benchmark_tool: str | None = None, threads: int = 4, warmup: int = 3, runs: int = 20,
+                 work_dir: Path = Path("edgesr-bench-android"), soc: str | None = None) -> AndroidPlan:
+    """The exact commands: push the runtime and the exported graphs, run the platform's benchmark tool
+    per graph and per target, pull/parse its report. Placeholders ($QNN_SDK_ROOT, <...>) appear only where
+    the user has not given the path (dry run)."""
+    plan = AndroidPlan(target)
+    base = [adb] + (["-s", serial] if serial else [])
+    R = ADB_DIR
+    soc = (soc or target.soc or "").upper()
+    hexv = target.hexagon or (_SOCS.get(soc, (None, None))[1])
+    tfl, ctx = find_export_graphs(export_dirs) if export_dirs else ([], [])
+    if not export_dirs:
+        plan.notes.append("no exported model given (--export DIR): <export>/... below are placeholders; "
+                          "make one with `edgesr export --format tflite` and `--format qnn --soc "
+                          f"{soc or 'SM8650'}`")
+        tfl = [Path("<export>/fused.tflite")]
+        ctx = [Path("<export>/fused_ctx.bin")]
+    sdk = qnn_sdk or "$QNN_SDK_ROOT"
+    tool = benchmark_tool or "<android_aarch64_benchmark_model>"
+    plan.steps.append(AndroidStep("adb", base + ["shell", "mkdir", "-p", R], "work folder on the phone"))
+
+    lite = [t for t in targets if t in ("cpu", "gpu", "nnapi")]
+    if lite and tfl:
+        if benchmark_tool is None:
+            plan.notes.append("LiteRT: give --benchmark-tool PATH (the android_aarch64 `benchmark_model` binary "
+                              "from the LiteRT/TensorFlow Lite releases)")
+        plan.steps.append(AndroidStep("adb", base + ["push", tool, f"{R}/benchmark_model"], "LiteRT benchmark tool"))
+        plan.steps.append(AndroidStep("adb", base + ["shell", "chmod", "755", f"{R}/benchmark_model"]))
+        for g in tfl:
+            plan.steps.append(AndroidStep("adb", base + ["push", str(g), f"{R}/{g.name}"], f"graph {g.name}"))
+        for t in lite:
+            flag = {"cpu": [], "gpu": ["--use_gpu=true"], "nnapi": ["--use_nnapi=true"]}[t]
+            for g in tfl:
+                cmd = (f"{R}/benchmark_model --graph={R}/{g.name} --num_threads={threads} "
+                       f"--warmup_runs={warmup} --num_runs={runs} " + " ".join(flag)).strip()
+                plan.steps.append(AndroidStep("run", base + ["shell", cmd], f"LiteRT {t}: {g.name}",
+                                              parse="benchmark_model", graph=g.name, target=f"litert-{t}"))
+    if "htp" in targets and ctx:
+        if not hexv:
+            plan.notes.append(f"HTP skipped: unknown Hexagon version for SoC {soc or '?'}")
+        else:
+            if qnn_sdk is None:
+                plan.notes.append("QNN: set QNN_SDK_ROOT or give --qnn-sdk DIR (Qualcomm AI Engine Direct SDK)")
+            V = hexv.upper()
+            libs = [f"{sdk}/lib/aarch64-android/{n}" for n in
+                    ("libQnnHtp.so", f"libQnnHtp{V}Stub.so", "libQnnSystem.so", "libQnnHtpNetRunExtensions.so")]
+            libs.append(f"{sdk}/lib/hexagon-{hexv}/unsigned/libQnnHtp{V}Skel.so")
+            plan.steps.append(AndroidStep("adb", base + ["push", f"{sdk}/bin/aarch64-android/qnn-net-run", f"{R}/"],
+                                          "QNN runner"))
+            for lib in libs:
+                plan.steps.append(AndroidStep("adb", base + ["push", lib, f"{R}/"]))
+            plan.steps.append(AndroidStep("adb", base + ["shell", "chmod", "755", f"{R}/qnn-net-run"]))
+            ext = {"devices": [{"soc_model": soc, "dsp_arch": hexv,
+                                "cores": [{"perf_profile": "burst", "rpc_control_latency": 100}]}]}
+            cfg = {"backend_extensions": {"shared_library_path": "libQnnHtpNetRunExtensions.so",
+                                          "config_file_path": f"{R}/htp_ext.json"}}
+            plan.local_files["htp_ext.json"] = (json.dumps(ext, indent=1) + "\n").encode()
+            plan.local_files["htp_config.json"] = (json.dumps(cfg, indent=1) + "\n").encode()
+            for name in ("htp_ext.json", "htp_config.json"):
+                plan.steps.append(AndroidStep("adb", base + ["push", str(work_dir / name), f"{R}/{name}"]))
+            for g in ctx:
+                stem = g.stem
+                plan.steps.append(AndroidStep("adb", base + ["push", str(g), f"{R}/{g.name}"], f"context binary {g.name}"))
+                shapes = _graph_inputs(g.parent, g) if g.parent.exists() else None
+                info = work_dir / f"{stem}_info.json"
+                if shapes is None:
+                    plan.steps.append(AndroidStep("host", [f"{sdk}/bin/x86_64-linux-clang/qnn-context-binary-utility",
+                                                           "--context_binary", str(g), "--json_file", str(info)],
+                                                  f"read the input shapes of {g.name}", graph=g.name))
+                inputs_dir = work_dir / f"{stem}_inputs"
+                plan.steps.append(AndroidStep("prep", [str(inputs_dir)], f"random float32 inputs for {g.name}, shapes "
+                                              + ("from the manifest" if shapes else f"from {info.name}"),
+                                              graph=g.name, data={"shapes": shapes, "info": str(info),
+                                                                  "remote": f"{R}/{stem}_inputs"}))
+                plan.steps.append(AndroidStep("adb", base + ["push", str(inputs_dir), f"{R}/"]))
+                run = (f"cd {R} && LD_LIBRARY_PATH={R} ADSP_LIBRARY_PATH={R} ./qnn-net-run "
+                       f"--retrieve_context {g.name} --backend libQnnHtp.so --input_list {stem}_inputs/input_list.txt "
+                       f"--output_dir out_{stem} --profiling_level basic --num_inferences {warmup + runs} "
+                       f"--config_file htp_config.json")
+                plan.steps.append(AndroidStep("adb", base + ["shell", f"rm -rf {R}/out_{stem}"]))
+                plan.steps.append(AndroidStep("run", base + ["shell", run], f"QNN HTP: {g.name}", graph=g.name,
+                                              target="qnn-htp"))
+                log = work_dir / f"{stem}_profile.log"
+                plan.steps.append(AndroidStep("adb", base + ["pull", f"{R}/out_{stem}/qnn-profiling-data_0.log", str(log)]))
+                plan.steps.append(AndroidStep("host", [f"{sdk}/bin/x86_64-linux-clang/qnn-profile-viewer",
+                                                       "--input_log", str(log)], f"QNN profile of {g.name}",
+                                              parse="qnn_profile", graph=g.name, target="qnn-htp"))
+            plan.notes.append("QNN: the HTP times average every inference of the run, warm-up included "
+                              f"({warmup} + {runs}); NetRun is the whole execute call, Accelerator the HTP part")
+    elif "htp" in targets and not ctx and export_dirs:
+        plan.notes.append("HTP skipped: no QNN context binary (*.bin) in the exported folders "
+                          "(export with --format qnn --soc ...)")
+    if lite and not tfl:
+        plan.notes.append("LiteRT skipped: no .tflite in the exported folders (export with --format tflite)")
+    return plan
+
+
+def _check_tools(plan: AndroidPlan) -> None:
+    missing = []
+    for step in plan.steps:
+        if step.kind == "host" and not Path(step.argv[0]).is_file():
+            missing.append(step.argv[0])
+        if step.kind == "adb" and "push" in step.argv:
+            src = step.argv[step.argv.index("push") + 1]
+            if src.startswith("<") or "$" in src:
+                missing.append(src)
+    if missing:
+        raise BenchError(f"missing on this machine: {', '.join(dict.fromkeys(missing))}")
+
+
+def _context_inputs(info_json: Path) -> list[tuple[str, list[int]]]:
+    """Graph input names and shapes from `qnn-context-binary-utility --json_file` output."""
+    try:
+        data = json.loads(Path(info_json).read_text())
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"{info_json}: cannot read the context binary description ({exc})") from None
+    found: list[tuple[str, list[int]]] = []
+
+    def walk(o) -> None:
+        if isinstance(o, dict):
+            for k, v in o.items():
+                if k == "graphInputs" and isinstance(v, list) and not found:
+                    for item in v:
+                        inf = item.get("info", item) if isinstance(item, dict) else {}
+                        dims = inf.get("dimensions") or inf.get("currentDimensions")
+                        if dims:
+                            found.append((str(inf.get("name", f"in{len(found)}")), [int(x) for x in dims]))
+                else:
+                    walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+
+    walk(data)
+    if not found:
+        raise BenchError(f"{info_json}: no graph inputs found in the context binary description")
+    return found
+
+
+def _write_inputs(step: AndroidStep) -> None:
+    shapes = step.data.get("shapes") or _context_inputs(Path(step.data["info"]))
+    d = Path(step.argv[0])
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    names = []
+    for j, (name, shape) in enumerate(shapes):
+        (d / f"in{j}.raw").write_bytes(rng.random(int(np.prod(shape)), dtype=np.float32).tobytes())
+        names.append(f"{name}:={step.data['remote']}/in{j}.raw")
+    (d / "input_list.txt").write_text(" ".join(names) + "\n")
+
+
+def run_android(plan: AndroidPlan, adb: str, work_dir: Path, echo: Callable[[str], None] | None = None,
+                timeout: float = 900.0) -> list[dict]:
+    """Run the plan's commands; return one record per benchmark (tool output parsed, never estimated)."""
+    say = echo or (lambda _m: None)
+    _check_tools(plan)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for name, data in plan.local_files.items():
+        (work_dir / name).write_bytes(data)
+    results = []
+    for step in plan.steps:
+        say(step.shell())
+        if step.kind == "prep":
+            _write_inputs(step)
+            continue
+        try:
+            proc = subprocess.run(step.argv, capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise BenchError(f"`{step.shell()}` failed: {exc}") from None
+        text = (proc.stdout or "") + (proc.stderr or "")
+        if proc.returncode != 0:
+            if step.kind == "run" or step.parse:
+                results.append({"target": step.target, "graph": step.graph, "status": "failed",
+                                "error": text.strip().splitlines()[-1] if text.strip() else f"exit {proc.returncode}",
+                                "command": step.shell()})
+                continue
+            raise BenchError(f"`{step.shell()}` exited {proc.returncode}: "
+                             f"{text.strip().splitlines()[-1] if text.strip() else ''}")
+        if step.parse:
+            try:
+                parsed = parse_benchmark_model(text) if step.parse == "benchmark_model" else parse_qnn_profile(text)
+                results.append({"target": step.target, "graph": step.graph, "status": "ok", **parsed,
+                                "command": step.shell()})
+            except BenchError as exc:
+                results.append({"target": step.target, "graph": step.graph, "status": "failed", "error": str(exc),
+                                "output_tail": text[-2000:], "command": step.shell()})
+    return results
+
+
+def adb_device_info(adb: str, serial: str | None) -> dict:
+    base = [adb] + (["-s", serial] if serial else [])
+    out = {}
+    for key, prop in (("model", "ro.product.model"), ("soc", "ro.soc.model"), ("android", "ro.build.version.release"),
+                      ("board", "ro.board.platform")):
+        try:
+            r = subprocess.run(base + ["shell", "getprop", prop], capture_output=True, text=True, timeout=20)
+            out[key] = r.stdout.strip() or None
+        except (OSError, subprocess.TimeoutExpired):
+            out[key] = None
+    return out
+
+
+def find_adb_device(target: AndroidTarget, adb_path: str | None, serial: str | None, need: str) -> tuple[str, str]:
+    """(adb, serial) of a ready device, or BenchError with one line saying what is needed."""
+    adb = adb_path or shutil.which("adb")
+    if not adb:
+        raise BenchError(f"{need}; `adb` is not on PATH")
+    try:
+        r = subprocess.run([adb, "devices"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BenchError(f"{need}; `{adb} devices` failed: {exc}") from None
+    devs = parse_adb_devices(r.stdout)
+    ready = [s for s, st in devs if st == "device"]
+    if serial:
+        if serial not in ready:
+            state = dict(devs).get(serial, "not connected")
+            raise BenchError(f"{need}; device {serial} is {state}")
+        return adb, serial
+    if not ready:
+        if devs:
+            states = ", ".join(f"{s} {st}" for s, st in devs)
+            raise BenchError(f"{need}; no device ready ({states}: accept the USB debugging prompt on the phone)")
+        raise BenchError(f"{need}; `adb devices` lists no device")
+    if len(ready) > 1:
+        raise BenchError(f"several devices connected ({', '.join(ready)}): choose one with --serial")
+    return adb, ready[0]

@@ -1,0 +1,477 @@
+"""`edgesr eval` (quality against HR, beside bicubic) and `edgesr bench` (speed and memory, here or on a
+phone). Library logic lives in evaluate.py and bench.py; device, dtype and threads are chosen here."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
+from rich.table import Table
+
+from .cli_common import Device, UserError, default_model_dir, err_console, friendly_errors
+from .cli_upscale import BackendName, DType
+
+
+class Degrade(str, Enum):
+    bicubic = "bicubic"
+    realesrgan = "realesrgan"
+
+
+class BenchBackend(str, Enum):
+    auto = "auto"
+    torch = "torch"
+    onnx = "onnx"
+    tflite = "tflite"
+    qnn = "qnn"
+    all = "all"
+
+
+def _set_threads(threads: int | None) -> None:
+    import torch
+
+    if threads is not None:
+        if threads < 1:
+            raise UserError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+
+
+def _load_runner(name: str, model_dir: Path, device: str, dtype: DType | None, threads: int | None):
+    from backends.base import load_backend
+
+    options: dict = {"device": device, "threads": threads}
+    if dtype is not None and dtype is not DType.auto:
+        options["dtype"] = dtype.value
+    return load_backend(name, model_dir, **options)
+
+
+def _check_model_dir(model_dir: Path) -> None:
+    from backends.base import detect_model_format
+
+    if detect_model_format(model_dir) is None:
+        raise UserError(f"{model_dir}: not a model directory (no config.json or manifest.json)")
+
+
+def _runner_label(name: str, runner) -> str:
+    dev = getattr(runner, "device", None)
+    dt = getattr(runner, "dtype", None)
+    bits = [name] + ([str(dev)] if dev is not None else []) + ([str(dt).replace("torch.", "")] if dt is not None else [])
+    return " ".join(bits)
+
+
+def _f(v, fmt: str = "{:.2f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    @friendly_errors
+    def eval_cmd(
+        hr: Annotated[Path, typer.Option("--hr", help="Folder of HR (ground-truth) images.", show_default=False)],
+        lr: Annotated[Optional[Path], typer.Option("--lr", help="Folder of LR images, paired with HR by file name.")] = None,
+        degrade: Annotated[Optional[Degrade], typer.Option("--degrade", help="Make LR from HR instead: bicubic (MATLAB imresize, as Set5/Set14/BSD100) or realesrgan (seeded per image). Default without --lr: bicubic.")] = None,
+        seed: Annotated[int, typer.Option(help="Seed: realesrgan degradation (image i uses seed + i) and the noise field.")] = 0,
+        model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model dir or exported dir (default: the shipped edge-tiny).")] = None,
+        backend: Annotated[BackendName, typer.Option(help="Backend that runs the model.")] = BackendName.auto,
+        device: Annotated[Device, typer.Option(help="torch backend device.")] = Device.auto,
+        dtype: Annotated[DType, typer.Option(help="torch backend precision (auto: as `edgesr upscale`).")] = DType.auto,
+        threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
+        tile: Annotated[int, typer.Option("--tile", "-t", help="LR tile size.")] = 128,
+        overlap: Annotated[float, typer.Option(help="Tile overlap as a fraction of the tile.")] = 0.25,
+        batch: Annotated[int, typer.Option(help="Tiles per model call.")] = 4,
+        steps: Annotated[int, typer.Option(help="Denoising steps (the model is trained for 1).")] = 1,
+        out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder (default: edgesr-eval/<dataset>).")] = None,
+        max_images: Annotated[Optional[int], typer.Option("--max-images", help="Evaluate only the first N images (sorted by name).")] = None,
+        grid_images: Annotated[int, typer.Option("--grid-images", help="Images shown in the comparison grid.")] = 4,
+        grid_crop: Annotated[int, typer.Option("--grid-crop", help="HR crop size in the grid (px).")] = 128,
+        grid_cell: Annotated[int, typer.Option("--grid-cell", help="Displayed size of each crop in the grid (px, nearest-neighbour zoom).")] = 256,
+        save_images: Annotated[bool, typer.Option("--save-images", help="Also write every output PNG under OUT/<method>/.")] = False,
+        niqe_params: Annotated[Optional[Path], typer.Option("--niqe-params", help="NIQE pristine model (.npz, BasicSR layout), e.g. one fitted with metrics.fit_niqe_params.")] = None,
+        no_niqe: Annotated[bool, typer.Option("--no-niqe", help="Skip NIQE.")] = False,
+        no_lpips: Annotated[bool, typer.Option("--no-lpips", help="Skip LPIPS.")] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the JSON summary on stdout instead of the table.")] = False,
+    ) -> None:
+        """Quality on HR/LR pairs: PSNR-Y, SSIM-Y (border = scale), NIQE, LPIPS, always beside bicubic; writes a
+        per-image CSV, a JSON summary and a comparison grid PNG."""
+        from backends.base import auto_backend
+
+        from . import evaluate as E
+
+        if lr is not None and degrade is not None:
+            raise UserError("give --lr DIR or --degrade, not both")
+        if batch < 1 or steps < 1 or tile < 1:
+            raise UserError("--batch, --steps and --tile must be >= 1")
+        if grid_images < 0 or grid_crop < 1 or grid_cell < 1:
+            raise UserError("--grid-images must be >= 0, --grid-crop and --grid-cell >= 1")
+        how = None if lr is not None else (degrade or Degrade.bicubic).value
+        _set_threads(threads)
+        model_dir = model if model is not None else default_model_dir()
+        _check_model_dir(model_dir)
+        name = auto_backend(model_dir) if backend is BackendName.auto else backend.value
+        # sizes first (headers only), so a bad folder fails before the model loads
+        pre_scale = _model_scale(model_dir)
+        pairs = E.plan_pairs(hr, lr, scale=pre_scale, degrade=how, seed=seed, max_images=max_images)
+        runner = _load_runner(name, model_dir, device.value, dtype, threads)
+        if runner.scale != pre_scale:
+            pairs = E.plan_pairs(hr, lr, scale=runner.scale, degrade=how, seed=seed, max_images=max_images)
+        if tile % runner.lr_multiple:
+            raise UserError(f"--tile {tile}: must be a multiple of {runner.lr_multiple} for this model")
+        scale = runner.scale
+        setup = E.setup_metrics(scale, niqe=not no_niqe, niqe_params=niqe_params, lpips=not no_lpips)
+        label = _runner_label(name, runner)
+        methods = [E.bicubic_method(scale),
+                   E.runner_method(runner, name="edgesr", label=f"edgesr {label} ({model_dir.name}, tile {tile})",
+                                   tile=tile, overlap=overlap, batch=batch, steps=steps, seed=seed)]
+        out_dir = out if out is not None else Path("edgesr-eval") / E.dataset_label(hr)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UserError(f"--out {out_dir}: exists and is not a folder")
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            console=Console(stderr=True), disable=quiet, transient=True)
+        with progress:
+            task = progress.add_task("evaluating", total=len(pairs))
+
+            def tick(i: int, n: int, img: str) -> None:
+                progress.update(task, completed=i, description=f"evaluating {img}" if img else "evaluating")
+
+            result = E.evaluate(pairs, methods, setup, grid_images=grid_images, grid_crop=grid_crop,
+                                save_dir=out_dir if save_images else None, progress=tick)
+        summary = E.summarize(result)
+        files = {"csv": str(E.write_csv(result, out_dir / "eval.csv"))}
+        grid = E.write_grid(result, out_dir / "grid.png", cell=grid_cell)
+        if grid is not None:
+            files["grid"] = str(grid)
+        files["json"] = str(out_dir / "eval.json")
+        import torch
+
+        from .bench import machine_info, versions
+
+        record = {
+            "schema": "edgesr.eval/1",
+            "dataset": E.dataset_label(hr), "hr": str(hr), "lr": str(lr) if lr else None,
+            "degrade": how, "seed": seed, "scale": scale, "images": len(pairs),
+            "model": str(model_dir), "backend": name, "runner": label,
+            "tile": tile, "overlap": overlap, "batch": batch, "steps": steps,
+            "threads": torch.get_num_threads(),
+            "metrics": setup.describe(),
+            "summary": summary, "per_image": result.images, "files": files,
+            "machine": machine_info(), "versions": versions(),
+        }
+        E.write_json(record, out_dir / "eval.json")
+        if as_json:
+            typer.echo(json.dumps(E.to_jsonable(record), indent=2, allow_nan=False))
+            return
+        if not quiet:
+            _print_eval_table(record, setup)
+
+    @app.command("bench")
+    @friendly_errors
+    def bench_cmd(
+        backend: Annotated[BenchBackend, typer.Option(help="Backend to measure; all = torch on --model plus every --export.")] = BenchBackend.auto,
+        model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model dir (torch) or exported dir for --backend X (default: the shipped edge-tiny).")] = None,
+        export: Annotated[Optional[list[Path]], typer.Option("--export", help="Exported model dir (repeatable): benched by --backend all, pushed to the phone by --device <android>.")] = None,
+        tile: Annotated[int, typer.Option("--tile", "-t", help="LR tile size.")] = 128,
+        overlap: Annotated[float, typer.Option(help="Tile overlap for the whole-image run.")] = 0.25,
+        batch: Annotated[int, typer.Option(help="Tiles per model call in the whole-image run (per-tile latency uses 1).")] = 4,
+        size: Annotated[int, typer.Option(help="LR size of the whole-image run (size x size -> x4).")] = 512,
+        threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
+        device: Annotated[str, typer.Option(help="auto, cpu or cuda for this machine; or an Android target (s24, s23, s25, s22, a Qualcomm SoC such as sm8650, or android) measured through adb.")] = "auto",
+        dtype: Annotated[DType, typer.Option(help="torch backend precision (auto: as `edgesr upscale`).")] = DType.auto,
+        warmup: Annotated[int, typer.Option(help="Untimed warm-up rounds before the per-tile timings.")] = 3,
+        runs: Annotated[int, typer.Option(help="Timed rounds per tile (and runs on the phone).")] = 10,
+        image_runs: Annotated[int, typer.Option("--image-runs", help="Timed whole-image runs (after one warm-up).")] = 3,
+        seed: Annotated[int, typer.Option(help="Seed of the synthetic input and noise.")] = 0,
+        out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the JSON record to this file.")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print the JSON record on stdout instead of the table.")] = False,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Android: print the exact commands and run nothing.")] = False,
+        serial: Annotated[Optional[str], typer.Option(help="Android: adb serial when several phones are connected.")] = None,
+        qnn_sdk: Annotated[Optional[Path], typer.Option("--qnn-sdk", help="Android HTP: Qualcomm AI Engine Direct SDK root (default: $QNN_SDK_ROOT).")] = None,
+        benchmark_tool: Annotated[Optional[Path], typer.Option("--benchmark-tool", help="Android LiteRT: the android_aarch64 benchmark_model binary.")] = None,
+        targets: Annotated[str, typer.Option(help="Android: comma list of htp, cpu, gpu, nnapi.")] = "htp,cpu,gpu,nnapi",
+        quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    ) -> None:
+        """Speed and memory: per-tile encoder / UNet / decoder latency, a whole 512 -> 2048 upscale with tiling,
+        peak memory, megapixels/s and achieved GFLOP/s, with machine, versions and threads; or on a phone."""
+        from . import bench as B
+
+        exports = list(export or [])
+        if B.is_android_target(device):
+            _bench_android(B, device, exports, model, dry_run, serial, qnn_sdk, benchmark_tool, targets, threads,
+                           warmup, runs, out, as_json)
+            return
+        if device not in B.LOCAL_DEVICES:
+            B.resolve_android_target(device)  # raises with the list of names
+        if dry_run:
+            raise UserError("--dry-run applies to Android targets (--device s24 ...); here nothing needs printing")
+        settings = B.BenchSettings(tile=tile, overlap=overlap, batch=batch, size=size, warmup=warmup, runs=runs,
+                                   image_runs=image_runs, seed=seed)
+        _set_threads(threads)
+        jobs = _bench_jobs(backend, model, exports)
+        say = (lambda m: err_console.print(escape(m), style="dim", highlight=False)) if not (quiet or as_json) else None
+        results = []
+        for name, mdir in jobs:
+            rec = _bench_one(B, name, mdir, device, dtype, threads, settings, say, strict=backend is not BenchBackend.all)
+            results.append(rec)
+        import torch
+
+        record = {
+            "schema": B.SCHEMA,
+            "created": _now(),
+            "machine": B.machine_info(),
+            "versions": B.versions(),
+            "threads": B.thread_info(threads),
+            "settings": {"tile": tile, "overlap": overlap, "batch": batch, "size": size, "warmup": warmup,
+                         "runs": runs, "image_warmup": settings.image_warmup, "image_runs": image_runs, "seed": seed,
+                         "device": device, "dtype": dtype.value},
+            "results": results,
+            "notes": [
+                "per-tile times: batch of 1 LR tile; encoder/unet/decoder are separate backend calls, total is the "
+                "tiling engine's upscale_tiles on the same tile",
+                "image: synthetic LR input through upscale_tensor (tiling, noise, blending included)",
+                "achieved GFLOP/s = counted GFLOPs (torch flop counter, 2 x MACs) / measured median time",
+            ],
+        }
+        if out is not None:
+            from .evaluate import write_json
+
+            write_json(record, out)
+        if as_json:
+            from .evaluate import to_jsonable
+
+            typer.echo(json.dumps(to_jsonable(record), indent=2, allow_nan=False))
+        elif not quiet:
+            _print_bench_table(record, torch.get_num_threads())
+        if not any(r["status"] == "ok" for r in results):
+            raise typer.Exit(1)
+
+
+def _model_scale(model_dir: Path) -> int:
+    """The scale from a model dir's config or an export's manifest (header read only; default 4)."""
+    for name in ("config.json", "manifest.json"):
+        p = Path(model_dir) / name
+        if p.is_file():
+            try:
+                return int(json.loads(p.read_text()).get("scale", 4))
+            except (ValueError, OSError, TypeError, AttributeError):
+                return 4
+    return 4
+
+
+def _now() -> str:
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _bench_jobs(backend: BenchBackend, model: Path | None, exports: list[Path]) -> list[tuple[str, Path | None]]:
+    from backends.base import auto_backend, detect_model_format
+
+    if backend is BenchBackend.all:
+        jobs: list[tuple[str, Path | None]] = []
+        try:
+            mdir = model if model is not None else default_model_dir()
+            jobs.append(("torch", mdir))
+        except UserError:
+            if not exports:
+                raise
+        for d in exports:
+            if detect_model_format(d) is None:
+                raise UserError(f"--export {d}: not an exported model folder (no manifest.json)")
+            jobs.append((auto_backend(d), d))
+        return jobs
+    if exports:
+        raise UserError("--export is for --backend all or an Android --device; use --model DIR for one backend")
+    mdir = model if model is not None else default_model_dir()
+    _check_model_dir(mdir)
+    name = auto_backend(mdir) if backend is BenchBackend.auto else backend.value
+    return [(name, mdir)]
+
+
+def _bench_one(B, name: str, mdir: Path | None, device: str, dtype: DType, threads: int | None, settings, say,
+               strict: bool) -> dict:
+    import gc
+
+    from backends.base import BackendUnavailable
+
+    try:
+        runner = _load_runner(name, mdir, device, dtype, threads)
+    except (BackendUnavailable, UserError, ValueError, OSError) as exc:
+        if strict:
+            raise
+        return {"backend": name, "model": str(mdir), "status": "skipped", "reason": str(exc).splitlines()[0]}
+    try:
+        return B.bench_runner(runner, settings, backend=name, model_dir=mdir, progress=say)
+    finally:
+        del runner
+        gc.collect()
+
+
+def _bench_android(B, device: str, exports: list[Path], model: Path | None, dry_run: bool, serial: str | None,
+                   qnn_sdk: Path | None, benchmark_tool: Path | None, targets: str, threads: int | None,
+                   warmup: int, runs: int, out: Path | None, as_json: bool) -> None:
+    target = B.resolve_android_target(device)
+    wanted = [t.strip().lower() for t in targets.split(",") if t.strip()]
+    bad = [t for t in wanted if t not in ("htp", "cpu", "gpu", "nnapi")]
+    if bad or not wanted:
+        raise UserError(f"--targets {targets!r}: choose from htp, cpu, gpu, nnapi")
+    if model is not None:
+        from backends.base import detect_model_format
+
+        if detect_model_format(model) not in (None, "torch"):
+            exports = [model, *exports]
+    soc_txt = f" ({target.soc})" if target.soc else ""
+    need = (f"bench --device {device}{soc_txt} needs `adb` on PATH (Android platform-tools), a phone connected with "
+            "USB debugging enabled (listed as 'device' by `adb devices`) and an exported model (--export DIR from "
+            "`edgesr export --format qnn|tflite`); --dry-run prints the commands")
+    sdk = str(qnn_sdk) if qnn_sdk else os.environ.get("QNN_SDK_ROOT")
+    work = Path("edgesr-bench-android") / device.lower()
+    if dry_run:
+        plan = B.plan_android(target, exports, targets=wanted, adb="adb", serial=serial, qnn_sdk=sdk,
+                              benchmark_tool=str(benchmark_tool) if benchmark_tool else None,
+                              threads=threads or 4, warmup=warmup, runs=runs, work_dir=work)
+        typer.echo(f"# edgesr bench --device {device}: {target.name}; run nothing, print the commands")
+        for n in plan.notes:
+            typer.echo(f"# note: {n}")
+        for name, data in plan.local_files.items():
+            typer.echo(f"# write {work / name}: {data.decode().strip()}")
+        for step in plan.steps:
+            typer.echo(step.shell() if step.kind != "host" else f"{step.shell()}   # on this machine")
+        return
+    adb, ser = B.find_adb_device(target, None, serial, need)
+    if not exports:
+        raise UserError(f"{need}; no exported model given")
+    info = B.adb_device_info(adb, ser)
+    soc = (info.get("soc") or "").upper()
+    if target.soc and soc and soc != target.soc:
+        err_console.print("[yellow]warning:[/] " + escape(f"--device {device} means {target.soc}, the connected phone reports {soc}; "
+                          "QNN context binaries only load on the SoC they were built for"), highlight=False)
+    plan = B.plan_android(target, exports, targets=wanted, adb=adb, serial=ser, qnn_sdk=sdk,
+                          benchmark_tool=str(benchmark_tool) if benchmark_tool else None, threads=threads or 4,
+                          warmup=warmup, runs=runs, work_dir=work, soc=soc or None)
+    if not any(s.kind == "run" for s in plan.steps):
+        raise UserError(f"nothing to run on the phone: {'; '.join(plan.notes) or 'no graphs found'}")
+    say = None if as_json else (lambda m: err_console.print(escape(f"$ {m}"), style="dim", highlight=False, soft_wrap=True))
+    results = B.run_android(plan, adb, work, echo=say)
+    record = {"schema": B.SCHEMA, "created": _now(), "device": {"target": device, "name": target.name, **info,
+                                                                  "serial": ser},
+              "host": B.machine_info(), "versions": B.versions(), "results": results, "notes": plan.notes,
+              "settings": {"threads": threads or 4, "warmup": warmup, "runs": runs, "targets": wanted}}
+    if out is not None:
+        from .evaluate import write_json
+
+        write_json(record, out)
+    if as_json:
+        from .evaluate import to_jsonable
+
+        typer.echo(json.dumps(to_jsonable(record), indent=2, allow_nan=False))
+    else:
+        table = Table(title=f"{info.get('model') or device} ({soc or target.soc}): measured on the phone by its own tools")
+        for col in ("target", "graph", "avg ms", "min ms", "max ms", "init ms", "status"):
+            table.add_column(col, justify="left" if col in ("target", "graph", "status") else "right")
+        for r in results:
+            table.add_row(r["target"], r["graph"], _f(r.get("avg_ms")), _f(r.get("min_ms")), _f(r.get("max_ms")),
+                          _f(r.get("init_ms"), "{:.0f}"), r["status"] if r["status"] == "ok" else r.get("error", "")[:60])
+        Console().print(table)
+        for n in plan.notes:
+            Console().print(escape(n), style="dim", highlight=False)
+    if not any(r["status"] == "ok" for r in results):
+        raise typer.Exit(1)
+
+
+def _print_eval_table(record: dict, setup) -> None:
+    con = Console()
+    s = record["summary"]
+    src = f"LR from {record['lr']}" if record["lr"] else f"LR by {record['degrade']} degradation (seed {record['seed']})"
+    table = Table(title=f"{record['dataset']}: {record['images']} images, x{record['scale']}, {src}")
+    cols = ["method", "PSNR-Y (dB)", "SSIM-Y", "NIQE", "LPIPS", "s/image", "PSNR vs bicubic", "wins"]
+    for c in cols:
+        table.add_column(c, justify="left" if c == "method" else "right")
+    niqe_off = "off" if setup.niqe_off else None
+    lpips_off = "off" if setup.lpips_off else None
+    for name, v in s.items():
+        if name == "HR":
+            continue
+        gain = v.get("psnr_y_gain_vs_bicubic")
+        wins = v.get("wins_vs_bicubic")
+        table.add_row(name, _f(v["psnr_y"]), _f(v["ssim_y"], "{:.4f}"), niqe_off or _f(v["niqe"]),
+                      lpips_off or _f(v["lpips"], "{:.4f}"), _f(v["seconds_per_image"], "{:.3f}"),
+                      "" if gain is None else f"{gain:+.2f}", "" if wins is None else f"{wins}/{v['images']}")
+    if "HR" in s:
+        table.add_row("[dim]HR (reference)[/]", "", "", _f(s["HR"]["niqe"]), "", "", "", "")
+    con.print(table)
+    con.print(escape(f"PSNR/SSIM: {record['metrics']['psnr_y_ssim_y']}. edgesr: {record['runner']}, tile "
+                     f"{record['tile']}, {record['threads']} threads. s/image: wall time of each call."), style="dim",
+              highlight=False)
+    if setup.niqe_off:
+        con.print(escape(f"NIQE off: {setup.niqe_off} (or pass --niqe-params FILE)"), style="dim", highlight=False)
+    if setup.lpips_off:
+        con.print(escape(f"LPIPS off: {setup.lpips_off}"), style="dim", highlight=False)
+    files = record["files"]
+    con.print(escape(f"wrote {files['csv']}, {files['json']}" + (f", {files['grid']}" if "grid" in files else "")),
+              highlight=False)
+
+
+def _spread(st: dict, unit: str, fmt: str = "{:.1f}") -> str:
+    """median ±half the interquartile range."""
+    half = (st[f"p75_{unit}"] - st[f"p25_{unit}"]) / 2
+    return f"{fmt.format(st[f'median_{unit}'])} ±{fmt.format(half)}"
+
+
+def _short_dtype(dt: str | None) -> str:
+    return {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}.get(dt or "", dt or "")
+
+
+def _print_bench_table(record: dict, threads: int) -> None:
+    con = Console()
+    m = record["machine"]
+    st = record["settings"]
+    ok = [r for r in record["results"] if r["status"] == "ok"]
+    scale = ok[0]["scale"] if ok else 4
+    table = Table(title=f"edgesr bench: {m['cpu']}, {m['usable_cores']} cores, {threads} threads"
+                  + (f", {m['cuda_device']}" if m.get("cuda_device") and st["device"] != "cpu" else ""))
+    cols = ["backend", "enc ms", "UNet ms", "dec ms", "tile ms", f"{st['size']}² s", "MP/s", "RSS MB", "GFLOP/s"]
+    for c in cols:
+        table.add_column(c, justify="left" if c == "backend" else "right")
+    for r in record["results"]:
+        if r["status"] != "ok":
+            table.add_row(r["backend"], escape(f"{r['status']}: {r.get('reason', '')}"), *[""] * (len(cols) - 2))
+            continue
+        t, im = r["tile"], r["image"]
+        fl = r.get("flops")
+        table.add_row(
+            f"{r['backend']} {r['device']} {_short_dtype(r['dtype'])}".strip(),
+            _spread(t["encoder"], "ms"), _spread(t["unet"], "ms"), _spread(t["decoder"], "ms"),
+            _spread(t["total"], "ms"), _spread(im, "s", "{:.2f}"), f"{im['output_megapixels_per_s']:.3f}",
+            f"{im['memory']['peak_rss_mb']:.0f}", "-" if not fl else f"{fl['achieved_gflops_per_s']['tile_total']:.1f}",
+        )
+    con.print(table)
+    con.print(escape(f"median ±half IQR. Per tile: {st['tile']}x{st['tile']} LR -> {st['tile'] * scale}x{st['tile'] * scale}, "
+                     f"batch 1, {st['runs']} timed rounds after {st['warmup']} warm-up; enc/UNet/dec are separate backend "
+                     f"calls, tile = the engine's upscale_tiles. {st['size']}² s: {st['size']}x{st['size']} -> "
+                     f"{st['size'] * scale}x{st['size'] * scale} through the tiling engine, batch {st['batch']}. MP/s: output "
+                     "megapixels per second. GFLOP/s: counted FLOPs of a tile / its median time."), style="dim",
+              highlight=False)
+    for r in ok:
+        t, im, fl = r["tile"], r["image"], r.get("flops")
+        lines = [f"{r['backend']}: enc+UNet+dec = {t['split_sum_ms']:.1f} ms = {t['split_vs_total'] * 100:.0f}% of the "
+                 f"tile total{' (the total runs the fused graph)' if t['fused_total'] else ''}; image: {im['tiles']} tiles, "
+                 f"{im['runs']} runs, min {im['min_s']:.2f} s, max {im['max_s']:.2f} s"]
+        if fl:
+            g, a = fl["gflops_per_tile"], fl["achieved_gflops_per_s"]
+            lines.append(f"  counted GFLOPs per tile ({fl['config']}): enc {g['encoder']:.2f}, UNet {g['unet']:.2f}, "
+                         f"dec {g['decoder']:.2f}, total {g['total']:.2f}; achieved GFLOP/s: enc {a['encoder']:.1f}, "
+                         f"UNet {a['unet']:.1f}, dec {a['decoder']:.1f}, whole image {a['image']:.1f}")
+        else:
+            lines.append(f"  GFLOP/s: {r.get('flops_unavailable', 'unknown')}")
+        lines.append(f"  memory: {im['memory']['method']}; {im['memory']['rss_before_mb']:.0f} MB before the runs, "
+                     f"peak {im['memory']['peak_rss_mb']:.0f} MB")
+        for line in lines:
+            con.print(escape(line), style="dim", highlight=False)

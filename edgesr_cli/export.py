@@ -1,0 +1,982 @@
+"""`edgesr export`: a model directory -> an exported directory that ONNX Runtime, LiteRT/TFLite or
+QNN HTP (onnxruntime-qnn) runs, plus what every exported backend shares at load time.
+
+An exported directory holds, for one static LR tile size (batch dynamic where the runtime allows):
+
+- one graph per component: ``encoder`` (LR -> mu, sigma), ``denoise`` (z_t, t [, mu] -> z_h
+  prediction) and ``decoder`` (z -> HR), which the shared sampler drives for any number of steps;
+- ``fused``: the whole one-step model, ``hr = decode(denoise(mu + sigma * noise, t=1))``, with the
+  noise window as an input, so the shared tiling engine still draws (and keeps) the noise;
+- ``manifest.json``: format, shapes, scale, tile, quantization, latent geometry, the model config,
+  the source model's checksums and the sha256 of every file. Backends verify the checksums on load
+  and refuse a file that changed.
+
+Export writes into a hidden temp directory beside the output and renames it into place, so an
+interrupted or failed export never leaves a half-written model. Bad requests (a tile size the
+architecture cannot take, an unknown SoC, a missing runtime package) fail before anything is written.
+
+Formats:
+- ``onnx``: torch.onnx (dynamo exporter), opset 18, batch dynamic. Optional ``--quantize int8``
+  (static QDQ, u8 activations / s8 per-channel weights, calibrated) for CPUs with VNNI.
+- ``tflite``: litert-torch, batch 1 (the backend loops over a batch). The same .tflite files are what
+  an Android app loads with the NNAPI / GPU delegates.
+- ``qnn``: W8A16 QDQ ONNX (uint16 activations, int8 per-channel weights; LayerNorm gamma uint8 as
+  the HTP requires), calibrated on real LR tiles, batch 1, plus an EP-context binary per graph
+  compiled for a named Snapdragon SoC (``--soc SM8650`` = Galaxy S24). The QDQ graphs are kept so
+  the same export can be recompiled for another SoC or checked on the CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import __version__
+from .config import ModelConfig
+from .diffusion import Schedule, unet_input
+from .model import COMPONENT_FILES, INFERENCE_COMPONENTS, EdgeSR, ModelFileError, config_fingerprint, file_sha256
+from .models.lr_encoder import resize_to_half_hr
+
+MANIFEST_FILE = "manifest.json"
+EXPORT_VERSION = 1
+FORMATS = ("onnx", "tflite", "qnn")
+ALL_GRAPHS = ("fused", "encoder", "denoise", "decoder")
+QUANTIZATIONS = {"onnx": ("none", "int8"), "tflite": ("none",), "qnn": ("w8a16",)}
+DEFAULT_QUANTIZATION = {"onnx": "none", "tflite": "none", "qnn": "w8a16"}
+DEFAULT_OPSET = 18
+DEFAULT_SOC = "SM8650"
+PIP_HINT = {
+    "onnx": "pip install 'edgesr[onnx]'",
+    "tflite": "pip install 'edgesr[tflite]'",
+    "qnn": "pip install 'edgesr[qnn]'",
+}
+
+# Snapdragon SoCs with an HTP: name -> (QNN soc_model id, HTP arch, VTCM MB, marketing name).
+# Source: the QAIRT SoC table (as mirrored in LiteRT's Qualcomm vendor code).
+SOCS: dict[str, tuple[int, int, int, str]] = {
+    "SM8350": (30, 68, 4, "Snapdragon 888"),
+    "SM8450": (36, 69, 8, "Snapdragon 8 Gen 1"),
+    "SM8550": (43, 73, 8, "Snapdragon 8 Gen 2 (Galaxy S23)"),
+    "SM8650": (57, 75, 8, "Snapdragon 8 Gen 3 (Galaxy S24)"),
+    "SM8750": (69, 79, 8, "Snapdragon 8 Elite (Galaxy S25)"),
+    "SA8255": (52, 73, 8, "Snapdragon Ride (automotive)"),
+    "SA8295": (39, 68, 8, "Snapdragon Cockpit (automotive)"),
+}
+
+
+class ExportError(ValueError):
+    """An export request that cannot be carried out; the message says why and what to do."""
+
+
+# ================================================================================================
+# The graphs: thin nn.Module views of an EdgeSR, one per exported graph
+# ================================================================================================
+
+
+class EncoderGraph(nn.Module):
+    """lr (B,3,T,T) -> mu, sigma (B,C,h,w). With host_resize the input is the LR already bicubic-
+    resized to HR/2 (B,3,T*s/2,T*s/2) and the graph holds convolutions only."""
+
+    def __init__(self, model: EdgeSR, host_resize: bool = False) -> None:
+        super().__init__()
+        self.enc = model.lr_encoder
+        self.host_resize = host_resize
+
+    def forward(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = lr if self.host_resize else resize_to_half_hr(lr, self.enc.scale)
+        mu, raw = self.enc.net(x * 2.0 - 1.0).chunk(2, dim=1)
+        return mu, self.enc.sigma_from_raw(raw)
+
+
+class DenoiseGraph(nn.Module):
+    """(z (B,C,h,w), t (B,)) -> z_h prediction; the unidirectional ablation also takes mu."""
+
+    def __init__(self, model: EdgeSR) -> None:
+        super().__init__()
+        self.unet = model.unet
+        self.conditioning = model.cfg.conditioning
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor, mu: torch.Tensor | None = None) -> torch.Tensor:
+        if self.conditioning == "unidirectional":
+            z = unet_input(z, mu, "unidirectional")
+        return self.unet(z, t)
+
+
+class DecoderGraph(nn.Module):
+    def __init__(self, model: EdgeSR) -> None:
+        super().__init__()
+        self.dec = model.decoder
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.dec(z)
+
+
+class FusedGraph(nn.Module):
+    """(lr, noise) -> HR: the shared sampler's one step (z_1 = mu + sigma * noise, z_h = Z(z_1, 1))
+    followed by the decoder, written out as one graph. Output not clamped (the engine clamps)."""
+
+    def __init__(self, model: EdgeSR, host_resize: bool = False) -> None:
+        super().__init__()
+        self.encoder = EncoderGraph(model, host_resize)
+        self.denoiser = DenoiseGraph(model)
+        self.decoder = DecoderGraph(model)
+        self.conditioning = model.cfg.conditioning
+
+    def forward(self, lr: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        mu, sigma = self.encoder(lr)
+        t = torch.ones(lr.shape[0], dtype=lr.dtype, device=lr.device)
+        if self.conditioning == "unidirectional":  # the sampler's mu = 0, sigma = 1
+            zh = self.denoiser(noise, t, mu)
+        else:
+            zh = self.denoiser(mu + sigma * noise, t)
+        return self.decoder(zh)
+
+
+def graph_modules(model: EdgeSR, host_resize: bool) -> dict[str, nn.Module]:
+    return {"fused": FusedGraph(model, host_resize).eval(), "encoder": EncoderGraph(model, host_resize).eval(),
+            "denoise": DenoiseGraph(model).eval(), "decoder": DecoderGraph(model).eval()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Geometry:
+    """Static shapes of one export (batch excluded)."""
+
+    tile: int  # LR tile (square)
+    scale: int
+    latent_factor: int
+    latent_channels: int
+    conditioning: str
+    host_resize: bool
+
+    @property
+    def latent(self) -> int:
+        return self.tile * self.scale // self.latent_factor
+
+    @property
+    def hr(self) -> int:
+        return self.tile * self.scale
+
+    @property
+    def encoder_in(self) -> int:
+        return self.tile * max(1, self.scale // 2) if self.host_resize else self.tile
+
+    def io(self, graph: str) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+        """{input name: shape without batch}, {output name: shape without batch} for a graph."""
+        c, h, r, e = self.latent_channels, self.latent, self.hr, self.encoder_in
+        lat = [c, h, h]
+        if graph == "encoder":
+            return {"lr": [3, e, e]}, {"mu": lat, "sigma": lat}
+        if graph == "denoise":
+            ins = {"z": lat, "t": []}
+            if self.conditioning == "unidirectional":
+                ins["mu"] = lat
+            return ins, {"zh": lat}
+        if graph == "decoder":
+            return {"z": lat}, {"hr": [3, r, r]}
+        if graph == "fused":
+            return {"lr": [3, e, e], "noise": lat}, {"hr": [3, r, r]}
+        raise ValueError(f"unknown graph {graph!r}")
+
+
+def example_inputs(geo: Geometry, graph: str, batch: int, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ins, _ = geo.io(graph)
+    out = {}
+    for name, shape in ins.items():
+        if name == "t":
+            out[name] = torch.ones(batch)
+        elif name == "lr":
+            out[name] = torch.rand(batch, *shape, generator=g)
+        else:
+            out[name] = torch.randn(batch, *shape, generator=g)
+    return out
+
+
+# ================================================================================================
+# Validation (before anything is written)
+# ================================================================================================
+
+
+def check_tile(model: EdgeSR, tile: int) -> None:
+    m = model.lr_multiple
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < m or tile % m:
+        lower = (tile // m) * m if isinstance(tile, int) and tile > 0 else 0
+        hint = f"{lower} or {lower + m}" if lower >= m else f"{m}"
+        raise ExportError(
+            f"tile {tile} cannot be exported for {model.cfg.name} at x{model.scale}: LR tiles must be positive "
+            f"multiples of {m} (latent grid and UNet downsampling); try --tile {hint}. Nothing was written")
+
+
+def resolve_soc(soc: str | None) -> dict[str, Any]:
+    name = (soc or DEFAULT_SOC).strip().upper()
+    if name not in SOCS:
+        known = ", ".join(f"{k} ({v[3]})" for k, v in SOCS.items())
+        raise ExportError(f"unknown SoC {soc!r} for QNN HTP; known: {known}")
+    model_id, arch, vtcm, label = SOCS[name]
+    return {"soc": name, "soc_model": model_id, "htp_arch": arch, "vtcm_mb": vtcm, "name": label}
+
+
+def check_packages(fmt: str) -> None:
+    """Raise BackendUnavailable naming the pip command if the packages that export `fmt` are missing."""
+    from backends.base import BackendUnavailable
+
+    need = {"onnx": ("onnx", "onnxruntime", "onnxscript"), "tflite": ("litert_torch",),
+            "qnn": ("onnx", "onnxruntime", "onnxscript", "onnxruntime_qnn")}[fmt]
+    missing = []
+    for mod in need:
+        try:
+            __import__(mod)
+        except ImportError:
+            missing.append(mod)
+        except Exception as exc:  # a broken install: say so rather than crash
+            missing.append(f"{mod} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+    if missing:
+        raise BackendUnavailable(f"exporting to {fmt} needs {', '.join(missing)}: {PIP_HINT[fmt]}")
+
+
+def parse_graphs(graphs: str | Sequence[str] | None) -> tuple[str, ...]:
+    if graphs is None or graphs == "all":
+        return ALL_GRAPHS
+    items = [g.strip() for g in (graphs.split(",") if isinstance(graphs, str) else graphs) if g.strip()]
+    if "all" in items:
+        return ALL_GRAPHS
+    bad = [g for g in items if g not in ALL_GRAPHS]
+    if bad or not items:
+        raise ExportError(f"unknown graph(s) {bad or items}; choose from {', '.join(ALL_GRAPHS)} or all")
+    return tuple(g for g in ALL_GRAPHS if g in items)
+
+
+# ================================================================================================
+# Calibration data (QNN W8A16, ONNX int8)
+# ================================================================================================
+
+
+def calibration_tiles(source: str | Path | torch.Tensor | Sequence[torch.Tensor] | None, tile: int, count: int = 64,
+                      seed: int = 0) -> tuple[torch.Tensor, str]:
+    """LR tiles (N,3,tile,tile) in [0,1] for calibration, and a description of where they came from.
+
+    source: a folder (or file) of photos, cut into random tile crops (the photos are LR input, as a
+    user would pass to `edgesr upscale`); or tensors: (N,3,H,W) / a list of (3,H,W) images."""
+    if source is None:
+        raise ExportError("quantized export needs calibration images: pass --calibration DIR "
+                          "(a folder of typical input photos; 20-100 is plenty)")
+    g = torch.Generator().manual_seed(seed)
+    if isinstance(source, (str, Path)):
+        from .data import load_images
+
+        images, _ = load_images(source, min_size=tile)
+        images = [im.float() / 255.0 for im in images]
+        label = f"{Path(source).name or source} ({len(images)} image(s))"
+    elif isinstance(source, torch.Tensor):
+        images = list(source) if source.dim() == 4 else [source]
+        label = f"{len(images)} tensor image(s)"
+    else:
+        images = list(source)
+        label = f"{len(images)} tensor image(s)"
+    images = [im for im in images if im.shape[-1] >= tile and im.shape[-2] >= tile]
+    if not images:
+        raise ExportError(f"no calibration image is at least {tile}x{tile} (the export tile)")
+    per = max(1, math.ceil(count / len(images)))
+    tiles = []
+    for im in images:
+        h, w = im.shape[-2:]
+        for _ in range(per):
+            y = int(torch.randint(0, h - tile + 1, (1,), generator=g))
+            x = int(torch.randint(0, w - tile + 1, (1,), generator=g))
+            tiles.append(im[:3, y:y + tile, x:x + tile].float().clamp(0, 1))
+    idx = torch.randperm(len(tiles), generator=g)[:count]
+    return torch.stack([tiles[int(i)] for i in idx]), label
+
+
+@torch.no_grad()
+def calibration_feeds(model: EdgeSR, geo: Geometry, lr_tiles: torch.Tensor, graphs: Iterable[str],
+                      seed: int = 0) -> dict[str, list[dict[str, np.ndarray]]]:
+    """Per-graph input batches (batch 1) recorded from the PyTorch model on the calibration tiles:
+    the fused graph and encoder see the LR tiles, the denoiser sees the sampler's z_t for 1, 2 and 4
+    steps (t = 1, .75, .5, .25), the decoder sees the denoiser's predictions."""
+    from .sampler import sample
+
+    g = torch.Generator().manual_seed(seed)
+    feeds: dict[str, list[dict[str, np.ndarray]]] = {k: [] for k in graphs}
+    enc_graph = EncoderGraph(model, geo.host_resize).eval()
+    uni = geo.conditioning == "unidirectional"
+    for i in range(lr_tiles.shape[0]):
+        lr = lr_tiles[i:i + 1].float()
+        enc_in = resize_to_half_hr(lr, geo.scale) if geo.host_resize else lr
+        noise = torch.randn(1, geo.latent_channels, geo.latent, geo.latent, generator=g)
+        mu, sigma = enc_graph(enc_in)
+        if "encoder" in feeds:
+            feeds["encoder"].append({"lr": enc_in.numpy()})
+        if "fused" in feeds:
+            feeds["fused"].append({"lr": enc_in.numpy(), "noise": noise.numpy()})
+        steps = (1, 2, 4)[i % 3] if "denoise" in feeds else 1
+        extra = [torch.randn(1, *mu.shape[1:], generator=g) for _ in range(steps)]
+        start_mu, start_sigma = (torch.zeros_like(mu), torch.ones_like(sigma)) if uni else (mu, sigma)
+
+        def denoiser(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            item = {"z": z.numpy().copy(), "t": t.float().numpy().copy()}
+            if uni:
+                item["mu"] = mu.numpy()
+            if "denoise" in feeds:
+                feeds["denoise"].append(item)
+            return model.denoise(z, t, mu if uni else None)
+
+        zh = sample(denoiser, start_mu, start_sigma, [noise] + extra, model.schedule, steps=steps, eta=0.0)
+        if "decoder" in feeds:
+            feeds["decoder"].append({"z": zh.numpy()})
+    return feeds
+
+
+# ================================================================================================
+# Export
+# ================================================================================================
+
+
+@dataclasses.dataclass
+class ExportResult:
+    path: Path
+    manifest: dict
+    seconds: float
+
+
+def export_model(
+    model: EdgeSR | str | Path,
+    out_dir: str | Path,
+    fmt: str,
+    *,
+    tile: int = 128,
+    quantize: str | None = None,
+    soc: str | None = None,
+    calibration: str | Path | torch.Tensor | Sequence[torch.Tensor] | None = None,
+    calibration_tiles_count: int = 64,
+    graphs: str | Sequence[str] | None = None,
+    scale: int | None = None,
+    opset: int = DEFAULT_OPSET,
+    host_resize: bool | None = None,
+    overwrite: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> ExportResult:
+    """Export `model` (an EdgeSR or a model directory) to `out_dir` in `fmt` (onnx | tflite | qnn)."""
+    t_start = time.perf_counter()
+    say = log or (lambda _m: None)
+    fmt = (fmt or "").lower()
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; choose {', '.join(FORMATS)}")
+    quant = (quantize or DEFAULT_QUANTIZATION[fmt]).lower()
+    if quant not in QUANTIZATIONS[fmt]:
+        raise ExportError(f"--quantize {quant} is not available for {fmt}; choose {', '.join(QUANTIZATIONS[fmt])}")
+    soc_info = resolve_soc(soc) if fmt == "qnn" else None
+    if soc is not None and fmt != "qnn":
+        raise ExportError("--soc applies to --format qnn only")
+    wanted = parse_graphs(graphs)
+    out = Path(out_dir)
+    _check_output(out, overwrite)
+
+    source: dict[str, Any]
+    if isinstance(model, (str, Path)):
+        from .model import load_model_dir
+
+        mdir = Path(model)
+        model = load_model_dir(mdir, scale=scale)
+        source = {"dir": str(mdir.resolve()), "files": {
+            COMPONENT_FILES[c]: file_sha256(mdir / COMPONENT_FILES[c]) for c in INFERENCE_COMPONENTS}}
+        source["files"]["config.json"] = file_sha256(mdir / "config.json")
+    else:
+        if scale is not None and scale != model.cfg.scale:
+            model = _rescaled(model, scale)
+        source = {"dir": None, "weights_sha256": _weights_sha256(model)}
+    model = model.float().eval()
+    check_tile(model, tile)
+    if fmt in ("tflite", "qnn") or quant != "none":
+        check_packages(fmt)
+    else:
+        check_packages("onnx")
+    if quant != "none":
+        calib_tiles, calib_label = calibration_tiles(calibration, tile, calibration_tiles_count)
+    cfg = model.cfg
+    geo = Geometry(tile=tile, scale=cfg.scale, latent_factor=cfg.latent_factor, latent_channels=cfg.latent_channels,
+                   conditioning=cfg.conditioning, host_resize=bool(host_resize))
+
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        extra: dict[str, Any] = {}
+        quant_info: dict[str, Any] | None = None
+        with _quiet_exporters():
+            if fmt == "onnx":
+                graph_files, extra = _write_onnx(model, geo, wanted, tmp, opset, say)
+                if quant == "int8":
+                    feeds = calibration_feeds(model, geo, calib_tiles, wanted)
+                    graph_files, quant_info = _quantize_onnx_int8(tmp, graph_files, feeds, say)
+            elif fmt == "tflite":
+                graph_files, extra, geo = _write_tflite(model, geo, wanted, tmp, say, host_resize)
+            else:
+                feeds = calibration_feeds(model, geo, calib_tiles, wanted)
+                graph_files, extra, quant_info = _write_qnn(model, geo, wanted, tmp, opset, feeds, soc_info, say)
+        if quant_info is not None:
+            quant_info["calibration"] = {"source": calib_label, "tiles": int(calib_tiles.shape[0])}
+        manifest = _manifest(fmt, model, geo, wanted, graph_files, quant_info, source, extra, tmp)
+        (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+        _fsync_dir(tmp)
+        _move_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return ExportResult(out, manifest, time.perf_counter() - t_start)
+
+
+def _rescaled(model: EdgeSR, scale: int) -> EdgeSR:
+    new = EdgeSR(dataclasses.replace(model.cfg, scale=scale))
+    new.load_state_dict(model.state_dict(), strict=False)
+    return new.eval()
+
+
+def _weights_sha256(model: EdgeSR) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for name in INFERENCE_COMPONENTS:
+        for k, v in sorted(model.components()[name].state_dict().items()):
+            h.update(f"{name}.{k}".encode())
+            h.update(v.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _check_output(out: Path, overwrite: bool) -> None:
+    if out.exists():
+        if not out.is_dir():
+            raise ExportError(f"{out}: exists and is not a folder; choose another -o")
+        contents = list(out.iterdir())
+        if contents and not (out / MANIFEST_FILE).is_file():
+            raise ExportError(f"{out}: exists and is not an edgesr export; choose another -o (nothing was written)")
+        if contents and not overwrite:
+            raise ExportError(f"{out}: an export is already there (pass --force to replace it)")
+    parent = out.resolve().parent
+    if not parent.exists():
+        raise ExportError(f"{parent}: no such folder")
+    if not os.access(parent, os.W_OK):
+        raise ExportError(f"{parent}: not writable")
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        out.rename(old)
+        try:
+            tmp.rename(out)
+        except BaseException:
+            old.rename(out)
+            raise
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)
+
+
+def _fsync_dir(d: Path) -> None:
+    for p in d.iterdir():
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+
+
+@contextmanager
+def _quiet_exporters():
+    """The exporters are chatty (warnings, progress bars); keep the CLI's output readable."""
+    old = os.environ.get("LITERT_TORCH_SHOW_PROGRESS")
+    os.environ["LITERT_TORCH_SHOW_PROGRESS"] = "0"
+    import logging
+
+    loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "onnxscript", "torch._dynamo",
+                                               "torch.fx.experimental.symbolic_shapes", "absl")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+        if old is None:
+            os.environ.pop("LITERT_TORCH_SHOW_PROGRESS", None)
+        else:
+            os.environ["LITERT_TORCH_SHOW_PROGRESS"] = old
+
+
+# ---- ONNX --------------------------------------------------------------------------------------
+
+
+def _torch_onnx_export(module: nn.Module, inputs: dict[str, torch.Tensor], output_names: list[str], path: Path,
+                       opset: int, dynamic_batch: bool) -> None:
+    """torch.onnx dynamo export with named inputs/outputs; batch dynamic or fixed by the example."""
+    names = list(inputs)
+    kwargs: dict[str, Any] = {}
+    if dynamic_batch:
+        batch = torch.export.Dim("batch", min=1, max=1024)
+        kwargs["dynamic_shapes"] = {n: {0: batch} for n in names}
+    nbytes = sum(p.numel() * p.element_size() for p in module.parameters())
+    torch.onnx.export(module, tuple(inputs.values()), str(path), dynamo=True, opset_version=opset,
+                      input_names=names, output_names=output_names, external_data=nbytes > 1_500_000_000,
+                      optimize=True, verbose=False, **kwargs)
+
+
+def _write_onnx(model: EdgeSR, geo: Geometry, wanted: Sequence[str], out: Path, opset: int,
+                say: Callable[[str], None]) -> tuple[dict[str, dict], dict]:
+    import onnx
+
+    mods = graph_modules(model, geo.host_resize)
+    files: dict[str, dict] = {}
+    for name in wanted:
+        say(f"exporting {name} graph to ONNX")
+        ins, outs = geo.io(name)
+        path = out / f"{name}.onnx"
+        _torch_onnx_export(mods[name], example_inputs(geo, name, batch=2), list(outs), path, opset, dynamic_batch=True)
+        onnx.checker.check_model(str(path))
+        files[name] = {"file": path.name}
+    return files, {"exporter": f"torch.onnx (dynamo) {torch.__version__}", "opset": opset, "batch": "dynamic"}
+
+
+def _rename_initializers(model_proto) -> None:
+    """Give every initializer a unique, descriptive name. The QDQ quantizer derives new tensor names
+    from initializer names and can collide with the dynamo exporter's plain `val_N` names."""
+    import re
+
+    used = {o for n in model_proto.graph.node for o in n.output} | {i.name for i in model_proto.graph.input}
+    ren: dict[str, str] = {}
+    for i, init in enumerate(model_proto.graph.initializer):
+        base = re.sub(r"[^A-Za-z0-9_]", "_", init.name)
+        new = f"w{i:04d}_{base}"
+        while new in used:
+            new += "_"
+        ren[init.name] = new
+        init.name = new
+    for node in model_proto.graph.node:
+        for k, x in enumerate(node.input):
+            if x in ren:
+                node.input[k] = ren[x]
+    for vi in model_proto.graph.value_info:
+        if vi.name in ren:
+            vi.name = ren[vi.name]
+    for o in model_proto.graph.output:
+        if o.name in ren:  # an output that is a constant (rare): keep it wired
+            o.name = ren[o.name]
+
+
+class _FeedReader:
+    """onnxruntime CalibrationDataReader over recorded feeds."""
+
+    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        self.feeds = feeds
+        self._it = iter(feeds)
+
+    def get_next(self):
+        return next(self._it, None)
+
+    def rewind(self) -> None:
+        self._it = iter(self.feeds)
+
+    def __len__(self) -> int:
+        return len(self.feeds)
+
+
+def _reader(feeds: list[dict[str, np.ndarray]]):
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(_FeedReader, CalibrationDataReader):
+        pass
+
+    return Reader(feeds)
+
+
+def _quantize_onnx_int8(out: Path, files: dict[str, dict], feeds: dict[str, list[dict[str, np.ndarray]]],
+                        say: Callable[[str], None]) -> tuple[dict[str, dict], dict]:
+    """Static QDQ int8 for the ORT CPU EP (u8 activations, s8 per-channel weights), calibrated."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    new: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="edgesr-int8-") as work:
+        for name, info in files.items():
+            say(f"quantizing {name} graph to int8")
+            src = out / info["file"]
+            m = onnx.load(str(src))
+            _rename_initializers(m)
+            staged = Path(work) / f"{name}.onnx"
+            onnx.save(m, str(staged))
+            dst = out / f"{name}.int8.onnx"
+            quantize_static(str(staged), str(dst), _reader(_batch1(feeds[name])), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                            calibrate_method=CalibrationMethod.MinMax,
+                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True})
+            src.unlink()
+            new[name] = {"file": dst.name}
+    return new, {"scheme": "int8", "format": "QDQ", "activations": "uint8 (asymmetric, per-tensor)",
+                 "weights": "int8 (symmetric, per-channel)", "runtime": "onnxruntime CPU"}
+
+
+def _batch1(feeds: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    return [{k: np.ascontiguousarray(v, dtype=np.float32) for k, v in f.items()} for f in feeds]
+
+
+# ---- QNN ---------------------------------------------------------------------------------------
+
+
+def _write_qnn(model: EdgeSR, geo: Geometry, wanted: Sequence[str], out: Path, opset: int,
+               feeds: dict[str, list[dict[str, np.ndarray]]], soc: dict[str, Any], say: Callable[[str], None]):
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize
+    from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config
+
+    mods = graph_modules(model, geo.host_resize)
+    files: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="edgesr-qnn-") as work:
+        for name in wanted:
+            say(f"exporting {name} graph (batch 1) for QNN")
+            ins, outs = geo.io(name)
+            fp32 = Path(work) / f"{name}.fp32.onnx"
+            _torch_onnx_export(mods[name], example_inputs(geo, name, batch=1), list(outs), fp32, opset,
+                               dynamic_batch=False)
+            m = onnx.load(str(fp32))
+            _rename_initializers(m)
+            staged = Path(work) / f"{name}.renamed.onnx"
+            onnx.save(m, str(staged))
+            # HTP LayerNorm takes its gamma as unsigned 8-bit only (signed int8 fails validation)
+            overrides = {n.input[1]: [{"quant_type": QuantType.QUInt8, "symmetric": False}]
+                         for n in m.graph.node if n.op_type == "LayerNormalization" and len(n.input) > 1}
+            say(f"quantizing {name} graph to W8A16 on {len(feeds[name])} calibration input(s)")
+            qcfg = get_qnn_qdq_config(str(staged), _reader(_batch1(feeds[name])), activation_type=QuantType.QUInt16,
+                                      weight_type=QuantType.QInt8, per_channel=True, init_overrides=overrides or None)
+            qdq = out / f"{name}.qdq.onnx"
+            quantize(str(staged), str(qdq), qcfg)
+            say(f"compiling {name} graph for {soc['soc']} (HTP v{soc['htp_arch']})")
+            ctx = out / f"{name}.{soc['soc']}.ctx.onnx"
+            compile_qnn_context(qdq, ctx, soc)
+            files[name] = {"file": qdq.name, "context": ctx.name}
+    extra = {"exporter": f"torch.onnx (dynamo) {torch.__version__}", "opset": opset, "batch": 1,
+             "qnn": {**soc, "context_embed_mode": 1, "onnxruntime_qnn": _version("onnxruntime_qnn")}}
+    quant = {"scheme": "w8a16", "format": "QDQ", "activations": "uint16 (asymmetric, per-tensor)",
+             "weights": "int8 (symmetric, per-channel); LayerNorm gamma uint8", "runtime": "QNN HTP"}
+    return files, extra, quant
+
+
+def compile_qnn_context(qdq: Path, ctx: Path, soc: dict[str, Any]) -> None:
+    """Compile a QDQ model into an EP-context model (the HTP context binary embedded) for `soc`."""
+    import onnxruntime as ort
+
+    from backends.qnn_backend import qnn_devices, qnn_provider_options
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+    so.add_session_config_entry("ep.context_enable", "1")
+    so.add_session_config_entry("ep.context_embed_mode", "1")
+    so.add_session_config_entry("ep.context_file_path", str(ctx))
+    opts = qnn_provider_options(soc)
+    opts["htp_graph_finalization_optimization_mode"] = "3"
+    so.add_provider_for_devices(qnn_devices(), opts)
+    try:
+        sess = ort.InferenceSession(str(qdq), sess_options=so)
+    except Exception as exc:
+        raise ExportError(f"QNN could not compile {qdq.name} for {soc['soc']}: {str(exc).splitlines()[0]}") from None
+    del sess
+    if not ctx.is_file():
+        raise ExportError(f"QNN did not write a context model for {qdq.name}")
+
+
+# ---- TFLite ------------------------------------------------------------------------------------
+
+
+class _EncoderKw(nn.Module):
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, lr: torch.Tensor) -> dict[str, torch.Tensor]:
+        mu, sigma = self.inner(lr)
+        return {"mu": mu, "sigma": sigma}
+
+
+def _tflite_module(mod: nn.Module, graph: str, conditioning: str) -> nn.Module:
+    # explicit signatures (litert-torch traces keyword arguments by name)
+    if graph == "encoder":
+        return _EncoderKw(mod).eval()
+
+    class Wrap(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = mod
+
+    if graph == "denoise" and conditioning == "unidirectional":
+        class W(Wrap):
+            def forward(self, z, t, mu):
+                return {"zh": self.inner(z, t, mu)}
+    elif graph == "denoise":
+        class W(Wrap):
+            def forward(self, z, t):
+                return {"zh": self.inner(z, t)}
+    elif graph == "decoder":
+        class W(Wrap):
+            def forward(self, z):
+                return {"hr": self.inner(z)}
+    else:
+        class W(Wrap):
+            def forward(self, lr, noise):
+                return {"hr": self.inner(lr, noise)}
+    return W().eval()
+
+
+def _write_tflite(model: EdgeSR, geo: Geometry, wanted: Sequence[str], out: Path, say: Callable[[str], None],
+                  host_resize: bool | None):
+    """litert-torch conversion, batch 1. If the bicubic resize in the encoder does not convert (it did
+    with litert-torch 0.10), retry with the resize moved out of the graph (done by the backend)."""
+    import litert_torch
+
+    def convert_all(g: Geometry) -> dict[str, dict]:
+        mods = graph_modules(model, g.host_resize)
+        files = {}
+        for name in wanted:
+            say(f"converting {name} graph to TFLite (litert-torch)")
+            sample = example_inputs(g, name, batch=1)
+            edge = litert_torch.convert(_tflite_module(mods[name], name, g.conditioning), sample_kwargs=sample)
+            path = out / f"{name}.tflite"
+            edge.export(str(path))
+            files[name] = {"file": path.name, "signature": "serving_default"}
+        return files
+
+    try:
+        files = convert_all(geo)
+    except Exception as exc:
+        if host_resize is not None or geo.host_resize:
+            raise ExportError(f"litert-torch could not convert the model: {str(exc).splitlines()[0]}") from None
+        say(f"conversion failed ({str(exc).splitlines()[0][:120]}); retrying with the bicubic resize outside the graph")
+        for p in out.glob("*.tflite"):
+            p.unlink()
+        geo = dataclasses.replace(geo, host_resize=True)
+        try:
+            files = convert_all(geo)
+        except Exception as exc2:
+            raise ExportError(f"litert-torch could not convert the model: {str(exc2).splitlines()[0]}") from None
+    extra = {"exporter": f"litert-torch {_version('litert_torch')}", "batch": 1,
+             "android": "load the .tflite files with the LiteRT Interpreter; the NNAPI / GPU delegates apply as usual"}
+    return files, extra, geo
+
+
+# ---- manifest ----------------------------------------------------------------------------------
+
+
+def _version(module: str) -> str | None:
+    try:
+        from importlib.metadata import version
+
+        return version(module.replace("_", "-"))
+    except Exception:
+        return None
+
+
+def _manifest(fmt: str, model: EdgeSR, geo: Geometry, wanted: Sequence[str], graph_files: dict[str, dict],
+              quant: dict | None, source: dict, extra: dict, folder: Path) -> dict:
+    cfg = model.cfg
+    batch = extra.pop("batch", "dynamic")
+    graphs = {}
+    for name in wanted:
+        ins, outs = geo.io(name)
+        b = batch if batch != "dynamic" else "B"
+        graphs[name] = {**graph_files[name],
+                        "inputs": {k: [b, *v] for k, v in ins.items()},
+                        "outputs": {k: [b, *v] for k, v in outs.items()}}
+    files = {p.name: {"sha256": file_sha256(p), "bytes": p.stat().st_size}
+             for p in sorted(folder.iterdir()) if p.is_file() and p.name != MANIFEST_FILE}
+    return {
+        "edgesr_export": EXPORT_VERSION,
+        "format": fmt,
+        "created_by": f"edgesr {__version__}",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "scale": cfg.scale,
+        "tile": {"lr": [geo.tile, geo.tile], "latent": [geo.latent, geo.latent], "hr": [geo.hr, geo.hr],
+                 "lr_multiple": model.lr_multiple},
+        "batch": batch,
+        "latent": {"channels": cfg.latent_channels, "factor": cfg.latent_factor, "conditioning": cfg.conditioning,
+                   "schedule": cfg.schedule.to_dict()},
+        "encoder_resize": "host" if geo.host_resize else "in_graph",
+        "quantization": quant,
+        "graphs": graphs,
+        "model": {"name": cfg.name, "config": cfg.to_dict(), "fingerprint": config_fingerprint(cfg), "source": source},
+        **extra,
+        "files": files,
+    }
+
+
+# ================================================================================================
+# Loading an export (shared by the onnx / tflite / qnn backends)
+# ================================================================================================
+
+
+def read_manifest(export_dir: str | Path, expect: Sequence[str] | None = None, verify: bool = True) -> dict:
+    """Read and check an export's manifest; with `verify`, check every file's sha256.
+    Raises ModelFileError with a one-line reason."""
+    d = Path(export_dir)
+    path = d / MANIFEST_FILE
+    if not d.is_dir():
+        raise ModelFileError(f"{d}: not a folder")
+    if not path.is_file():
+        hint = " (this is a PyTorch model folder: use --backend torch, or `edgesr export` it first)" \
+            if (d / "config.json").is_file() else ""
+        raise ModelFileError(f"{path}: missing; not an edgesr export{hint}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (ValueError, OSError) as exc:
+        raise ModelFileError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(manifest, dict) or "format" not in manifest or "graphs" not in manifest:
+        raise ModelFileError(f"{path}: not an edgesr export manifest")
+    version = manifest.get("edgesr_export")
+    if version != EXPORT_VERSION:
+        raise ModelFileError(f"{path}: export format version {version!r} is not supported by edgesr {__version__} "
+                             f"(expects {EXPORT_VERSION}); re-export the model")
+    if expect is not None and manifest["format"] not in expect:
+        raise ModelFileError(f"{d}: is a {manifest['format']} export; use --backend {manifest['format']}")
+    if verify:
+        verify_files(d, manifest)
+    return manifest
+
+
+def verify_files(export_dir: Path, manifest: dict) -> None:
+    files = manifest.get("files") or {}
+    for graph in manifest["graphs"].values():
+        for key in ("file", "context"):
+            if key in graph and graph[key] not in files:
+                raise ModelFileError(f"{export_dir / graph[key]}: not listed in the manifest's checksums; re-export")
+    for name, info in files.items():
+        p = export_dir / name
+        if not p.is_file():
+            raise ModelFileError(f"{p}: missing (listed in {MANIFEST_FILE}); re-export the model")
+        got = file_sha256(p)
+        if got != info["sha256"]:
+            raise ModelFileError(f"{p}: checksum mismatch, the file changed after export "
+                                 f"(sha256 {got[:12]}..., manifest {info['sha256'][:12]}...); re-export the model")
+
+
+class ExportedRunner:
+    """What the onnx / tflite / qnn backends share: the Runner attributes from the manifest, and
+    encode / denoise / decode / fused_one_step on top of a runtime's `_run(graph, feeds)`.
+
+    Graphs have one static tile size. Smaller tiles (images smaller than a tile) are padded
+    (replicate) up to it and the output cropped; larger tiles are refused with the size to use.
+    Batch: dynamic graphs take the whole batch; batch-1 graphs are run tile by tile."""
+
+    name = "exported"
+
+    def __init__(self, export_dir: Path, manifest: dict, scale: int | None = None) -> None:
+        self.export_dir = Path(export_dir)
+        self.manifest = manifest
+        cfg = ModelConfig.from_dict(manifest["model"]["config"])
+        if scale is not None and int(scale) != int(manifest["scale"]):
+            raise ValueError(f"{export_dir} was exported for x{manifest['scale']}, not x{scale}; re-export with --scale {scale}")
+        self.cfg = cfg
+        self.scale = int(manifest["scale"])
+        self.latent_factor = cfg.latent_factor
+        self.latent_channels = cfg.latent_channels
+        self.lr_multiple = int(manifest["tile"]["lr_multiple"])
+        self.conditioning = cfg.conditioning
+        self.schedule = Schedule(cfg.schedule)
+        self.tile = int(manifest["tile"]["lr"][0])
+        self.latent_tile = int(manifest["tile"]["latent"][0])
+        self.static_batch = None if manifest.get("batch") == "dynamic" else int(manifest.get("batch", 1))
+        self.host_resize = manifest.get("encoder_resize") == "host"
+        self.graphs = dict(manifest["graphs"])
+        if "fused" in self.graphs:
+            self.fused_one_step = self._fused_one_step
+
+    # -- to implement -----------------------------------------------------------------------------
+    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    # -- helpers ------------------------------------------------------------------------------------
+    def _need(self, graph: str) -> None:
+        if graph not in self.graphs:
+            raise ValueError(f"{self.export_dir} has no {graph} graph (exported: {', '.join(self.graphs)}); "
+                             "re-export with --graphs all to sample with more than one step")
+
+    def _call(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        b = next(iter(feeds.values())).shape[0]
+        if self.static_batch is None or b == self.static_batch:
+            return self._run(graph, feeds)
+        n = self.static_batch
+        outs: list[dict[str, np.ndarray]] = []
+        for i in range(0, b, n):
+            chunk = {k: v[i:i + n] for k, v in feeds.items()}
+            short = n - chunk[next(iter(chunk))].shape[0]
+            if short:
+                chunk = {k: np.concatenate([v, np.repeat(v[-1:], short, axis=0)]) for k, v in chunk.items()}
+            res = self._run(graph, chunk)
+            outs.append({k: v[:n - short] for k, v in res.items()})
+        return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+    def _fit(self, x: torch.Tensor, size: int, what: str) -> np.ndarray:
+        h, w = x.shape[-2:]
+        if h > size or w > size:
+            raise ValueError(f"{what} of {h}x{w} is larger than this export's static {size}x{size} "
+                             f"(LR tile {self.tile}): run with --tile {self.tile}")
+        x = x.detach().float().cpu()
+        if h < size or w < size:
+            x = F.pad(x, (0, size - w, 0, size - h), mode="replicate")
+        return np.ascontiguousarray(x.numpy(), dtype=np.float32)
+
+    def _lr_in(self, lr: torch.Tensor) -> np.ndarray:
+        x = torch.from_numpy(self._fit(lr, self.tile, "LR tile"))
+        if self.host_resize:
+            x = resize_to_half_hr(x, self.scale)
+        return np.ascontiguousarray(x.numpy(), dtype=np.float32)
+
+    # -- the Runner calls -----------------------------------------------------------------------------
+    def encode(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self._need("encoder")
+        h, w = lr.shape[-2:]
+        lh, lw = h * self.scale // self.latent_factor, w * self.scale // self.latent_factor
+        out = self._call("encoder", {"lr": self._lr_in(lr)})
+        return (torch.from_numpy(out["mu"][..., :lh, :lw].copy()), torch.from_numpy(out["sigma"][..., :lh, :lw].copy()))
+
+    def denoise(self, z: torch.Tensor, t: torch.Tensor, mu: torch.Tensor | None) -> torch.Tensor:
+        self._need("denoise")
+        h, w = z.shape[-2:]
+        feeds = {"z": self._fit(z, self.latent_tile, "latent tile"),
+                 "t": np.ascontiguousarray(t.detach().float().cpu().reshape(-1).numpy())}
+        if self.conditioning == "unidirectional":
+            if mu is None:
+                raise ValueError("the unidirectional model needs the LR latent mu to denoise")
+            feeds["mu"] = self._fit(mu, self.latent_tile, "latent tile")
+        out = self._call("denoise", feeds)
+        return torch.from_numpy(out["zh"][..., :h, :w].copy())
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        self._need("decoder")
+        h, w = z.shape[-2:]
+        out = self._call("decoder", {"z": self._fit(z, self.latent_tile, "latent tile")})
+        f = self.latent_factor
+        return torch.from_numpy(out["hr"][..., :h * f, :w * f].copy())
+
+    def _fused_one_step(self, lr_tiles: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        h, w = lr_tiles.shape[-2:]
+        out = self._call("fused", {"lr": self._lr_in(lr_tiles), "noise": self._fit(noise, self.latent_tile, "noise window")})
+        s = self.scale
+        return torch.from_numpy(out["hr"][..., :h * s, :w * s].copy())
+
+    def describe(self) -> str:
+        q = (self.manifest.get("quantization") or {}).get("scheme", "fp32")
+        return f"{self.name}: {self.manifest['model']['name']} x{self.scale}, tile {self.tile}, {q}"
