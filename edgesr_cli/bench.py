@@ -67,7 +67,7 @@ __all__ = [
 ]
 
 
-class BenchError(RuntimeError):
+class BenchError(ValueError):
     """A benchmark that cannot run as asked; the message (one line) says what is needed."""
 
 
@@ -216,7 +216,7 @@ def bench_tile(runner, tile: int = 128, warmup: int = 3, runs: int = 10, seed: i
     t_one = torch.ones(1)
     times: dict[str, list[float]] = {"encoder": [], "unet": [], "decoder": [], "total": []}
 
-    def one_round(record: bool) -> None:
+    def split() -> dict[str, float]:
         dt, (mu, sigma) = _timed(runner, lambda: runner.encode(lr))
         e = eps.to(mu.device, mu.dtype)
         if unidirectional:
@@ -225,22 +225,29 @@ def bench_tile(runner, tile: int = 128, warmup: int = 3, runs: int = 10, seed: i
             z, cond = mu + sigma * e, None
         dt_u, zh = _timed(runner, lambda: runner.denoise(z, t_one, cond))
         dt_d, _ = _timed(runner, lambda: runner.decode(zh))
-        dt_t, _ = _timed(runner, lambda: upscale_tiles(runner, lr, [eps], steps=1, eta=0.0))
-        if record:
-            for k, v in zip(("encoder", "unet", "decoder", "total"), (dt, dt_u, dt_d, dt_t)):
-                times[k].append(v)
+        return {"encoder": dt, "unet": dt_u, "decoder": dt_d}
 
-    for _ in range(warmup):
-        one_round(False)
-    for _ in range(runs):
-        one_round(True)
+    def total() -> dict[str, float]:
+        dt, _ = _timed(runner, lambda: upscale_tiles(runner, lr, [eps], steps=1, eta=0.0))
+        return {"total": dt}
+
+    ratios = []
+    for i in range(warmup + runs):
+        # alternate which comes first, so neither side always runs on a warmer (or colder) machine
+        parts = (split(), total()) if i % 2 == 0 else (total(), split())
+        got = {**parts[0], **parts[1]}
+        if i >= warmup:
+            for k, v in got.items():
+                times[k].append(v)
+            ratios.append((got["encoder"] + got["unet"] + got["decoder"]) / got["total"])
     out = {k: stats(v, "ms") for k, v in times.items()}
-    split = sum(out[k]["median_ms"] for k in ("encoder", "unet", "decoder"))
+    split_sum = sum(out[k]["median_ms"] for k in ("encoder", "unet", "decoder"))
     return {
         "lr": [tile, tile], "hr": [tile * runner.scale] * 2, "batch": 1, "warmup": warmup,
         **out,
-        "split_sum_ms": split,
-        "split_vs_total": split / out["total"]["median_ms"],
+        "split_sum_ms": split_sum,
+        "split_vs_total": split_sum / out["total"]["median_ms"],
+        "split_vs_total_paired": statistics.median(ratios),
         "fused_total": getattr(runner, "fused_one_step", None) is not None,
     }
 

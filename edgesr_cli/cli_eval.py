@@ -430,48 +430,58 @@ def _short_dtype(dt: str | None) -> str:
 
 
 def _print_bench_table(record: dict, threads: int) -> None:
+    """Metrics as rows, backends as columns (fits a terminal for a few backends)."""
     con = Console()
     m = record["machine"]
     st = record["settings"]
     ok = [r for r in record["results"] if r["status"] == "ok"]
     scale = ok[0]["scale"] if ok else 4
+    S, H = st["size"], st["size"] * scale
     table = Table(title=f"edgesr bench: {m['cpu']}, {m['usable_cores']} cores, {threads} threads"
                   + (f", {m['cuda_device']}" if m.get("cuda_device") and st["device"] != "cpu" else ""))
-    cols = ["backend", "enc ms", "UNet ms", "dec ms", "tile ms", f"{st['size']}² s", "MP/s", "RSS MB", "GFLOP/s"]
-    for c in cols:
-        table.add_column(c, justify="left" if c == "backend" else "right")
+    table.add_column("median ±half IQR", justify="left")
+    for r in ok:
+        table.add_column(r["backend"], justify="right")
+
+    def row(label: str, fn) -> None:
+        table.add_row(label, *[fn(r) for r in ok])
+
+    row("device, dtype", lambda r: f"{r['device']} {_short_dtype(r['dtype'])}".strip())
+    row(f"encoder ms ({st['tile']}² tile)", lambda r: _spread(r["tile"]["encoder"], "ms"))
+    row("UNet ms", lambda r: _spread(r["tile"]["unet"], "ms"))
+    row("decoder ms", lambda r: _spread(r["tile"]["decoder"], "ms"))
+    row("enc+UNet+dec ms", lambda r: f"{r['tile']['split_sum_ms']:.1f}")
+    row("tile total ms (engine)", lambda r: _spread(r["tile"]["total"], "ms"))
+    row(f"{S}² -> {H}² s", lambda r: _spread(r["image"], "s", "{:.2f}"))
+    row("  tiles", lambda r: str(r["image"]["tiles"]))
+    row("  megapixels/s (output)", lambda r: f"{r['image']['output_megapixels_per_s']:.3f}")
+    row("  peak RSS MB", lambda r: f"{r['image']['memory']['peak_rss_mb']:.0f}")
+    row("counted GFLOPs / tile", lambda r: f"{r['flops']['gflops_per_tile']['total']:.2f}" if r.get("flops") else "-")
+    row("achieved GFLOP/s, tile", lambda r: f"{r['flops']['achieved_gflops_per_s']['tile_total']:.1f}" if r.get("flops") else "-")
+    row("achieved GFLOP/s, UNet", lambda r: f"{r['flops']['achieved_gflops_per_s']['unet']:.1f}" if r.get("flops") else "-")
+    row("achieved GFLOP/s, image", lambda r: f"{r['flops']['achieved_gflops_per_s']['image']:.1f}" if r.get("flops") else "-")
+    if ok:
+        con.print(table)
     for r in record["results"]:
         if r["status"] != "ok":
-            table.add_row(r["backend"], escape(f"{r['status']}: {r.get('reason', '')}"), *[""] * (len(cols) - 2))
-            continue
-        t, im = r["tile"], r["image"]
-        fl = r.get("flops")
-        table.add_row(
-            f"{r['backend']} {r['device']} {_short_dtype(r['dtype'])}".strip(),
-            _spread(t["encoder"], "ms"), _spread(t["unet"], "ms"), _spread(t["decoder"], "ms"),
-            _spread(t["total"], "ms"), _spread(im, "s", "{:.2f}"), f"{im['output_megapixels_per_s']:.3f}",
-            f"{im['memory']['peak_rss_mb']:.0f}", "-" if not fl else f"{fl['achieved_gflops_per_s']['tile_total']:.1f}",
-        )
-    con.print(table)
-    con.print(escape(f"median ±half IQR. Per tile: {st['tile']}x{st['tile']} LR -> {st['tile'] * scale}x{st['tile'] * scale}, "
-                     f"batch 1, {st['runs']} timed rounds after {st['warmup']} warm-up; enc/UNet/dec are separate backend "
-                     f"calls, tile = the engine's upscale_tiles. {st['size']}² s: {st['size']}x{st['size']} -> "
-                     f"{st['size'] * scale}x{st['size'] * scale} through the tiling engine, batch {st['batch']}. MP/s: output "
-                     "megapixels per second. GFLOP/s: counted FLOPs of a tile / its median time."), style="dim",
-              highlight=False)
+            con.print(escape(f"{r['backend']}: {r['status']}: {r.get('reason', '')}"), style="yellow", highlight=False)
+    con.print(escape(
+        f"Per tile: batch 1, {st['runs']} timed rounds after {st['warmup']} warm-up; encoder/UNet/decoder are separate "
+        f"backend calls, the tile total is the engine's upscale_tiles on the same tile. {S}² -> {H}²: "
+        f"{st['image_runs']} runs after {st['image_warmup']} warm-up through the tiling engine (overlap {st['overlap']}, "
+        f"batch {st['batch']}). Achieved GFLOP/s = counted FLOPs (2 x MACs, torch counter) / median time."),
+        style="dim", highlight=False)
     for r in ok:
         t, im, fl = r["tile"], r["image"], r.get("flops")
-        lines = [f"{r['backend']}: enc+UNet+dec = {t['split_sum_ms']:.1f} ms = {t['split_vs_total'] * 100:.0f}% of the "
-                 f"tile total{' (the total runs the fused graph)' if t['fused_total'] else ''}; image: {im['tiles']} tiles, "
-                 f"{im['runs']} runs, min {im['min_s']:.2f} s, max {im['max_s']:.2f} s"]
+        lines = [f"{r['backend']}: enc+UNet+dec = {t['split_vs_total'] * 100:.0f}% of the tile total"
+                 f"{' (the total runs the fused graph)' if t['fused_total'] else ''}; image min {im['min_s']:.2f} s, "
+                 f"max {im['max_s']:.2f} s"]
         if fl:
-            g, a = fl["gflops_per_tile"], fl["achieved_gflops_per_s"]
-            lines.append(f"  counted GFLOPs per tile ({fl['config']}): enc {g['encoder']:.2f}, UNet {g['unet']:.2f}, "
-                         f"dec {g['decoder']:.2f}, total {g['total']:.2f}; achieved GFLOP/s: enc {a['encoder']:.1f}, "
-                         f"UNet {a['unet']:.1f}, dec {a['decoder']:.1f}, whole image {a['image']:.1f}")
+            g = fl["gflops_per_tile"]
+            lines.append(f"  counted GFLOPs per tile ({fl['config']}): encoder {g['encoder']:.2f}, UNet {g['unet']:.2f}, "
+                         f"decoder {g['decoder']:.2f}")
         else:
             lines.append(f"  GFLOP/s: {r.get('flops_unavailable', 'unknown')}")
-        lines.append(f"  memory: {im['memory']['method']}; {im['memory']['rss_before_mb']:.0f} MB before the runs, "
-                     f"peak {im['memory']['peak_rss_mb']:.0f} MB")
+        lines.append(f"  memory: {im['memory']['method']}; {im['memory']['rss_before_mb']:.0f} MB before the runs")
         for line in lines:
             con.print(escape(line), style="dim", highlight=False)

@@ -786,3 +786,15 @@ def lpips_distance(a: ArrayLike, b: ArrayLike, net: str = "alex") -> float:
     with torch.no_grad():
         d = model(to_t(np.clip(x, 0, 1)), to_t(np.clip(y, 0, 1)))
     return float(d.reshape(-1)[0])
+
+
+def lpips_module(device, net: str = "vgg"):
+    """The LPIPS network as a differentiable loss (inputs in [-1, 1], (B,3,H,W)) for training, frozen
+    and on `device`; raises MetricUnavailable ("LPIPS off: ...") when its weights are not here."""
+    reason = _lpips_missing(net)
+    if reason is not None:
+        raise MetricUnavailable(f"LPIPS off: {reason}")
+    model = _lpips_model(net).to(device).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model

@@ -123,9 +123,11 @@ def test_rerun_beside_inputs_does_not_upscale_its_own_outputs(model_dir, tmp_pat
     assert (summary["done"], summary["skipped"], summary["failed"]) == (0, 2, 0)
     assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_x4.png", "b.png", "b_x4.png"]
     # same with an output folder inside the input folder
+    folder = tmp_path / "photos2"
+    make_png(folder / "a.png")
     upscale(model_dir, folder, "-o", folder / "x4", "-q")
     summary = json.loads(upscale(model_dir, folder, "-o", folder / "x4", "--skip-existing", "--json").stdout)
-    assert summary["done"] == 0 and not (folder / "x4" / "x4").exists()
+    assert (summary["done"], summary["skipped"]) == (0, 1) and not (folder / "x4" / "x4").exists()
 
 
 def test_two_inputs_for_one_output_are_refused(model_dir, tmp_path):
@@ -344,14 +346,14 @@ def test_exif_orientation_applied(model_dir, tmp_path):
 # ---- bad input -----------------------------------------------------------------------------------
 
 
-def _good_png_bytes() -> bytes:
+def _good_png_bytes(h: int = H, w: int = W) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray((photo_rgb() * 255).round().astype(np.uint8)).save(buf, "PNG")
+    Image.fromarray((photo_rgb(h, w) * 255).round().astype(np.uint8)).save(buf, "PNG")
     return buf.getvalue()
 
 
 def _corrupt() -> bytes:
-    data = bytearray(_good_png_bytes())
+    data = bytearray(_good_png_bytes(20, 28))  # under --max-pixels 1000: the decoder must notice
     i = data.index(b"IDAT")
     data[i + 40:i + 200] = bytes(160)
     return bytes(data)
@@ -359,7 +361,7 @@ def _corrupt() -> bytes:
 
 BAD_FILES = {
     "corrupt": ("broken.png", _corrupt, "corrupt"),
-    "truncated": ("cut.png", lambda: _good_png_bytes()[:1500], "truncated"),
+    "truncated": ("cut.png", lambda: _good_png_bytes(20, 28)[:600], "truncated"),
     "zero-byte": ("empty.png", lambda: b"", "empty file"),
     "text-as-jpg": ("notes.jpg", lambda: b"shopping list: milk, eggs\n", "not an image"),
     "too-many-pixels": ("huge.png", _good_png_bytes, "exceeds the limit of 1000"),
