@@ -18,6 +18,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .cli_common import Device, UserError, default_model_dir, err_console, fail, friendly_errors
@@ -95,13 +96,12 @@ def plan_jobs(inputs: list[str], out: str | None, ext: str | None, suffix: str |
             return [Job(None, None, "<stdin>")]
         return [Job(None, Path(out), "<stdin>")]
     pairs = find_images(inputs)
-    pairs = [(f, r) for f, r in pairs if in_shard(r, shard)]
     single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
     if out == "-":
         if not single_file:
             raise UserError("-o - (stdout) takes exactly one input image")
-        return [Job(pairs[0][0], None, str(pairs[0][0]))]
-    jobs = []
+        return [Job(f, None, str(f)) for f, r in pairs if in_shard(r, shard)]
+    jobs: list[tuple[Path, Job]] = []
     for src, rel in pairs:
         src_ext = _SUFFIX_EXT.get(src.suffix.lower().lstrip("."), "png")
         if out is None:
@@ -112,8 +112,21 @@ def plan_jobs(inputs: list[str], out: str | None, ext: str | None, suffix: str |
             dst = Path(out) / out_name(rel, ext, suffix or "", src_ext)
         if dst.resolve() == src.resolve():
             raise UserError(f"{src}: output would overwrite the input; choose -o or --suffix")
-        jobs.append(Job(src, dst, str(src)))
-    return jobs
+        jobs.append((rel, Job(src, dst, str(src))))
+    # Our own outputs are not inputs: re-running on a folder (outputs beside the inputs, or -o inside
+    # the input folder) must not upscale a_x4.png into a_x4_x4.png.
+    outputs = {job.dst.resolve() for _, job in jobs}
+    jobs = [(rel, job) for rel, job in jobs if job.src.resolve() not in outputs]
+    # Two inputs must never share one output (a.jpg + a.jpeg, or a.jpg + a.png with -f png): one
+    # would be skipped or silently replaced by the other.
+    claimed: dict[Path, Path] = {}
+    for _, job in jobs:
+        key = job.dst.resolve()
+        if key in claimed:
+            raise UserError(f"{claimed[key]} and {job.src} would both be written to {job.dst}; "
+                            "rename one or use --suffix/--ext")
+        claimed[key] = job.src
+    return [job for rel, job in jobs if in_shard(rel, shard)]
 
 
 def register(app: typer.Typer) -> None:
@@ -152,6 +165,10 @@ def register(app: typer.Typer) -> None:
             raise UserError("--skip-existing and --overwrite exclude each other")
         if batch < 1 or steps < 1 or tile < 1:
             raise UserError("--batch, --steps and --tile must be >= 1")
+        if not 0.0 <= overlap < 0.5:
+            raise UserError(f"--overlap {overlap}: must be a fraction in [0, 0.5)")
+        if as_json and output == "-":
+            raise UserError("--json prints on stdout, which -o - uses for the image")
         sh = parse_shard(shard)
         if threads is not None:
             if threads < 1:
@@ -218,10 +235,11 @@ def run_jobs(jobs: list[Job], runner, opts: UpscaleOptions, ext: str | None, qua
                            size=[out.width, out.height])
             except ImageError as exc:
                 rec.update(status="failed", error=str(exc))
-                err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+                err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             except ValueError as exc:
                 rec.update(status="failed", error=f"{job.label}: {exc}")
-                err_console.print(f"[bold red]error:[/] {job.label}: {exc}", highlight=False, soft_wrap=True)
+                err_console.print(f"[bold red]error:[/] {escape(f'{job.label}: {exc}')}", highlight=False,
+                                  soft_wrap=True)
             results.append(rec)
             progress.advance(overall)
     count = lambda s: sum(r["status"] == s for r in results)  # noqa: E731

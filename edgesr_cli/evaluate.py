@@ -188,9 +188,11 @@ def plan_pairs(hr_dir: str | os.PathLike, lr_dir: str | os.PathLike | None = Non
             lr_size = _image_size(lr_path)
             want = (lr_size[0] * scale, lr_size[1] * scale)
             if _modcrop(hr_size, scale) != want:
+                need = (hr_size[0] // scale, hr_size[1] // scale)
                 raise EvalError(
                     f"{hr_path}: HR is {hr_size[0]}x{hr_size[1]} but its LR {lr_path.name} is {lr_size[0]}x{lr_size[1]}; "
-                    f"at x{scale} the HR must be {want[0]}x{want[1]} (up to {scale - 1} extra pixels, cropped)")
+                    f"at x{scale} this HR needs an LR of {need[0]}x{need[1]} (HR cropped to "
+                    f"{need[0] * scale}x{need[1] * scale}), or that LR an HR of {want[0]}x{want[1]}")
             crop = want
         else:
             lr_path = None
@@ -473,11 +475,12 @@ def evaluate(pairs: Sequence[Pair], methods: Sequence[Method], setup: MetricSetu
             for m in methods:
                 crops.append(outputs[m.name][y:y + c, x:x + c])
                 r = rec["methods"][m.name]
-                ssim = f"  {r['ssim_y']:.3f}" if r["ssim_y"] is not None else ""
+                ssim = f" / SSIM {r['ssim_y']:.3f}" if r["ssim_y"] is not None else ""
                 caps.append(f"{_fmt_psnr(r['psnr_y'])} dB{ssim}")
             crops.append(lp.hr[y:y + c, x:x + c])
             caps.append("ground truth")
-            result.grid_rows.append(GridRow(f"{pair.name}  (HR crop {c}x{c} at x={x}, y={y})", crops, caps))
+            result.grid_rows.append(GridRow(f"{pair.name}: HR crop {c}x{c} at x={x}, y={y} (scores: whole image)",
+                                            crops, caps))
         result.images.append(rec)
     if progress is not None:
         progress(len(pairs), len(pairs), "")

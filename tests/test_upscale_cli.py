@@ -23,8 +23,8 @@ from typer.testing import CliRunner
 from edgesr_cli.cli import app
 from edgesr_cli.cli_upscale import in_shard
 from edgesr_cli.io import Photo, read_image, write_image
-from edgesr_cli.model import EdgeSR, save_model_dir
 from edgesr_cli.config import get_preset
+from edgesr_cli.model import EdgeSR, save_model_dir
 
 H, W = 40, 56  # LR size of the test photos (rows, columns)
 # --batch 1 vs 3 on written 8-bit PNGs: at most one 8-bit step apart (engine float tolerance 1e-5).
@@ -144,7 +144,8 @@ def test_two_inputs_for_one_output_are_refused(model_dir, tmp_path):
 
 
 def _edgesr(*args: str, stdin: bytes) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "EDGESR_DEBUG": ""}
+    env = {k: v for k, v in os.environ.items() if k != "EDGESR_DEBUG"}
+    env["OMP_NUM_THREADS"] = "1"
     return subprocess.run([sys.executable, "-c", "from edgesr_cli.cli import main; main()", *args],
                           input=stdin, capture_output=True, env=env, timeout=120)
 

@@ -332,7 +332,7 @@ class Logger:
 
 
 def _fmt(v: Any) -> Any:
-    return f"{v:.6g}" if isinstance(v, float) else v
+    return f"{v:.6g}" if isinstance(v, float) and abs(v) < 1e6 else v
 
 
 def make_progress(enabled: bool):
