@@ -129,6 +129,8 @@ def detect_model_format(model_dir: str | Path) -> str | None:
 def auto_backend(model_dir: str | Path) -> str:
     """The fastest backend that can run this model here (a torch model dir runs only on torch)."""
     fmt = detect_model_format(model_dir)
-    if fmt and fmt != "torch":
-        return "onnx" if fmt == "onnx" else fmt
-    return "torch"
+    if fmt in (None, "torch"):
+        return "torch"
+    if fmt == "qnn" and availability("qnn") is not None:
+        return "onnx"  # the QDQ graphs of a QNN export also run on ONNX Runtime's CPU provider
+    return fmt

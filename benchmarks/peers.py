@@ -125,14 +125,17 @@ def peer_method(key: str, threads: int, tile: int) -> E.Method:
 def edgesr_methods(args, threads: int) -> tuple[list[E.Method], list[str], int]:
     from backends.base import auto_backend, load_backend
 
-    from edgesr_cli.cli_common import default_model_dir
+    from edgesr_cli.cli_common import UserError, default_model_dir
 
     jobs = []
-    model = Path(args.model) if args.model else default_model_dir()
-    jobs.append(("torch", model))
+    skipped: list[str] = []
+    try:
+        jobs.append(("torch", Path(args.model) if args.model else default_model_dir()))
+    except UserError as exc:
+        skipped.append(f"edgesr torch: {exc}")
     for d in args.export or []:
         jobs.append((auto_backend(d), Path(d)))
-    methods, skipped, scales = [], [], set()
+    methods, scales = [], set()
     for name, mdir in jobs:
         opts = {"device": "cpu", "threads": threads}
         if name == "torch" and args.dtype != "auto":
@@ -144,8 +147,13 @@ def edgesr_methods(args, threads: int) -> tuple[list[E.Method], list[str], int]:
             continue
         scales.add(runner.scale)
         dt = str(getattr(runner, "dtype", "")).replace("torch.", "")
-        label = f"edgesr {mdir.name}, {name} cpu {dt}".strip() + f", {threads} threads, tile {args.tile}"
-        methods.append(E.runner_method(runner, name=f"edgesr-{name}", label=label, tile=args.tile, batch=args.batch,
+        static = getattr(runner, "tile", None)  # exported graphs take one static tile
+        tile = static if isinstance(static, int) else args.tile
+        if not dt:
+            q = (getattr(runner, "manifest", None) or {}).get("quantization")
+            dt = q.get("scheme", "") if isinstance(q, dict) else "fp32"
+        label = f"edgesr {mdir.name}, {name} cpu {dt}".strip() + f", {threads} threads, tile {tile}"
+        methods.append(E.runner_method(runner, name=f"edgesr-{name}", label=label, tile=tile, batch=args.batch,
                                        seed=args.seed))
     if len(scales) > 1:
         raise SystemExit(f"error: the edgesr models upscale by different factors {sorted(scales)}")

@@ -62,6 +62,9 @@ __all__ = [
     "parse_benchmark_model",
     "parse_qnn_profile",
     "AndroidPlan",
+    "PhoneGraph",
+    "export_graphs",
+    "extract_context_binary",
     "plan_android",
     "run_android",
 ]
@@ -212,6 +215,11 @@ def bench_tile(runner, tile: int = 128, warmup: int = 3, runs: int = 10, seed: i
     if tile % runner.lr_multiple:
         raise BenchError(f"--tile {tile}: must be a multiple of {runner.lr_multiple} for this model")
     lr, eps = _tile_inputs(runner, tile, seed)
+    graphs = getattr(runner, "graphs", None)
+    if isinstance(graphs, dict) and not {"encoder", "denoise", "decoder"} <= set(graphs):
+        return _bench_total_only(runner, lr, eps, tile, warmup, runs,
+                                 f"this export has no separate encoder/denoise/decoder graphs ({', '.join(graphs)}); "
+                                 "re-export with --graphs all for the split")
     unidirectional = runner.conditioning == "unidirectional"
     t_one = torch.ones(1)
     times: dict[str, list[float]] = {"encoder": [], "unet": [], "decoder": [], "total": []}
@@ -250,6 +258,20 @@ def bench_tile(runner, tile: int = 128, warmup: int = 3, runs: int = 10, seed: i
         "split_vs_total_paired": statistics.median(ratios),
         "fused_total": getattr(runner, "fused_one_step", None) is not None,
     }
+
+
+def _bench_total_only(runner, lr, eps, tile, warmup, runs, reason) -> dict:
+    from .tiling import upscale_tiles
+
+    times = []
+    for i in range(warmup + runs):
+        dt, _ = _timed(runner, lambda: upscale_tiles(runner, lr, [eps], steps=1, eta=0.0))
+        if i >= warmup:
+            times.append(dt)
+    return {"lr": [tile, tile], "hr": [tile * runner.scale] * 2, "batch": 1, "warmup": warmup,
+            "encoder": None, "unet": None, "decoder": None, "total": stats(times, "ms"), "split_sum_ms": None,
+            "split_vs_total": None, "split_vs_total_paired": None, "split_unavailable": reason,
+            "fused_total": getattr(runner, "fused_one_step", None) is not None}
 
 
 class _PeakRSS:
@@ -387,10 +409,29 @@ def bench_runner(runner, settings: BenchSettings, *, backend: str, model_dir: Pa
     say = progress or (lambda _msg: None)
     rec: dict = {"backend": backend, "status": "ok", "model": str(model_dir) if model_dir else None,
                  "scale": runner.scale}
+    static = getattr(runner, "tile", None)  # exported graphs have one static tile size
+    if isinstance(static, int) and static != settings.tile:
+        rec["note"] = f"the exported graphs take a static {static}x{static} tile: measured at that tile, not {settings.tile}"
+        settings = dataclasses.replace(settings, tile=static)
+    if settings.tile % runner.lr_multiple:
+        raise BenchError(f"--tile {settings.tile}: must be a multiple of {runner.lr_multiple} for this model")
     dev = getattr(runner, "device", None)
     dt = getattr(runner, "dtype", None)
     rec["device"] = str(dev) if dev is not None else "cpu"
-    rec["dtype"] = str(dt).replace("torch.", "") if dt is not None else None
+    if backend == "qnn" and platform.machine() in ("x86_64", "AMD64"):
+        rec["device"] = "htp-emulator"
+        rec["note"] = ((rec.get("note", "") + "; ") if rec.get("note") else "") + (
+            "QNN on x86_64 runs the HTP emulator: these times say nothing about a phone (use --device s24)")
+    if dt is not None:
+        rec["dtype"] = str(dt).replace("torch.", "")
+    else:
+        q = (getattr(runner, "manifest", None) or {}).get("quantization")
+        rec["dtype"] = str(q.get("scheme")) if isinstance(q, dict) and q.get("scheme") else "float32"
+    if hasattr(runner, "describe") and callable(runner.describe):
+        try:
+            rec["runner"] = str(runner.describe())
+        except Exception:  # noqa: BLE001 - a description is optional
+            pass
     say(f"{backend}: per-tile latency ({settings.warmup} warm-up + {settings.runs} timed rounds)")
     rec["tile"] = bench_tile(runner, settings.tile, settings.warmup, settings.runs, settings.seed)
     say(f"{backend}: {settings.size}x{settings.size} -> {settings.size * runner.scale}x{settings.size * runner.scale} "
@@ -403,10 +444,9 @@ def bench_runner(runner, settings: BenchSettings, *, backend: str, model_dir: Pa
     else:
         g = fl["gflops_per_tile"]
         t = rec["tile"]
+        per = lambda k: None if t.get(k) is None else g[k] / (t[k]["median_ms"] / 1e3)  # noqa: E731
         fl["achieved_gflops_per_s"] = {
-            "encoder": g["encoder"] / (t["encoder"]["median_ms"] / 1e3),
-            "unet": g["unet"] / (t["unet"]["median_ms"] / 1e3),
-            "decoder": g["decoder"] / (t["decoder"]["median_ms"] / 1e3),
+            "encoder": per("encoder"), "unet": per("unet"), "decoder": per("decoder"),
             "tile_total": g["total"] / (t["total"]["median_ms"] / 1e3),
             "image": g["total"] * rec["image"]["tiles"] / rec["image"]["median_s"],
         }
@@ -563,7 +603,7 @@ def parse_qnn_profile(text: str) -> dict:
 
 @dataclass
 class AndroidStep:
-    kind: str  # "host" (runs here), "adb" (adb command), "run" (timed benchmark on the phone)
+    kind: str  # "host" (runs here), "adb", "run" (timed benchmark on the phone), "prep"/"extract" (Python, here)
     argv: list[str]
     what: str = ""
     parse: str | None = None  # "benchmark_model" | "qnn_profile"
@@ -574,6 +614,8 @@ class AndroidStep:
     def shell(self) -> str:
         if self.kind == "prep":
             return f"# write {self.what} into {self.argv[0]}/ (input_list.txt names {self.data.get('remote')}/in<N>.raw)"
+        if self.kind == "extract":
+            return f"# extract {self.what} into {self.argv[1]}"
         return " ".join(a if a.startswith("$") else shlex.quote(a) for a in self.argv)
 
 
@@ -585,56 +627,82 @@ class AndroidPlan:
     local_files: dict[str, bytes] = field(default_factory=dict)  # files to write in the work dir before running
 
 
-_ROLE_WORDS = (("fused", "one_step"), ("encoder", "lr_encoder", "enc"), ("unet", "denoise"), ("decoder", "dec"))
+@dataclass(frozen=True)
+class PhoneGraph:
+    """One graph to run on the phone: a .tflite (LiteRT) or a QNN context (raw .bin, or the EP-context
+    .onnx that `edgesr export --format qnn` writes, with the binary embedded)."""
+
+    name: str  # fused | encoder | denoise | decoder (or the file stem)
+    kind: str  # tflite | qnn
+    path: Path
+    inputs: tuple[tuple[str, tuple[int, ...]], ...] | None = None  # batch 1, from the manifest
+
+    @property
+    def stem(self) -> str:
+        return f"{self.path.parent.name}_{self.name}".replace(" ", "_")
 
 
-def _role(path: Path) -> str:
-    stem = path.stem.lower()
-    for words in _ROLE_WORDS:
-        if any(w in stem for w in words):
-            return words[0]
-    return stem
+def _shape(v) -> tuple[int, ...]:
+    return tuple(1 if isinstance(x, str) else int(x) for x in v)  # 'B' (dynamic batch) -> 1
 
 
-def find_export_graphs(export_dirs: Sequence[Path]) -> tuple[list[Path], list[Path]]:
-    """(.tflite files, QNN context binaries .bin) in the exported dirs, manifest order when it lists them."""
-    tfl, ctx = [], []
+def export_graphs(export_dirs: Sequence[Path]) -> list[PhoneGraph]:
+    """The phone-runnable graphs of exported folders: from each manifest (`edgesr export`), else by file type."""
+    out: list[PhoneGraph] = []
     for d in export_dirs:
         d = Path(d)
         if not d.is_dir():
             raise BenchError(f"{d}: not an exported model folder (from `edgesr export`)")
-        tfl += sorted(d.rglob("*.tflite"))
-        ctx += sorted(p for p in d.rglob("*.bin") if "ctx" in p.name.lower() or "context" in p.name.lower()
-                      or (d / "manifest.json").is_file())
-    return tfl, ctx
+        man = d / "manifest.json"
+        manifest = None
+        if man.is_file():
+            try:
+                manifest = json.loads(man.read_text())
+            except (OSError, ValueError) as exc:
+                raise BenchError(f"{man}: unreadable manifest ({exc})") from None
+        if isinstance(manifest, dict) and isinstance(manifest.get("graphs"), dict):
+            fmt = str(manifest.get("format"))
+            for name, g in manifest["graphs"].items():
+                ins = g.get("inputs")
+                inputs = tuple((str(k), _shape(v)) for k, v in ins.items()) if isinstance(ins, dict) else None
+                if fmt == "tflite" and g.get("file"):
+                    out.append(PhoneGraph(name, "tflite", d / g["file"], inputs))
+                elif fmt == "qnn" and (g.get("context") or g.get("file")):
+                    out.append(PhoneGraph(name, "qnn", d / (g.get("context") or g["file"]), inputs))
+            continue
+        out += [PhoneGraph(p.stem, "tflite", p) for p in sorted(d.rglob("*.tflite"))]
+        out += [PhoneGraph(p.name.split(".")[0], "qnn", p) for p in sorted(d.rglob("*.bin"))
+                if "ctx" in p.name.lower() or "context" in p.name.lower()]
+        out += [PhoneGraph(p.name.split(".")[0], "qnn", p) for p in sorted(d.rglob("*.ctx.onnx"))]
+    return out
 
 
-def _graph_inputs(manifest_dir: Path, graph: Path) -> list[tuple[str, list[int]]] | None:
-    """Input names and shapes of a graph from the export's manifest, when it lists them."""
-    man = manifest_dir / "manifest.json"
-    if not man.is_file():
-        return None
+def extract_context_binary(ctx_onnx: Path, out_bin: Path) -> Path:
+    """The QNN context binary inside an ONNX Runtime EP-context model (EPContext node, ep_cache_context:
+    the bytes with embed_mode 1, a file name beside the model with embed_mode 0) -> out_bin."""
+    import onnx
+
     try:
-        data = json.loads(man.read_text())
-    except (ValueError, OSError):
-        return None
-    cands = []
-    for key in ("graphs", "components", "files"):
-        v = data.get(key)
-        if isinstance(v, dict):
-            cands += [dict(val, _name=k) for k, val in v.items() if isinstance(val, dict)]
-        elif isinstance(v, list):
-            cands += [x for x in v if isinstance(x, dict)]
-    for c in cands:
-        names = {str(c.get(k, "")) for k in ("file", "path", "context_binary", "_name", "name")}
-        if graph.name in {Path(n).name for n in names} or _role(graph) in names:
-            ins = c.get("inputs")
-            if isinstance(ins, dict):
-                return [(str(k), [int(x) for x in (v.get("shape") if isinstance(v, dict) else v)]) for k, v in ins.items()]
-            if isinstance(ins, list):
-                return [(str(i.get("name", f"in{j}")), [int(x) for x in i["shape"]]) for j, i in enumerate(ins)
-                        if isinstance(i, dict) and "shape" in i]
-    return None
+        model = onnx.load(str(ctx_onnx), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is the same problem for the user
+        raise BenchError(f"{ctx_onnx}: not a readable ONNX model ({str(exc).splitlines()[0]})") from None
+    for node in model.graph.node:
+        if node.op_type != "EPContext":
+            continue
+        attrs = {a.name: a for a in node.attribute}
+        if "ep_cache_context" not in attrs:
+            continue
+        data = attrs["ep_cache_context"].s
+        embed = attrs["embed_mode"].i if "embed_mode" in attrs else 1
+        if embed == 0:
+            src = Path(ctx_onnx).parent / data.decode()
+            if not src.is_file():
+                raise BenchError(f"{ctx_onnx}: its context binary {src.name} is missing")
+            data = src.read_bytes()
+        out_bin.parent.mkdir(parents=True, exist_ok=True)
+        out_bin.write_bytes(data)
+        return out_bin
+    raise BenchError(f"{ctx_onnx}: no EPContext node with a context binary (export with --format qnn --soc ...)")
 
 
 ADB_DIR = "/data/local/tmp/edgesr-bench"
@@ -646,19 +714,21 @@ def plan_android(target: AndroidTarget, export_dirs: Sequence[Path], *, targets:
                  work_dir: Path = Path("edgesr-bench-android"), soc: str | None = None) -> AndroidPlan:
     """The exact commands: push the runtime and the exported graphs, run the platform's benchmark tool
     per graph and per target, pull/parse its report. Placeholders ($QNN_SDK_ROOT, <...>) appear only where
-    the user has not given the path (dry run)."""
+    the user has not given the path (dry run). Steps of kind "prep"/"extract" run in Python here."""
     plan = AndroidPlan(target)
     base = [adb] + (["-s", serial] if serial else [])
     R = ADB_DIR
     soc = (soc or target.soc or "").upper()
     hexv = target.hexagon or (_SOCS.get(soc, (None, None))[1])
-    tfl, ctx = find_export_graphs(export_dirs) if export_dirs else ([], [])
+    graphs = export_graphs(export_dirs) if export_dirs else []
     if not export_dirs:
         plan.notes.append("no exported model given (--export DIR): <export>/... below are placeholders; "
                           "make one with `edgesr export --format tflite` and `--format qnn --soc "
                           f"{soc or 'SM8650'}`")
-        tfl = [Path("<export>/fused.tflite")]
-        ctx = [Path("<export>/fused_ctx.bin")]
+        graphs = [PhoneGraph("fused", "tflite", Path("<export>/fused.tflite")),
+                  PhoneGraph("fused", "qnn", Path("<export>/fused.bin"))]
+    tfl = [g for g in graphs if g.kind == "tflite"]
+    ctx = [g for g in graphs if g.kind == "qnn"]
     sdk = qnn_sdk or "$QNN_SDK_ROOT"
     tool = benchmark_tool or "<android_aarch64_benchmark_model>"
     plan.steps.append(AndroidStep("adb", base + ["shell", "mkdir", "-p", R], "work folder on the phone"))
@@ -671,82 +741,93 @@ def plan_android(target: AndroidTarget, export_dirs: Sequence[Path], *, targets:
         plan.steps.append(AndroidStep("adb", base + ["push", tool, f"{R}/benchmark_model"], "LiteRT benchmark tool"))
         plan.steps.append(AndroidStep("adb", base + ["shell", "chmod", "755", f"{R}/benchmark_model"]))
         for g in tfl:
-            plan.steps.append(AndroidStep("adb", base + ["push", str(g), f"{R}/{g.name}"], f"graph {g.name}"))
+            plan.steps.append(AndroidStep("adb", base + ["push", str(g.path), f"{R}/{g.stem}.tflite"], f"graph {g.name}"))
         for t in lite:
             flag = {"cpu": [], "gpu": ["--use_gpu=true"], "nnapi": ["--use_nnapi=true"]}[t]
             for g in tfl:
-                cmd = (f"{R}/benchmark_model --graph={R}/{g.name} --num_threads={threads} "
+                cmd = (f"{R}/benchmark_model --graph={R}/{g.stem}.tflite --num_threads={threads} "
                        f"--warmup_runs={warmup} --num_runs={runs} " + " ".join(flag)).strip()
                 plan.steps.append(AndroidStep("run", base + ["shell", cmd], f"LiteRT {t}: {g.name}",
                                               parse="benchmark_model", graph=g.name, target=f"litert-{t}"))
-    if "htp" in targets and ctx:
-        if not hexv:
-            plan.notes.append(f"HTP skipped: unknown Hexagon version for SoC {soc or '?'}")
-        else:
-            if qnn_sdk is None:
-                plan.notes.append("QNN: set QNN_SDK_ROOT or give --qnn-sdk DIR (Qualcomm AI Engine Direct SDK)")
-            V = hexv.upper()
-            libs = [f"{sdk}/lib/aarch64-android/{n}" for n in
-                    ("libQnnHtp.so", f"libQnnHtp{V}Stub.so", "libQnnSystem.so", "libQnnHtpNetRunExtensions.so")]
-            libs.append(f"{sdk}/lib/hexagon-{hexv}/unsigned/libQnnHtp{V}Skel.so")
-            plan.steps.append(AndroidStep("adb", base + ["push", f"{sdk}/bin/aarch64-android/qnn-net-run", f"{R}/"],
-                                          "QNN runner"))
-            for lib in libs:
-                plan.steps.append(AndroidStep("adb", base + ["push", lib, f"{R}/"]))
-            plan.steps.append(AndroidStep("adb", base + ["shell", "chmod", "755", f"{R}/qnn-net-run"]))
-            ext = {"devices": [{"soc_model": soc, "dsp_arch": hexv,
-                                "cores": [{"perf_profile": "burst", "rpc_control_latency": 100}]}]}
-            cfg = {"backend_extensions": {"shared_library_path": "libQnnHtpNetRunExtensions.so",
-                                          "config_file_path": f"{R}/htp_ext.json"}}
-            plan.local_files["htp_ext.json"] = (json.dumps(ext, indent=1) + "\n").encode()
-            plan.local_files["htp_config.json"] = (json.dumps(cfg, indent=1) + "\n").encode()
-            for name in ("htp_ext.json", "htp_config.json"):
-                plan.steps.append(AndroidStep("adb", base + ["push", str(work_dir / name), f"{R}/{name}"]))
-            for g in ctx:
-                stem = g.stem
-                plan.steps.append(AndroidStep("adb", base + ["push", str(g), f"{R}/{g.name}"], f"context binary {g.name}"))
-                shapes = _graph_inputs(g.parent, g) if g.parent.exists() else None
-                info = work_dir / f"{stem}_info.json"
-                if shapes is None:
-                    plan.steps.append(AndroidStep("host", [f"{sdk}/bin/x86_64-linux-clang/qnn-context-binary-utility",
-                                                           "--context_binary", str(g), "--json_file", str(info)],
-                                                  f"read the input shapes of {g.name}", graph=g.name))
-                inputs_dir = work_dir / f"{stem}_inputs"
-                plan.steps.append(AndroidStep("prep", [str(inputs_dir)], f"random float32 inputs for {g.name}, shapes "
-                                              + ("from the manifest" if shapes else f"from {info.name}"),
-                                              graph=g.name, data={"shapes": shapes, "info": str(info),
-                                                                  "remote": f"{R}/{stem}_inputs"}))
-                plan.steps.append(AndroidStep("adb", base + ["push", str(inputs_dir), f"{R}/"]))
-                run = (f"cd {R} && LD_LIBRARY_PATH={R} ADSP_LIBRARY_PATH={R} ./qnn-net-run "
-                       f"--retrieve_context {g.name} --backend libQnnHtp.so --input_list {stem}_inputs/input_list.txt "
-                       f"--output_dir out_{stem} --profiling_level basic --num_inferences {warmup + runs} "
-                       f"--config_file htp_config.json")
-                plan.steps.append(AndroidStep("adb", base + ["shell", f"rm -rf {R}/out_{stem}"]))
-                plan.steps.append(AndroidStep("run", base + ["shell", run], f"QNN HTP: {g.name}", graph=g.name,
-                                              target="qnn-htp"))
-                log = work_dir / f"{stem}_profile.log"
-                plan.steps.append(AndroidStep("adb", base + ["pull", f"{R}/out_{stem}/qnn-profiling-data_0.log", str(log)]))
-                plan.steps.append(AndroidStep("host", [f"{sdk}/bin/x86_64-linux-clang/qnn-profile-viewer",
-                                                       "--input_log", str(log)], f"QNN profile of {g.name}",
-                                              parse="qnn_profile", graph=g.name, target="qnn-htp"))
-            plan.notes.append("QNN: the HTP times average every inference of the run, warm-up included "
-                              f"({warmup} + {runs}); NetRun is the whole execute call, Accelerator the HTP part")
-    elif "htp" in targets and not ctx and export_dirs:
-        plan.notes.append("HTP skipped: no QNN context binary (*.bin) in the exported folders "
-                          "(export with --format qnn --soc ...)")
-    if lite and not tfl:
+    elif lite:
         plan.notes.append("LiteRT skipped: no .tflite in the exported folders (export with --format tflite)")
+    if "htp" in targets and ctx and not hexv:
+        plan.notes.append(f"HTP skipped: unknown Hexagon version for SoC {soc or '?'}")
+    elif "htp" in targets and ctx:
+        if qnn_sdk is None:
+            plan.notes.append("QNN: set QNN_SDK_ROOT or give --qnn-sdk DIR (Qualcomm AI Engine Direct SDK)")
+        V = hexv.upper()
+        libs = [f"{sdk}/lib/aarch64-android/{n}" for n in
+                ("libQnnHtp.so", f"libQnnHtp{V}Stub.so", "libQnnSystem.so", "libQnnHtpNetRunExtensions.so")]
+        libs.append(f"{sdk}/lib/hexagon-{hexv}/unsigned/libQnnHtp{V}Skel.so")
+        plan.steps.append(AndroidStep("adb", base + ["push", f"{sdk}/bin/aarch64-android/qnn-net-run", f"{R}/"],
+                                      "QNN runner"))
+        for lib in libs:
+            plan.steps.append(AndroidStep("adb", base + ["push", lib, f"{R}/"]))
+        plan.steps.append(AndroidStep("adb", base + ["shell", "chmod", "755", f"{R}/qnn-net-run"]))
+        ext = {"devices": [{"soc_model": soc, "dsp_arch": hexv,
+                            "cores": [{"perf_profile": "burst", "rpc_control_latency": 100}]}]}
+        cfg = {"backend_extensions": {"shared_library_path": "libQnnHtpNetRunExtensions.so",
+                                      "config_file_path": f"{R}/htp_ext.json"}}
+        plan.local_files["htp_ext.json"] = (json.dumps(ext) + "\n").encode()
+        plan.local_files["htp_config.json"] = (json.dumps(cfg) + "\n").encode()
+        for name in ("htp_ext.json", "htp_config.json"):
+            plan.steps.append(AndroidStep("adb", base + ["push", str(work_dir / name), f"{R}/{name}"]))
+        for g in ctx:
+            stem = g.stem
+            binf = g.path
+            if g.path.suffix == ".onnx":
+                binf = work_dir / f"{stem}.bin"
+                plan.steps.append(AndroidStep("extract", [str(g.path), str(binf)],
+                                              f"the QNN context binary embedded in {g.path.name} (EPContext node)",
+                                              graph=g.name))
+            plan.steps.append(AndroidStep("adb", base + ["push", str(binf), f"{R}/{stem}.bin"], f"context binary {g.name}"))
+            info = work_dir / f"{stem}_info.json"
+            if g.inputs is None:
+                plan.steps.append(AndroidStep("host", [f"{sdk}/bin/x86_64-linux-clang/qnn-context-binary-utility",
+                                                       "--context_binary", str(binf), "--json_file", str(info)],
+                                              f"read the input shapes of {g.name}", graph=g.name))
+            inputs_dir = work_dir / f"{stem}_inputs"
+            plan.steps.append(AndroidStep("prep", [str(inputs_dir)], f"random float32 inputs for {g.name}, shapes "
+                                          + ("from the manifest" if g.inputs else f"from {info.name}"),
+                                          graph=g.name, data={"shapes": [list(x) for x in g.inputs] if g.inputs else None,
+                                                              "info": str(info), "remote": f"{R}/{stem}_inputs"}))
+            plan.steps.append(AndroidStep("adb", base + ["push", str(inputs_dir), f"{R}/"]))
+            run = (f"cd {R} && LD_LIBRARY_PATH={R} ADSP_LIBRARY_PATH={R} ./qnn-net-run "
+                   f"--retrieve_context {stem}.bin --backend libQnnHtp.so --input_list {stem}_inputs/input_list.txt "
+                   f"--output_dir out_{stem} --profiling_level basic --num_inferences {warmup + runs} "
+                   f"--config_file htp_config.json")
+            plan.steps.append(AndroidStep("adb", base + ["shell", f"rm -rf {R}/out_{stem}"]))
+            plan.steps.append(AndroidStep("run", base + ["shell", run], f"QNN HTP: {g.name}", graph=g.name,
+                                          target="qnn-htp"))
+            log = work_dir / f"{stem}_profile.log"
+            plan.steps.append(AndroidStep("adb", base + ["pull", f"{R}/out_{stem}/qnn-profiling-data_0.log", str(log)]))
+            plan.steps.append(AndroidStep("host", [f"{sdk}/bin/x86_64-linux-clang/qnn-profile-viewer",
+                                                   "--input_log", str(log)], f"QNN profile of {g.name}",
+                                          parse="qnn_profile", graph=g.name, target="qnn-htp"))
+        plan.notes.append("QNN: the HTP times average every inference of the run, warm-up included "
+                          f"({warmup} + {runs}); NetRun is the whole execute call, Accelerator the HTP part")
+    elif "htp" in targets:
+        plan.notes.append("HTP skipped: no QNN context in the exported folders (export with --format qnn --soc "
+                          f"{soc or 'SM8650'})")
     return plan
 
 
-def _check_tools(plan: AndroidPlan) -> None:
+def _check_tools(plan: AndroidPlan, work_dir: Path) -> None:
+    made = {str(Path(st.argv[1])) for st in plan.steps if st.kind == "extract"} | \
+        {str(Path(st.argv[0])) for st in plan.steps if st.kind == "prep"} | \
+        {str(work_dir / n) for n in plan.local_files}
+
+    def produced(src: str) -> bool:
+        return str(Path(src)) in made
+
     missing = []
     for step in plan.steps:
         if step.kind == "host" and not Path(step.argv[0]).is_file():
             missing.append(step.argv[0])
         if step.kind == "adb" and "push" in step.argv:
             src = step.argv[step.argv.index("push") + 1]
-            if src.startswith("<") or "$" in src:
+            if src.startswith("<") or "$" in src or not (Path(src).exists() or produced(src)):
                 missing.append(src)
     if missing:
         raise BenchError(f"missing on this machine: {', '.join(dict.fromkeys(missing))}")
@@ -797,7 +878,7 @@ def run_android(plan: AndroidPlan, adb: str, work_dir: Path, echo: Callable[[str
                 timeout: float = 900.0) -> list[dict]:
     """Run the plan's commands; return one record per benchmark (tool output parsed, never estimated)."""
     say = echo or (lambda _m: None)
-    _check_tools(plan)
+    _check_tools(plan, work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     for name, data in plan.local_files.items():
         (work_dir / name).write_bytes(data)
@@ -806,6 +887,9 @@ def run_android(plan: AndroidPlan, adb: str, work_dir: Path, echo: Callable[[str
         say(step.shell())
         if step.kind == "prep":
             _write_inputs(step)
+            continue
+        if step.kind == "extract":
+            extract_context_binary(Path(step.argv[0]), Path(step.argv[1]))
             continue
         try:
             proc = subprocess.run(step.argv, capture_output=True, text=True, timeout=timeout)

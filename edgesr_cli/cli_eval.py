@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -84,7 +82,7 @@ def register(app: typer.Typer) -> None:
         device: Annotated[Device, typer.Option(help="torch backend device.")] = Device.auto,
         dtype: Annotated[DType, typer.Option(help="torch backend precision (auto: as `edgesr upscale`).")] = DType.auto,
         threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
-        tile: Annotated[int, typer.Option("--tile", "-t", help="LR tile size.")] = 128,
+        tile: Annotated[Optional[int], typer.Option("--tile", "-t", help="LR tile size (default: 128, or an export's static tile).", show_default=False)] = None,
         overlap: Annotated[float, typer.Option(help="Tile overlap as a fraction of the tile.")] = 0.25,
         batch: Annotated[int, typer.Option(help="Tiles per model call.")] = 4,
         steps: Annotated[int, typer.Option(help="Denoising steps (the model is trained for 1).")] = 1,
@@ -108,7 +106,7 @@ def register(app: typer.Typer) -> None:
 
         if lr is not None and degrade is not None:
             raise UserError("give --lr DIR or --degrade, not both")
-        if batch < 1 or steps < 1 or tile < 1:
+        if batch < 1 or steps < 1 or (tile is not None and tile < 1):
             raise UserError("--batch, --steps and --tile must be >= 1")
         if grid_images < 0 or grid_crop < 1 or grid_cell < 1:
             raise UserError("--grid-images must be >= 0, --grid-crop and --grid-cell >= 1")
@@ -123,6 +121,9 @@ def register(app: typer.Typer) -> None:
         runner = _load_runner(name, model_dir, device.value, dtype, threads)
         if runner.scale != pre_scale:
             pairs = E.plan_pairs(hr, lr, scale=runner.scale, degrade=how, seed=seed, max_images=max_images)
+        if tile is None:
+            static = getattr(runner, "tile", None)
+            tile = static if isinstance(static, int) else 128
         if tile % runner.lr_multiple:
             raise UserError(f"--tile {tile}: must be a multiple of {runner.lr_multiple} for this model")
         scale = runner.scale
@@ -411,7 +412,8 @@ def _print_eval_table(record: dict, setup) -> None:
                      f"{record['tile']}, {record['threads']} threads. s/image: wall time of each call."), style="dim",
               highlight=False)
     if setup.niqe_off:
-        con.print(escape(f"NIQE off: {setup.niqe_off} (or pass --niqe-params FILE)"), style="dim", highlight=False)
+        hint = "" if "--no-niqe" in setup.niqe_off else " (or pass --niqe-params FILE)"
+        con.print(escape(f"NIQE off: {setup.niqe_off}{hint}"), style="dim", highlight=False)
     if setup.lpips_off:
         con.print(escape(f"LPIPS off: {setup.lpips_off}"), style="dim", highlight=False)
     files = record["files"]
@@ -419,8 +421,10 @@ def _print_eval_table(record: dict, setup) -> None:
               highlight=False)
 
 
-def _spread(st: dict, unit: str, fmt: str = "{:.1f}") -> str:
+def _spread(st: dict | None, unit: str, fmt: str = "{:.1f}") -> str:
     """median ±half the interquartile range."""
+    if st is None:
+        return "-"
     half = (st[f"p75_{unit}"] - st[f"p25_{unit}"]) / 2
     return f"{fmt.format(st[f'median_{unit}'])} ±{fmt.format(half)}"
 
@@ -450,16 +454,19 @@ def _print_bench_table(record: dict, threads: int) -> None:
     row(f"encoder ms ({st['tile']}² tile)", lambda r: _spread(r["tile"]["encoder"], "ms"))
     row("UNet ms", lambda r: _spread(r["tile"]["unet"], "ms"))
     row("decoder ms", lambda r: _spread(r["tile"]["decoder"], "ms"))
-    row("enc+UNet+dec ms", lambda r: f"{r['tile']['split_sum_ms']:.1f}")
+    row("enc+UNet+dec ms", lambda r: _f(r["tile"]["split_sum_ms"], "{:.1f}"))
     row("tile total ms (engine)", lambda r: _spread(r["tile"]["total"], "ms"))
     row(f"{S}² -> {H}² s", lambda r: _spread(r["image"], "s", "{:.2f}"))
     row("  tiles", lambda r: str(r["image"]["tiles"]))
     row("  megapixels/s (output)", lambda r: f"{r['image']['output_megapixels_per_s']:.3f}")
     row("  peak RSS MB", lambda r: f"{r['image']['memory']['peak_rss_mb']:.0f}")
-    row("counted GFLOPs / tile", lambda r: f"{r['flops']['gflops_per_tile']['total']:.2f}" if r.get("flops") else "-")
-    row("achieved GFLOP/s, tile", lambda r: f"{r['flops']['achieved_gflops_per_s']['tile_total']:.1f}" if r.get("flops") else "-")
-    row("achieved GFLOP/s, UNet", lambda r: f"{r['flops']['achieved_gflops_per_s']['unet']:.1f}" if r.get("flops") else "-")
-    row("achieved GFLOP/s, image", lambda r: f"{r['flops']['achieved_gflops_per_s']['image']:.1f}" if r.get("flops") else "-")
+    def achieved(key: str):
+        return lambda r: _f((r.get("flops") or {}).get("achieved_gflops_per_s", {}).get(key), "{:.1f}")
+
+    row("counted GFLOPs / tile", lambda r: _f((r.get("flops") or {}).get("gflops_per_tile", {}).get("total")))
+    row("achieved GFLOP/s, tile", achieved("tile_total"))
+    row("achieved GFLOP/s, UNet", achieved("unet"))
+    row("achieved GFLOP/s, image", achieved("image"))
     if ok:
         con.print(table)
     for r in record["results"]:
@@ -473,9 +480,12 @@ def _print_bench_table(record: dict, threads: int) -> None:
         style="dim", highlight=False)
     for r in ok:
         t, im, fl = r["tile"], r["image"], r.get("flops")
-        lines = [f"{r['backend']}: enc+UNet+dec = {t['split_vs_total'] * 100:.0f}% of the tile total"
-                 f"{' (the total runs the fused graph)' if t['fused_total'] else ''}; image min {im['min_s']:.2f} s, "
-                 f"max {im['max_s']:.2f} s"]
+        split = (f"enc+UNet+dec = {t['split_vs_total'] * 100:.0f}% of the tile total"
+                 f"{' (the total runs the fused graph)' if t['fused_total'] else ''}"
+                 if t.get("split_vs_total") is not None else f"no split: {t.get('split_unavailable')}")
+        lines = [f"{r['backend']}: {split}; image min {im['min_s']:.2f} s, max {im['max_s']:.2f} s"]
+        if r.get("note"):
+            lines.append(f"  note: {r['note']}")
         if fl:
             g = fl["gflops_per_tile"]
             lines.append(f"  counted GFLOPs per tile ({fl['config']}): encoder {g['encoder']:.2f}, UNet {g['unet']:.2f}, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -35,14 +35,14 @@ def register(app: typer.Typer) -> None:
     def export(
         output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (written to a temp folder, then renamed into place).", show_default=False)],
         fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="onnx: ONNX Runtime CPU; tflite: LiteRT (Android); qnn: Qualcomm HTP (W8A16 + context binary).", show_default=False)],
-        model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model folder (default: the shipped edge-tiny).")] = None,
+        model: Annotated[Path | None, typer.Option("--model", "-m", help="Model folder (default: the shipped edge-tiny).")] = None,
         tile: Annotated[int, typer.Option("--tile", "-t", help="Static LR tile size of the exported graphs (use the same --tile to upscale).")] = 128,
-        quantize: Annotated[Optional[str], typer.Option("--quantize", "-q", help="none | int8 (onnx, CPU) | w8a16 (qnn; the default there).")] = None,
-        soc: Annotated[Optional[str], typer.Option("--soc", help="qnn: Snapdragon SoC to compile the context binary for (SM8650 = Galaxy S24).")] = None,
-        calibration: Annotated[Optional[Path], typer.Option("--calibration", help="Folder of typical input photos to calibrate quantization (qnn, int8).")] = None,
+        quantize: Annotated[str | None, typer.Option("--quantize", "-q", help="none | int8 (onnx, CPU) | w8a16 (qnn; the default there).")] = None,
+        soc: Annotated[str | None, typer.Option("--soc", help="qnn: Snapdragon SoC to compile the context binary for (SM8650 = Galaxy S24).")] = None,
+        calibration: Annotated[Path | None, typer.Option("--calibration", help="Folder of typical input photos to calibrate quantization (qnn, int8).")] = None,
         calibration_tiles: Annotated[int, typer.Option(help="Calibration LR tiles cut from those photos.")] = 64,
         graphs: Annotated[str, typer.Option(help="Graphs to export: all, or a comma list of fused,encoder,denoise,decoder.")] = "all",
-        scale: Annotated[Optional[int], typer.Option("--scale", "-s", help="Export for this scale (default: the model's).")] = None,
+        scale: Annotated[int | None, typer.Option("--scale", "-s", help="Export for this scale (default: the model's).")] = None,
         opset: Annotated[int, typer.Option(help="ONNX opset (onnx, qnn).", min=17)] = 18,
         force: Annotated[bool, typer.Option("--force", help="Replace an existing export at --output.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet")] = False,

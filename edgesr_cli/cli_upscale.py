@@ -137,7 +137,7 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output file, folder (mirrored), or - for stdout. Default: beside each input with --suffix.")] = None,
         scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor (the model's).")] = 4,
         model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model dir or exported dir (default: the shipped edge-tiny).")] = None,
-        tile: Annotated[int, typer.Option("--tile", "-t", help="LR tile size.")] = 128,
+        tile: Annotated[Optional[int], typer.Option("--tile", "-t", help="LR tile size (default 128, or an exported model's tile).")] = None,
         overlap: Annotated[float, typer.Option(help="Tile overlap as a fraction of the tile.")] = 0.25,
         batch: Annotated[int, typer.Option(help="Tiles per model call (memory is bounded by this).")] = 4,
         steps: Annotated[int, typer.Option(help="Denoising steps (the model is trained for 1).")] = 1,
@@ -163,7 +163,7 @@ def register(app: typer.Typer) -> None:
 
         if skip_existing and overwrite:
             raise UserError("--skip-existing and --overwrite exclude each other")
-        if batch < 1 or steps < 1 or tile < 1:
+        if batch < 1 or steps < 1 or (tile is not None and tile < 1):
             raise UserError("--batch, --steps and --tile must be >= 1")
         if not 0.0 <= overlap < 0.5:
             raise UserError(f"--overlap {overlap}: must be a fraction in [0, 0.5)")
@@ -185,6 +185,8 @@ def register(app: typer.Typer) -> None:
         runner = load_backend(name, model_dir, **options)
         if runner.scale != scale:
             raise UserError(f"--scale {scale}: the model {model_dir} upscales x{runner.scale}")
+        if tile is None:
+            tile = int(getattr(runner, "tile", 128))  # an exported model runs at its own tile
         if tile % runner.lr_multiple:
             raise UserError(f"--tile {tile}: must be a multiple of {runner.lr_multiple} for this model")
         opts = UpscaleOptions(tile=tile, overlap=overlap, batch=batch, steps=steps, seed=seed)

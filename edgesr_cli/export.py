@@ -36,9 +36,10 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,7 +49,14 @@ from torch import nn
 from . import __version__
 from .config import ModelConfig
 from .diffusion import Schedule, unet_input
-from .model import COMPONENT_FILES, INFERENCE_COMPONENTS, EdgeSR, ModelFileError, config_fingerprint, file_sha256
+from .model import (
+    COMPONENT_FILES,
+    INFERENCE_COMPONENTS,
+    EdgeSR,
+    ModelFileError,
+    config_fingerprint,
+    file_sha256,
+)
 from .models.lr_encoder import resize_to_half_hr
 
 MANIFEST_FILE = "manifest.json"
@@ -87,17 +95,59 @@ class ExportError(ValueError):
 # ================================================================================================
 
 
+def _bicubic_response(k: int) -> tuple[torch.Tensor, int]:
+    """PyTorch's own 1D bicubic (align_corners=False) response to an impulse when upsampling by k:
+    the taps and the offset of the first one (so the conv form below uses torch's exact coefficients)."""
+    n = 9
+    x = torch.zeros(1, 1, 1, n)
+    x[..., 4] = 1.0
+    y = F.interpolate(x, scale_factor=(1.0, float(k)), mode="bicubic", align_corners=False)[0, 0, 0]
+    nz = (y != 0).nonzero().flatten()
+    lo, hi = int(nz.min()), int(nz.max())
+    return y[lo:hi + 1].clone(), lo - 4 * k
+
+
+class BicubicUpsample(nn.Module):
+    """F.interpolate(x, scale_factor=k, mode="bicubic", align_corners=False) for integer k, written as
+    replicate padding (slices + concat) and a stride-k transposed convolution with torch's separable
+    bicubic kernel. Same result to float rounding, but only ops that mobile delegates run (TFLite
+    CONCATENATION / TRANSPOSE_CONV instead of the GATHER_ND that a converted bicubic Resize becomes)."""
+
+    def __init__(self, factor: int) -> None:
+        super().__init__()
+        taps, self.dmin = _bicubic_response(factor)
+        self.k = factor
+        self.register_buffer("weight", torch.outer(taps, taps)[None, None].contiguous(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        k, p = self.k, 2  # the 4-tap kernel reaches 2 pixels past each border (clamped = replicate)
+        x = torch.cat([x[..., :1, :], x[..., :1, :], x, x[..., -1:, :], x[..., -1:, :]], dim=-2)
+        x = torch.cat([x[..., :1], x[..., :1], x, x[..., -1:], x[..., -1:]], dim=-1)
+        y = F.conv_transpose2d(x.reshape(b * c, 1, h + 2 * p, w + 2 * p), self.weight, stride=k)
+        o = p * k - self.dmin
+        return y[..., o:o + h * k, o:o + w * k].reshape(b, c, h * k, w * k)
+
+
 class EncoderGraph(nn.Module):
     """lr (B,3,T,T) -> mu, sigma (B,C,h,w). With host_resize the input is the LR already bicubic-
-    resized to HR/2 (B,3,T*s/2,T*s/2) and the graph holds convolutions only."""
+    resized to HR/2 (B,3,T*s/2,T*s/2) and the graph holds convolutions only. conv_resize writes the
+    bicubic resize as BicubicUpsample (for mobile delegates) instead of a Resize op."""
 
-    def __init__(self, model: EdgeSR, host_resize: bool = False) -> None:
+    def __init__(self, model: EdgeSR, host_resize: bool = False, conv_resize: bool = False) -> None:
         super().__init__()
         self.enc = model.lr_encoder
         self.host_resize = host_resize
+        factor = self.enc.scale // 2
+        self.upsample = BicubicUpsample(factor) if conv_resize and factor > 1 and not host_resize else None
 
     def forward(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = lr if self.host_resize else resize_to_half_hr(lr, self.enc.scale)
+        if self.host_resize:
+            x = lr
+        elif self.upsample is not None:
+            x = self.upsample(lr)
+        else:
+            x = resize_to_half_hr(lr, self.enc.scale)
         mu, raw = self.enc.net(x * 2.0 - 1.0).chunk(2, dim=1)
         return mu, self.enc.sigma_from_raw(raw)
 
@@ -129,9 +179,9 @@ class FusedGraph(nn.Module):
     """(lr, noise) -> HR: the shared sampler's one step (z_1 = mu + sigma * noise, z_h = Z(z_1, 1))
     followed by the decoder, written out as one graph. Output not clamped (the engine clamps)."""
 
-    def __init__(self, model: EdgeSR, host_resize: bool = False) -> None:
+    def __init__(self, model: EdgeSR, host_resize: bool = False, conv_resize: bool = False) -> None:
         super().__init__()
-        self.encoder = EncoderGraph(model, host_resize)
+        self.encoder = EncoderGraph(model, host_resize, conv_resize)
         self.denoiser = DenoiseGraph(model)
         self.decoder = DecoderGraph(model)
         self.conditioning = model.cfg.conditioning
@@ -182,8 +232,9 @@ def htp_friendly(model: EdgeSR) -> EdgeSR:
     return new.eval()
 
 
-def graph_modules(model: EdgeSR, host_resize: bool) -> dict[str, nn.Module]:
-    return {"fused": FusedGraph(model, host_resize).eval(), "encoder": EncoderGraph(model, host_resize).eval(),
+def graph_modules(model: EdgeSR, host_resize: bool, conv_resize: bool = False) -> dict[str, nn.Module]:
+    return {"fused": FusedGraph(model, host_resize, conv_resize).eval(),
+            "encoder": EncoderGraph(model, host_resize, conv_resize).eval(),
             "denoise": DenoiseGraph(model).eval(), "decoder": DecoderGraph(model).eval()}
 
 
@@ -363,7 +414,7 @@ def calibration_feeds(model: EdgeSR, geo: Geometry, lr_tiles: torch.Tensor, grap
         extra = [torch.randn(1, *mu.shape[1:], generator=g) for _ in range(steps)]
         start_mu, start_sigma = (torch.zeros_like(mu), torch.ones_like(sigma)) if uni else (mu, sigma)
 
-        def denoiser(z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        def denoiser(z: torch.Tensor, t: torch.Tensor, mu: torch.Tensor = mu) -> torch.Tensor:
             item = {"z": z.numpy().copy(), "t": t.float().numpy().copy()}
             if uni:
                 item["mu"] = mu.numpy()
@@ -432,6 +483,9 @@ def export_model(
             COMPONENT_FILES[c]: file_sha256(mdir / COMPONENT_FILES[c]) for c in INFERENCE_COMPONENTS}}
         source["files"]["config.json"] = file_sha256(mdir / "config.json")
     else:
+        import copy
+
+        model = copy.deepcopy(model).cpu().float().eval()  # the caller's model stays as it was
         if scale is not None and scale != model.cfg.scale:
             model = _rescaled(model, scale)
         source = {"dir": None, "weights_sha256": _weights_sha256(model)}
@@ -447,6 +501,7 @@ def export_model(
     geo = Geometry(tile=tile, scale=cfg.scale, latent_factor=cfg.latent_factor, latent_channels=cfg.latent_channels,
                    conditioning=cfg.conditioning, host_resize=bool(host_resize))
 
+    _remove_stale_temps(out)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -508,6 +563,24 @@ def _check_output(out: Path, overwrite: bool) -> None:
         raise ExportError(f"{parent}: no such folder")
     if not os.access(parent, os.W_OK):
         raise ExportError(f"{parent}: not writable")
+
+
+def _remove_stale_temps(out: Path) -> None:
+    """Temp / old folders of exports to `out` whose process died (killed mid-export)."""
+    for p in out.parent.glob(f".{out.name}.*-*"):
+        kind, _, pid = p.name.rpartition("-")
+        if not kind.endswith((".tmp", ".old")) or not pid.isdigit() or not p.is_dir():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running (another export to the same place)
+        except ProcessLookupError:
+            if kind.endswith(".old") and not out.exists():
+                p.rename(out)  # died between the two renames: the previous export is still good
+            else:
+                shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _move_into_place(tmp: Path, out: Path) -> None:
@@ -582,7 +655,7 @@ def _write_onnx(model: EdgeSR, geo: Geometry, wanted: Sequence[str], out: Path, 
     files: dict[str, dict] = {}
     for name in wanted:
         say(f"exporting {name} graph to ONNX")
-        ins, outs = geo.io(name)
+        _, outs = geo.io(name)
         path = out / f"{name}.onnx"
         _torch_onnx_export(mods[name], example_inputs(geo, name, batch=2), list(outs), path, opset, dynamic_batch=True)
         onnx.checker.check_model(str(path))
@@ -646,7 +719,12 @@ def _quantize_onnx_int8(out: Path, files: dict[str, dict], feeds: dict[str, list
                         say: Callable[[str], None]) -> tuple[dict[str, dict], dict]:
     """Static QDQ int8 for the ORT CPU EP (u8 activations, s8 per-channel weights), calibrated."""
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     new: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="edgesr-int8-") as work:
@@ -686,7 +764,7 @@ def _write_qnn(model: EdgeSR, geo: Geometry, wanted: Sequence[str], out: Path, o
     with tempfile.TemporaryDirectory(prefix="edgesr-qnn-") as work:
         for name in wanted:
             say(f"exporting {name} graph (batch 1) for QNN")
-            ins, outs = geo.io(name)
+            _, outs = geo.io(name)
             fp32 = Path(work) / f"{name}.fp32.onnx"
             _torch_onnx_export(mods[name], example_inputs(geo, name, batch=1), list(outs), fp32, opset,
                                dynamic_batch=False)
@@ -781,12 +859,13 @@ def _tflite_module(mod: nn.Module, graph: str, conditioning: str) -> nn.Module:
 
 def _write_tflite(model: EdgeSR, geo: Geometry, wanted: Sequence[str], out: Path, say: Callable[[str], None],
                   host_resize: bool | None):
-    """litert-torch conversion, batch 1. If the bicubic resize in the encoder does not convert (it did
-    with litert-torch 0.10), retry with the resize moved out of the graph (done by the backend)."""
+    """litert-torch conversion, batch 1. The encoder's bicubic resize is written as BicubicUpsample
+    (a converted bicubic Resize becomes GATHER_ND, which the GPU delegate does not run). Should a graph
+    still fail to convert, retry with the resize moved out of the graph (the backend does it)."""
     import litert_torch
 
     def convert_all(g: Geometry) -> dict[str, dict]:
-        mods = graph_modules(model, g.host_resize)
+        mods = graph_modules(model, g.host_resize, conv_resize=True)
         files = {}
         for name in wanted:
             say(f"converting {name} graph to TFLite (litert-torch)")
@@ -811,6 +890,8 @@ def _write_tflite(model: EdgeSR, geo: Geometry, wanted: Sequence[str], out: Path
         except Exception as exc2:
             raise ExportError(f"litert-torch could not convert the model: {str(exc2).splitlines()[0]}") from None
     extra = {"exporter": f"litert-torch {_version('litert_torch')}", "batch": 1,
+             "encoder_resize_op": "host (bicubic before the interpreter)" if geo.host_resize
+             else "replicate pad + TRANSPOSE_CONV (exact bicubic)",
              "android": "load the .tflite files with the LiteRT Interpreter; the NNAPI / GPU delegates apply as usual"}
     return files, extra, geo
 

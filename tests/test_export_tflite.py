@@ -1,0 +1,161 @@
+"""`edgesr export --format tflite` (litert-torch) and the LiteRT interpreter backend, driven by the shared
+tiling engine. Needs the tflite extra (litert-torch, ai-edge-litert); skipped cleanly without it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from backends.base import BackendUnavailable, load_backend
+from backends.torch_backend import from_model
+from edgesr_cli.config import get_preset
+from edgesr_cli.export import export_model
+from edgesr_cli.model import EdgeSR, ModelFileError, file_sha256, save_model_dir
+from edgesr_cli.tiling import upscale_tensor
+
+REPO = Path(__file__).resolve().parents[1]
+TILE = 16
+
+
+def make_model(seed: int = 0) -> EdgeSR:
+    torch.manual_seed(seed)
+    m = EdgeSR(get_preset("test-tiny")).eval()
+    with torch.no_grad():  # a random decoder's output hugs 0.5: widen it to a photo-like range
+        m.decoder.net[-1].weight.mul_(10.0)
+        m.decoder.net[-1].bias.mul_(10.0)
+    return m
+
+
+def lr_image(h: int = 40, w: int = 48) -> torch.Tensor:
+    """A real photo (scikit-image's astronaut) shrunk to h x w, or a synthetic one without skimage."""
+    try:
+        from skimage import data
+
+        img = torch.from_numpy(data.astronaut().copy()).permute(2, 0, 1).float() / 255.0
+    except ImportError:
+        g = torch.Generator().manual_seed(3)
+        yy, xx = torch.meshgrid(torch.linspace(0, 1, 256), torch.linspace(0, 1, 256), indexing="ij")
+        img = torch.stack([yy, xx, (yy * xx).sqrt()]) * 0.8 + 0.2 * torch.rand(3, 256, 256, generator=g)
+    return F.interpolate(img[None], size=(h, w), mode="area")[0].clamp(0, 1)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a - b) ** 2).mean())
+    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    model = make_model()
+    return model, save_model_dir(model, tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def exported(tiny, tmp_path_factory):
+    pytest.importorskip("ai_edge_litert.interpreter")
+    pytest.importorskip("litert_torch")
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("tflite") / "tiny-tflite"
+    return export_model(tiny[1], out, "tflite", tile=TILE)
+
+
+def test_manifest(exported):
+    m = exported.manifest
+    assert m["format"] == "tflite" and m["batch"] == 1 and m["quantization"] is None
+    assert m["encoder_resize"] in ("in_graph", "host")
+    assert set(m["graphs"]) == {"fused", "encoder", "denoise", "decoder"}
+    assert m["graphs"]["fused"]["inputs"]["noise"] == [1, 4, TILE, TILE]
+    assert all(m["graphs"][g]["file"].endswith(".tflite") for g in m["graphs"])
+    assert set(m["files"]) == {p.name for p in exported.path.iterdir()} - {"manifest.json"}
+
+
+def test_parity_through_the_tiling_engine(exported, tiny):
+    torch.set_num_threads(1)
+    lr = lr_image()
+    b = load_backend("tflite", exported.path, threads=1)
+    ref_b = from_model(tiny[0], "cpu", "fp32")
+    for steps in (1, 2):  # 1: the fused graph; 2: encoder / denoise / decoder through the shared sampler
+        ref = upscale_tensor(ref_b, lr, tile=TILE, steps=steps, batch=4, seed=5)
+        out = upscale_tensor(b, lr, tile=TILE, steps=steps, batch=4, seed=5)
+        diff = float((out - ref).abs().max())
+        assert diff < 1e-3, (steps, diff)
+        assert psnr(out, ref) > 50, (steps, psnr(out, ref))
+
+
+def test_checksum_and_corrupted_file(exported, tmp_path):
+    d = tmp_path / "copy"
+    shutil.copytree(exported.path, d)
+    data = bytearray((d / "fused.tflite").read_bytes())
+    data[100:140] = b"\0" * 40
+    (d / "fused.tflite").write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match="checksum mismatch"):
+        load_backend("tflite", d)
+    (d / "fused.tflite").write_bytes(b"garbage" * 100)
+    manifest = json.loads((d / "manifest.json").read_text())
+    manifest["files"]["fused.tflite"]["sha256"] = file_sha256(d / "fused.tflite")
+    (d / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError, match="fused.tflite: the TFLite interpreter cannot load it"):
+        load_backend("tflite", d)
+
+
+def test_wrong_backend_for_the_export(exported):
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(ModelFileError, match="is a tflite export; use --backend tflite"):
+        load_backend("onnx", exported.path)
+
+
+def test_missing_interpreter_names_the_pip_command(exported, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    monkeypatch.setitem(sys.modules, "tflite_runtime", None)
+    monkeypatch.setitem(sys.modules, "tflite_runtime.interpreter", None)
+    with pytest.raises(BackendUnavailable, match=r"pip install 'edgesr\[tflite\]'"):
+        load_backend("tflite", exported.path)
+
+
+def test_missing_converter_names_the_pip_command(tiny, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "litert_torch", None)
+    with pytest.raises(BackendUnavailable, match=r"pip install 'edgesr\[tflite\]'"):
+        export_model(tiny[1], tmp_path / "x", "tflite", tile=TILE)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_round_trip_from_a_clean_process(exported, tiny, tmp_path):
+    from edgesr_cli.io import Photo, read_image, write_image
+
+    lr = lr_image(24, 32)
+    src = tmp_path / "in.png"
+    write_image(src, Photo(rgb=lr.permute(1, 2, 0).numpy().copy()), fmt="png")
+    lr8 = torch.from_numpy(read_image(src).rgb).permute(2, 0, 1).float()
+    dst = tmp_path / "out.png"
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, "-m", "edgesr_cli", "upscale", "--backend", "tflite", "--model", str(exported.path),
+           "--tile", str(TILE), "--threads", "1", str(src), "-o", str(dst)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = torch.from_numpy(read_image(dst).rgb).permute(2, 0, 1)
+    ref = upscale_tensor(from_model(tiny[0], "cpu", "fp32"), lr8, tile=TILE)
+    assert got.shape == ref.shape
+    assert float((got - ref).abs().max()) <= 1.0 / 255 + 1e-6
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_bicubic_as_transpose_conv_matches_torch(factor):
+    """The delegate-friendly bicubic in the TFLite encoder equals F.interpolate (needs no litert)."""
+    from edgesr_cli.export import BicubicUpsample
+
+    up = BicubicUpsample(factor)
+    g = torch.Generator().manual_seed(0)
+    for shape in ((2, 3, 16, 16), (1, 3, 5, 7), (1, 3, 1, 2)):
+        x = torch.rand(shape, generator=g)
+        ref = F.interpolate(x, scale_factor=float(factor), mode="bicubic", align_corners=False)
+        assert float((up(x) - ref).abs().max()) < 1e-5
