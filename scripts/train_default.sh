@@ -34,10 +34,10 @@ stage teacher_x2 edgesr train --stage joint "${COMMON[@]}" "${TRAIN[@]}" "${VAL[
   --p-t1-start 0.9 --p-t1-decay-steps "$(steps 1800)" --realesrgan-prob 0.6
 stage student_x4 edgesr distill --teacher "$RUN/teacher_x2/model" --scale 4 --device "$DEVICE" --crop 128 \
   --batch-size 16 --val-every 250 --ckpt-every 250 "${TRAIN[@]}" "${VAL[@]}" \
-  --steps "$(steps 800)" --lr 1e-4 --realesrgan-prob 0.6
+  --steps "$(steps 1500)" --lr 1e-4 --realesrgan-prob 0.6
 stage decoder edgesr finetune-decoder --model "$RUN/student_x4/model" --device "$DEVICE" --crop 128 \
   --batch-size 16 --val-every 250 --ckpt-every 250 "${TRAIN[@]}" "${VAL[@]}" \
-  --steps "$(steps 600)" --lr 1e-4 --gan-weight 0.05 --gan-start 200 --realesrgan-prob 0.6
+  --steps "$(steps 1500)" --lr 5e-4 --gan-weight 0.01 --gan-start 1200 --realesrgan-prob 0.5
 
 python -m edgesr_cli.tools.pack_weights "$RUN/decoder/model" weights/edge-tiny
 echo "== done: weights/edge-tiny"
