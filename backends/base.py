@@ -16,9 +16,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
-import torch
 
-from edgesr_cli.diffusion import Schedule
+from edgesr_cli.tiling import Runner
 
 ENTRY_POINT_GROUP = "edgesr.backends"
 
@@ -28,18 +27,11 @@ class BackendUnavailable(RuntimeError):
 
 
 @runtime_checkable
-class Backend(Protocol):
-    name: str
-    scale: int
-    latent_factor: int
-    latent_channels: int
-    lr_multiple: int
-    conditioning: str
-    schedule: Schedule
+class Backend(Runner, Protocol):
+    """What the tiling engine drives (encode / denoise / decode and the geometry), plus a name.
+    A backend may also offer `fused_one_step(lr_tiles, noise_window)`, which the engine prefers."""
 
-    def encode(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
-    def denoise(self, z: torch.Tensor, t: torch.Tensor, mu: torch.Tensor | None) -> torch.Tensor: ...
-    def decode(self, z: torch.Tensor) -> torch.Tensor: ...
+    name: str
 
 
 @dataclass(frozen=True)
