@@ -41,7 +41,7 @@ def _hr_photo() -> np.ndarray:
 def test_shipped_model_beats_bicubic_on_a_natural_photo(shipped):
     _, model = shipped
     hr = _hr_photo()
-    lr = np.asarray(Image.fromarray(hr).resize((hr.shape[1] // 4, hr.shape[0] // 4), Image.BICUBIC))
+    lr = np.array(Image.fromarray(hr).resize((hr.shape[1] // 4, hr.shape[0] // 4), Image.BICUBIC))
     runner = from_model(model, "cpu", "fp32")
     x = torch.from_numpy(lr).permute(2, 0, 1).float() / 255.0
     sr = upscale_tensor(runner, x, tile=32, batch=4, seed=0).permute(1, 2, 0).numpy()
