@@ -26,21 +26,20 @@ def resolve_device(device: str) -> torch.device:
 
 
 def default_dtype(device: torch.device) -> torch.dtype:
-    """bf16 where the hardware has fast bf16 (CUDA; CPUs with AMX/AVX512-BF16), else fp32."""
+    """bf16 where the hardware computes it natively (CUDA; CPUs with AVX512-BF16 or AMX), else fp32.
+    On this project's 2-core AVX512-BF16 machine bf16 upscales 512 -> 2048 in 3.9 s against 6.5 s for
+    fp32, at the same Set14 PSNR-Y (26.41 dB both); see weights/MODEL_CARD.md."""
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    try:
-        caps = torch.backends.cpu.get_cpu_capability()
-    except Exception:
-        caps = ""
-    return torch.bfloat16 if "AVX512" in str(caps) and _cpu_has_amx() else torch.float32
+    return torch.bfloat16 if _cpu_has_native_bf16() else torch.float32
 
 
-def _cpu_has_amx() -> bool:
+def _cpu_has_native_bf16() -> bool:
     try:
-        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
+        flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 class TorchBackend:

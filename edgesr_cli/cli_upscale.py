@@ -144,7 +144,7 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Seed of the noise field (same seed, same bytes).")] = 0,
         backend: Annotated[BackendName, typer.Option(help="auto picks the fastest available for the model.")] = BackendName.auto,
         device: Annotated[Device, typer.Option(help="torch backend device.")] = Device.auto,
-        dtype: Annotated[DType, typer.Option(help="torch backend precision (auto: bf16 on AMX CPUs and CUDA).")] = DType.auto,
+        dtype: Annotated[DType, typer.Option(help="torch backend precision (auto: bf16 on CPUs with AVX512-BF16 or AMX, and on CUDA).")] = DType.auto,
         threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
         ext: Annotated[Optional[Ext], typer.Option("--ext", "-f", help="Output format (default: the input's).")] = None,
         quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
