@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Callable, TypeVar
@@ -96,7 +95,3 @@ def default_model_dir() -> Path:
     except (ModuleNotFoundError, TypeError):
         pass
     raise UserError("no default model found (weights/edge-tiny is missing from this install); pass -m/--model DIR")
-
-
-def stdout_is_tty() -> bool:
-    return sys.stdout.isatty()

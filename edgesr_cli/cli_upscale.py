@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .cli_common import Device, UserError, default_model_dir, err_console, fail, friendly_errors
+from .cli_common import Device, UserError, default_model_dir, err_console, friendly_errors
 from .io import DEFAULT_MAX_PIXELS, ImageError, Photo, encode_image, find_images, read_image, write_image
 from .upscale import UpscaleOptions, upscale_photo
 

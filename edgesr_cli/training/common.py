@@ -15,7 +15,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -422,8 +422,3 @@ def prepare_out(out: Path, resume: bool, d: Dist) -> bool:
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
     return False
-
-
-def iter_params(modules: Iterable[nn.Module]):
-    for m in modules:
-        yield from m.parameters()
