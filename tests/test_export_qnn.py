@@ -11,29 +11,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from backends.base import BackendUnavailable, load_backend
 from backends.torch_backend import from_model
-from edgesr_cli.config import get_preset
 from edgesr_cli.export import ExportError, export_model
-from edgesr_cli.model import EdgeSR, ModelFileError, save_model_dir
+from edgesr_cli.model import ModelFileError, save_model_dir
 from edgesr_cli.tiling import upscale_tensor
+
+from export_common import make_model, psnr
 
 REPO = Path(__file__).resolve().parents[1]
 TILE = 32
-
-
-def make_model(seed: int = 0) -> EdgeSR:
-    torch.manual_seed(seed)
-    m = EdgeSR(get_preset("test-tiny")).eval()
-    with torch.no_grad():  # a random decoder's output hugs 0.5: widen it to a photo-like range
-        m.decoder.net[-1].weight.mul_(10.0)
-        m.decoder.net[-1].bias.mul_(10.0)
-    return m
 
 
 def photo(name: str) -> torch.Tensor:
@@ -52,10 +43,6 @@ def photo(name: str) -> torch.Tensor:
 def lr_image(h: int, w: int) -> torch.Tensor:
     return F.interpolate(photo("astronaut")[None], size=(h, w), mode="area")[0].clamp(0, 1)
 
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = float(((a - b) ** 2).mean())
-    return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
 
 
 @pytest.fixture(scope="module")
