@@ -27,8 +27,19 @@ def photo_dir(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A seeded, randomly initialised `test-tiny` model directory (read-only for tests)."""
+    from edgesr_cli.config import get_preset
+    from edgesr_cli.model import EdgeSR, save_model_dir
+
+    torch.manual_seed(0)
+    return save_model_dir(EdgeSR(get_preset("test-tiny")), tmp_path_factory.mktemp("models") / "test-tiny")
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
+    """Tiny tensors: intra-op threads only add contention on a two-core machine."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -10,15 +10,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 import typer
 from typer.testing import CliRunner
 
 from backends.torch_backend import load as load_torch
 from edgesr_cli import bench as B
 from edgesr_cli import cli_eval
-from edgesr_cli.config import get_preset
-from edgesr_cli.model import EdgeSR, save_model_dir
 
 cli = CliRunner()
 
@@ -33,12 +30,6 @@ def _app() -> typer.Typer:
 def _no_debug(monkeypatch):
     monkeypatch.delenv("EDGESR_DEBUG", raising=False)
     monkeypatch.delenv("QNN_SDK_ROOT", raising=False)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    return save_model_dir(EdgeSR(get_preset("test-tiny")), tmp_path_factory.mktemp("model") / "tiny")
 
 
 def _numbers(obj, path=""):
@@ -57,12 +48,12 @@ def _numbers(obj, path=""):
 STATS = {"median_ms", "p25_ms", "p75_ms", "min_ms", "max_ms", "runs"}
 
 
-def test_bench_json_has_every_field(tmp_path, tiny_model):
+def test_bench_json_has_every_field(tmp_path, tiny_model_dir):
     export = tmp_path / "exported"
     export.mkdir()
     (export / "manifest.json").write_text(json.dumps({"format": "nosuchformat"}))
     out = tmp_path / "bench.json"
-    r = cli.invoke(_app(), ["bench", "--backend", "all", "--model", str(tiny_model), "--export", str(export),
+    r = cli.invoke(_app(), ["bench", "--backend", "all", "--model", str(tiny_model_dir), "--export", str(export),
                             "--tile", "32", "--size", "48", "--threads", "1", "--warmup", "1", "--runs", "3",
                             "--image-runs", "2", "--device", "cpu", "--json", "--out", str(out)])
     assert r.exit_code == 0, r.output
@@ -102,18 +93,18 @@ def test_bench_json_has_every_field(tmp_path, tiny_model):
     assert image["output_megapixels_per_s"] == pytest.approx(192 * 192 / 1e6 / image["median_s"])
 
 
-def test_bench_table_output(tiny_model):
-    r = cli.invoke(_app(), ["bench", "--model", str(tiny_model), "--tile", "32", "--size", "32", "--threads", "1",
+def test_bench_table_output(tiny_model_dir):
+    r = cli.invoke(_app(), ["bench", "--model", str(tiny_model_dir), "--tile", "32", "--size", "32", "--threads", "1",
                             "--warmup", "0", "--runs", "2", "--image-runs", "1", "--device", "cpu"])
     assert r.exit_code == 0, r.output
     for word in ("encoder ms", "UNet ms", "decoder ms", "tile total", "megapixels/s", "peak RSS", "GFLOP/s", "torch"):
         assert word in r.stdout, word
 
 
-def test_split_sums_to_the_engine_total(tiny_model):
+def test_split_sums_to_the_engine_total(tiny_model_dir):
     """encoder + UNet + decoder, timed as separate calls, add up to the engine's upscale_tiles on the same
     tile within 15% (medians). The machine may be shared: retry a noisy measurement, up to three times."""
-    runner = load_torch(tiny_model, device="cpu", dtype="fp32")
+    runner = load_torch(tiny_model_dir, device="cpu", dtype="fp32")
     ratios = []
     for _ in range(3):
         rec = B.bench_tile(runner, tile=32, warmup=3, runs=60)
@@ -134,12 +125,12 @@ def test_stats():
         B.stats([])
 
 
-def test_bad_local_options(tiny_model):
-    r = cli.invoke(_app(), ["bench", "--model", str(tiny_model), "--tile", "33", "--size", "32", "--runs", "1"])
+def test_bad_local_options(tiny_model_dir):
+    r = cli.invoke(_app(), ["bench", "--model", str(tiny_model_dir), "--tile", "33", "--size", "32", "--runs", "1"])
     assert r.exit_code == 2 and "--tile 33" in r.output and len(r.output.strip().splitlines()) == 1
     r = cli.invoke(_app(), ["bench", "--device", "s99"])
     assert r.exit_code == 2 and "s24" in r.output and "error:" in r.output
-    r = cli.invoke(_app(), ["bench", "--model", str(tiny_model), "--dry-run"])
+    r = cli.invoke(_app(), ["bench", "--model", str(tiny_model_dir), "--dry-run"])
     assert r.exit_code == 2 and "Android" in r.output
 
 

@@ -14,15 +14,6 @@ from edgesr_cli import degradations as D
 from edgesr_cli.degradations import DegradationConfig, DegradationParams
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny tensors: intra-op threads only add contention on a busy machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def make_image(size: int = 64, seed: int = 0) -> torch.Tensor:
     """(3, size, size) in [0, 1]: smooth gradients, an edge, stripes and a little noise."""
     g = torch.Generator().manual_seed(seed)

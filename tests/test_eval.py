@@ -20,8 +20,6 @@ from typer.testing import CliRunner
 from edgesr_cli import cli_eval
 from edgesr_cli import evaluate as E
 from edgesr_cli import metrics as M
-from edgesr_cli.config import get_preset
-from edgesr_cli.model import EdgeSR, save_model_dir
 
 cli = CliRunner()
 
@@ -36,12 +34,6 @@ def _app() -> typer.Typer:
 def _no_debug(monkeypatch):
     monkeypatch.delenv("EDGESR_DEBUG", raising=False)
     monkeypatch.delenv("EDGESR_NIQE_PARAMS", raising=False)
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    return save_model_dir(EdgeSR(get_preset("test-tiny")), tmp_path_factory.mktemp("model") / "tiny")
 
 
 def _texture(h: int, w: int, seed: int) -> np.ndarray:
@@ -169,9 +161,9 @@ def test_niqe_off_is_reported_once_with_the_reason(monkeypatch):
 # --------------------------------------------------------------------------- the command
 
 
-def test_eval_cli_writes_csv_json_and_grid(tmp_path, tiny_model, hr_dir, niqe_params_file):
+def test_eval_cli_writes_csv_json_and_grid(tmp_path, tiny_model_dir, hr_dir, niqe_params_file):
     out = tmp_path / "report"
-    r = cli.invoke(_app(), ["eval", "--hr", str(hr_dir), "--model", str(tiny_model), "--out", str(out), "--tile", "32",
+    r = cli.invoke(_app(), ["eval", "--hr", str(hr_dir), "--model", str(tiny_model_dir), "--out", str(out), "--tile", "32",
                             "--grid-images", "2", "--grid-crop", "32", "--grid-cell", "64", "--niqe-params",
                             str(niqe_params_file), "--json", "-q"])
     assert r.exit_code == 0, r.output
@@ -195,7 +187,7 @@ def test_eval_cli_writes_csv_json_and_grid(tmp_path, tiny_model, hr_dir, niqe_pa
         assert g.mode == "RGB"
 
 
-def test_eval_cli_table_and_lr_folder(tmp_path, tiny_model, hr_dir):
+def test_eval_cli_table_and_lr_folder(tmp_path, tiny_model_dir, hr_dir):
     lr = tmp_path / "lr"
     lr.mkdir()
     for p in sorted(hr_dir.glob("*.png")):
@@ -204,7 +196,7 @@ def test_eval_cli_table_and_lr_folder(tmp_path, tiny_model, hr_dir):
         # LR names with a marker (im0x4.png) pair with im0.png
         im.resize((w // 4, h // 4), Image.BICUBIC).save(lr / f"{p.stem}x4.png")
     out = tmp_path / "rep"
-    r = cli.invoke(_app(), ["eval", "--hr", str(hr_dir), "--lr", str(lr), "--model", str(tiny_model), "--out", str(out),
+    r = cli.invoke(_app(), ["eval", "--hr", str(hr_dir), "--lr", str(lr), "--model", str(tiny_model_dir), "--out", str(out),
                             "--tile", "32", "--max-images", "2", "--no-niqe", "--save-images"])
     assert r.exit_code == 0, r.output
     assert "bicubic" in r.stdout and "edgesr" in r.stdout and "PSNR" in r.stdout
@@ -240,19 +232,19 @@ def _err(r) -> str:
     return lines[0]
 
 
-def test_mismatched_hr_lr_sizes_name_the_file(tmp_path, tiny_model, hr_dir):
+def test_mismatched_hr_lr_sizes_name_the_file(tmp_path, tiny_model_dir, hr_dir):
     lr = tmp_path / "lr"
     lr.mkdir()
     for i, size in enumerate([(28, 26), (27, 26), (27, 26)]):
         Image.new("RGB", size).save(lr / f"im{i}.png")  # the right sizes
     Image.new("RGB", (20, 20)).save(lr / "im1.png")  # im1 should be 27x26
-    r = cli.invoke(_app(), ["eval", "--hr", str(hr_dir), "--lr", str(lr), "--model", str(tiny_model)])
+    r = cli.invoke(_app(), ["eval", "--hr", str(hr_dir), "--lr", str(lr), "--model", str(tiny_model_dir)])
     assert r.exit_code == 2
     msg = _err(r)
     assert "im1.png" in msg and "20x20" in msg and "LR of 27x26" in msg and "108x104" in msg
 
 
-def test_missing_lr_partner_and_empty_or_missing_folders(tmp_path, tiny_model, hr_dir):
+def test_missing_lr_partner_and_empty_or_missing_folders(tmp_path, tiny_model_dir, hr_dir):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("not an image")
@@ -267,14 +259,14 @@ def test_missing_lr_partner_and_empty_or_missing_folders(tmp_path, tiny_model, h
         (["--hr", str(hr_dir), "--lr", str(lr), "--degrade", "bicubic"], "not both"),
     ]
     for args, want in cases:
-        r = cli.invoke(_app(), ["eval", *args, "--model", str(tiny_model)])
+        r = cli.invoke(_app(), ["eval", *args, "--model", str(tiny_model_dir)])
         assert r.exit_code == 2, (args, r.output)
         assert want in _err(r), (args, r.output)
 
 
-def test_too_small_hr_is_a_clear_error(tmp_path, tiny_model):
+def test_too_small_hr_is_a_clear_error(tmp_path, tiny_model_dir):
     Image.new("RGB", (3, 40)).save(tmp_path / "thin.png")
-    r = cli.invoke(_app(), ["eval", "--hr", str(tmp_path), "--model", str(tiny_model)])
+    r = cli.invoke(_app(), ["eval", "--hr", str(tmp_path), "--model", str(tiny_model_dir)])
     assert r.exit_code == 2
     assert "thin.png" in _err(r) and "too small" in r.output
 

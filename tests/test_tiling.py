@@ -22,9 +22,8 @@ import torch
 import torch.nn.functional as F
 
 from edgesr_cli import tiling
-from edgesr_cli.config import ScheduleConfig, get_preset
+from edgesr_cli.config import ScheduleConfig
 from edgesr_cli.diffusion import Schedule
-from edgesr_cli.model import EdgeSR, save_model_dir
 from edgesr_cli.tiling import noise_field, pad_image, plan_tiles, ramp_window, upscale_tensor
 
 # ---- tolerances (measured values on the test-tiny seed-0 model and the fake runners in comments) ----
@@ -43,20 +42,6 @@ SEAM_RATIO_MAX = 1.2
 SEAM_EXCESS_MAX = 0.1
 # --batch 1 vs 3: float32 tolerance (measured 1.8e-7).
 BATCH_TOL = 1e-5
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    return save_model_dir(EdgeSR(get_preset("test-tiny")), tmp_path_factory.mktemp("models") / "test-tiny")
 
 
 @pytest.fixture(scope="session")

@@ -23,26 +23,10 @@ from typer.testing import CliRunner
 from edgesr_cli.cli import app
 from edgesr_cli.cli_upscale import in_shard
 from edgesr_cli.io import Photo, read_image, write_image
-from edgesr_cli.config import get_preset
-from edgesr_cli.model import EdgeSR, save_model_dir
 
 H, W = 40, 56  # LR size of the test photos (rows, columns)
 # --batch 1 vs 3 on written 8-bit PNGs: at most one 8-bit step apart (engine float tolerance 1e-5).
 BATCH_LSB_TOL = 1
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="session")
-def model_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    return save_model_dir(EdgeSR(get_preset("test-tiny")), tmp_path_factory.mktemp("cli-model") / "test-tiny")
 
 
 def photo_rgb(h: int = H, w: int = W, name: str = "astronaut") -> np.ndarray:
@@ -55,9 +39,9 @@ def make_png(path: Path, h: int = H, w: int = W, **photo) -> Path:
     return write_image(path, Photo(rgb=photo_rgb(h, w), **photo))
 
 
-def upscale(model_dir: Path, *args: str, ok_codes=(0,)):
+def upscale(tiny_model_dir: Path, *args: str, ok_codes=(0,)):
     """Run `edgesr upscale ARGS -m MODEL` in-process; a crash (not a clean exit) fails the test."""
-    result = CliRunner().invoke(app, ["upscale", *map(str, args), "-m", str(model_dir), "--threads", "1",
+    result = CliRunner().invoke(app, ["upscale", *map(str, args), "-m", str(tiny_model_dir), "--threads", "1",
                                       "--dtype", "fp32"])
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
@@ -82,7 +66,7 @@ def size_of(path: Path) -> tuple[int, int]:
 # ---- folders, names, JSON ------------------------------------------------------------------------
 
 
-def test_folder_is_mirrored_with_names_kept_and_json_summary(model_dir, tmp_path):
+def test_folder_is_mirrored_with_names_kept_and_json_summary(tiny_model_dir, tmp_path):
     src = tmp_path / "shoot"
     make_png(src / "a.png")
     write_image(src / "day 2" / "b.jpg", photo_rgb())
@@ -90,7 +74,7 @@ def test_folder_is_mirrored_with_names_kept_and_json_summary(model_dir, tmp_path
     (src / "notes.txt").write_text("not an image")
     make_png(src / ".hidden.png")
     out = tmp_path / "out"
-    result = upscale(model_dir, src, "-o", out, "--json")
+    result = upscale(tiny_model_dir, src, "-o", out, "--json")
     summary = json.loads(result.stdout)
     assert (summary["done"], summary["skipped"], summary["failed"]) == (3, 0, 0)
     made = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
@@ -102,40 +86,40 @@ def test_folder_is_mirrored_with_names_kept_and_json_summary(model_dir, tmp_path
     assert summary["backend"] == "torch"
 
 
-def test_single_file_to_named_output_and_default_suffix(model_dir, tmp_path):
+def test_single_file_to_named_output_and_default_suffix(tiny_model_dir, tmp_path):
     src = make_png(tmp_path / "a.png")
-    upscale(model_dir, src, "-o", tmp_path / "big.jpg", "-q")
+    upscale(tiny_model_dir, src, "-o", tmp_path / "big.jpg", "-q")
     assert size_of(tmp_path / "big.jpg") == (4 * W, 4 * H)
     with Image.open(tmp_path / "big.jpg") as im:
         assert im.format == "JPEG"
-    upscale(model_dir, src, "-q")
+    upscale(tiny_model_dir, src, "-q")
     assert (tmp_path / "a_x4.png").is_file()
 
 
-def test_rerun_beside_inputs_does_not_upscale_its_own_outputs(model_dir, tmp_path):
+def test_rerun_beside_inputs_does_not_upscale_its_own_outputs(tiny_model_dir, tmp_path):
     """Default output is beside the input (a_x4.png); a re-run must not take a_x4.png as input."""
     folder = tmp_path / "photos"
     make_png(folder / "a.png")
     make_png(folder / "b.png")
-    upscale(model_dir, folder, "-q")
+    upscale(tiny_model_dir, folder, "-q")
     assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_x4.png", "b.png", "b_x4.png"]
-    summary = json.loads(upscale(model_dir, folder, "--skip-existing", "--json").stdout)
+    summary = json.loads(upscale(tiny_model_dir, folder, "--skip-existing", "--json").stdout)
     assert (summary["done"], summary["skipped"], summary["failed"]) == (0, 2, 0)
     assert sorted(p.name for p in folder.iterdir()) == ["a.png", "a_x4.png", "b.png", "b_x4.png"]
     # same with an output folder inside the input folder
     folder = tmp_path / "photos2"
     make_png(folder / "a.png")
-    upscale(model_dir, folder, "-o", folder / "x4", "-q")
-    summary = json.loads(upscale(model_dir, folder, "-o", folder / "x4", "--skip-existing", "--json").stdout)
+    upscale(tiny_model_dir, folder, "-o", folder / "x4", "-q")
+    summary = json.loads(upscale(tiny_model_dir, folder, "-o", folder / "x4", "--skip-existing", "--json").stdout)
     assert (summary["done"], summary["skipped"]) == (0, 1) and not (folder / "x4" / "x4").exists()
 
 
-def test_two_inputs_for_one_output_are_refused(model_dir, tmp_path):
+def test_two_inputs_for_one_output_are_refused(tiny_model_dir, tmp_path):
     folder = tmp_path / "in"
     write_image(folder / "x.jpg", photo_rgb())
     write_image(folder / "x.jpeg", photo_rgb())
     out = tmp_path / "out"
-    result = upscale(model_dir, folder, "-o", out, "--overwrite", ok_codes=(2,))
+    result = upscale(tiny_model_dir, folder, "-o", out, "--overwrite", ok_codes=(2,))
     assert "x.jpg" in result.stderr and "x.jpeg" in result.stderr and "both" in result.stderr
     assert not out.exists()
 
@@ -150,10 +134,10 @@ def _edgesr(*args: str, stdin: bytes) -> subprocess.CompletedProcess:
                           input=stdin, capture_output=True, env=env, timeout=120)
 
 
-def test_stdin_to_stdout_pipe(model_dir, tmp_path):
+def test_stdin_to_stdout_pipe(tiny_model_dir, tmp_path):
     jpeg = io.BytesIO()
     Image.fromarray((photo_rgb() * 255).round().astype(np.uint8)).save(jpeg, "JPEG", quality=95)
-    proc = _edgesr("upscale", "-", "-m", str(model_dir), "-f", "png", "--dtype", "fp32", stdin=jpeg.getvalue())
+    proc = _edgesr("upscale", "-", "-m", str(tiny_model_dir), "-f", "png", "--dtype", "fp32", stdin=jpeg.getvalue())
     assert proc.returncode == 0, proc.stderr.decode()
     assert proc.stdout.startswith(b"\x89PNG\r\n\x1a\n")
     with Image.open(io.BytesIO(proc.stdout)) as im:
@@ -162,31 +146,31 @@ def test_stdin_to_stdout_pipe(model_dir, tmp_path):
     # the same bytes as the file path gives
     src = tmp_path / "a.jpg"
     src.write_bytes(jpeg.getvalue())
-    upscale(model_dir, src, "-o", tmp_path / "a.png", "-q")
+    upscale(tiny_model_dir, src, "-o", tmp_path / "a.png", "-q")
     assert (tmp_path / "a.png").read_bytes() == proc.stdout
 
 
-def test_stdin_bad_bytes(model_dir):
-    proc = _edgesr("upscale", "-", "-m", str(model_dir), "-f", "png", stdin=b"this is not an image\n")
+def test_stdin_bad_bytes(tiny_model_dir):
+    proc = _edgesr("upscale", "-", "-m", str(tiny_model_dir), "-f", "png", stdin=b"this is not an image\n")
     assert proc.returncode == 1 and proc.stdout == b""
     lines = [ln for ln in proc.stderr.decode().splitlines() if ln.startswith("error:")]
     assert lines == ["error: <stdin>: not an image (cannot identify image file)"]
 
 
-def test_json_cannot_share_stdout_with_the_image(model_dir, tmp_path):
-    result = upscale(model_dir, make_png(tmp_path / "a.png"), "-o", "-", "--json", ok_codes=(2,))
+def test_json_cannot_share_stdout_with_the_image(tiny_model_dir, tmp_path):
+    result = upscale(tiny_model_dir, make_png(tmp_path / "a.png"), "-o", "-", "--json", ok_codes=(2,))
     assert "--json" in result.stderr and result.stdout == ""
 
 
 # ---- determinism ---------------------------------------------------------------------------------
 
 
-def test_same_seed_same_bytes_other_seed_differs(model_dir, tmp_path):
+def test_same_seed_same_bytes_other_seed_differs(tiny_model_dir, tmp_path):
     src = make_png(tmp_path / "a.png")
     outs = []
     for run, seed in enumerate((7, 7, 8)):
         dst = tmp_path / f"run{run}.png"
-        upscale(model_dir, src, "-o", dst, "--seed", seed, "-q")
+        upscale(tiny_model_dir, src, "-o", dst, "--seed", seed, "-q")
         outs.append(dst.read_bytes())
     assert outs[0] == outs[1]
     assert outs[0] != outs[2]
@@ -194,12 +178,12 @@ def test_same_seed_same_bytes_other_seed_differs(model_dir, tmp_path):
     assert np.abs(a - c).max() >= 2  # sigma > 0: a different noise field, visibly different
 
 
-def test_batch_size_does_not_change_the_output(model_dir, tmp_path):
+def test_batch_size_does_not_change_the_output(tiny_model_dir, tmp_path):
     src = make_png(tmp_path / "a.png")
     arrays = []
     for batch in (1, 3):
         dst = tmp_path / f"b{batch}.png"
-        upscale(model_dir, src, "-o", dst, "--tile", "24", "--batch", batch, "-q")  # 2x3 = 6 tiles
+        upscale(tiny_model_dir, src, "-o", dst, "--tile", "24", "--batch", batch, "-q")  # 2x3 = 6 tiles
         arrays.append(np.asarray(Image.open(dst)).astype(int))
     assert np.abs(arrays[0] - arrays[1]).max() <= BATCH_LSB_TOL
 
@@ -217,36 +201,36 @@ def _half_done(tmp_path: Path) -> tuple[Path, Path, Path, bytes]:
     return src, out, done, done.read_bytes()
 
 
-def test_skip_existing_resumes_a_half_done_folder(model_dir, tmp_path):
+def test_skip_existing_resumes_a_half_done_folder(tiny_model_dir, tmp_path):
     src, out, done, before = _half_done(tmp_path)
-    summary = json.loads(upscale(model_dir, src, "-o", out, "--skip-existing", "--json").stdout)
+    summary = json.loads(upscale(tiny_model_dir, src, "-o", out, "--skip-existing", "--json").stdout)
     assert (summary["done"], summary["skipped"], summary["failed"]) == (2, 1, 0)
     assert done.read_bytes() == before and done.stat().st_mtime_ns == 1_000_000_000_000_000_000
     assert size_of(out / "a.png") == size_of(out / "c.png") == (4 * W, 4 * H)
     assert [r["status"] for r in summary["images"]] == ["ok", "skipped", "ok"]
 
 
-def test_existing_output_is_not_overwritten_by_default(model_dir, tmp_path):
+def test_existing_output_is_not_overwritten_by_default(tiny_model_dir, tmp_path):
     src, out, done, before = _half_done(tmp_path)
-    result = upscale(model_dir, src, "-o", out, ok_codes=(1,))
+    result = upscale(tiny_model_dir, src, "-o", out, ok_codes=(1,))
     assert error_lines(result) == [f"error: {done}: exists (use --overwrite to replace it or --skip-existing)"]
     assert done.read_bytes() == before
     assert (out / "a.png").is_file() and (out / "c.png").is_file()  # the others are still done
 
 
-def test_overwrite_replaces(model_dir, tmp_path):
+def test_overwrite_replaces(tiny_model_dir, tmp_path):
     src, out, done, before = _half_done(tmp_path)
-    upscale(model_dir, src, "-o", out, "--overwrite", "-q")
+    upscale(tiny_model_dir, src, "-o", out, "--overwrite", "-q")
     assert done.read_bytes() != before and size_of(done) == (4 * W, 4 * H)
     assert no_temp_files(out)
 
 
-def test_skip_existing_and_overwrite_exclude_each_other(model_dir, tmp_path):
-    result = upscale(model_dir, make_png(tmp_path / "a.png"), "--skip-existing", "--overwrite", ok_codes=(2,))
+def test_skip_existing_and_overwrite_exclude_each_other(tiny_model_dir, tmp_path):
+    result = upscale(tiny_model_dir, make_png(tmp_path / "a.png"), "--skip-existing", "--overwrite", ok_codes=(2,))
     assert "exclude" in result.stderr
 
 
-def test_shards_partition_without_overlap_or_loss(model_dir, tmp_path):
+def test_shards_partition_without_overlap_or_loss(tiny_model_dir, tmp_path):
     src = tmp_path / "in"
     names = [f"{d}/{i}.png" for d in ("x", "y/z") for i in range(4)] + ["top.png"]
     for n in names:
@@ -254,7 +238,7 @@ def test_shards_partition_without_overlap_or_loss(model_dir, tmp_path):
     got = []
     for i in range(3):
         out = tmp_path / f"shard{i}"
-        summary = json.loads(upscale(model_dir, src, "-o", out, "--shard", f"{i}/3", "--json").stdout)
+        summary = json.loads(upscale(tiny_model_dir, src, "-o", out, "--shard", f"{i}/3", "--json").stdout)
         files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) if out.exists() else []
         assert summary["done"] == len(files)
         assert files == sorted(n for n in names if in_shard(Path(n), (i, 3)))
@@ -265,25 +249,25 @@ def test_shards_partition_without_overlap_or_loss(model_dir, tmp_path):
 
 
 @pytest.mark.parametrize("bad", ["3/3", "1/0", "a/b", "-1/2"])
-def test_bad_shard(model_dir, tmp_path, bad):
-    result = upscale(model_dir, make_png(tmp_path / "a.png"), f"--shard={bad}", ok_codes=(2,))
+def test_bad_shard(tiny_model_dir, tmp_path, bad):
+    result = upscale(tiny_model_dir, make_png(tmp_path / "a.png"), f"--shard={bad}", ok_codes=(2,))
     assert "--shard" in result.stderr
 
 
-def test_stdout_with_a_shard_that_excludes_the_file(model_dir, tmp_path):
+def test_stdout_with_a_shard_that_excludes_the_file(tiny_model_dir, tmp_path):
     src = make_png(tmp_path / "a.png")
     other = 0 if not in_shard(Path("a.png"), (0, 2)) else 1
-    result = upscale(model_dir, src, "-o", "-", "--shard", f"{other}/2")
+    result = upscale(tiny_model_dir, src, "-o", "-", "--shard", f"{other}/2")
     assert result.stdout_bytes == b""
 
 
 # ---- photo handling ------------------------------------------------------------------------------
 
 
-def test_16bit_png_in_16bit_png_out(model_dir, tmp_path):
+def test_16bit_png_in_16bit_png_out(tiny_model_dir, tmp_path):
     src = make_png(tmp_path / "deep.png", bit_depth=16)
     dst = tmp_path / "out.png"
-    upscale(model_dir, src, "-o", dst, "-q")
+    upscale(tiny_model_dir, src, "-o", dst, "-q")
     data = dst.read_bytes()
     assert data[24] == 16  # IHDR bit depth
     p = read_image(dst)
@@ -292,12 +276,12 @@ def test_16bit_png_in_16bit_png_out(model_dir, tmp_path):
     assert (values % 257 != 0).mean() > 0.5  # real 16-bit precision, not 8-bit values widened
 
 
-def test_rgba_in_rgba_out_with_alpha_upscaled(model_dir, tmp_path):
+def test_rgba_in_rgba_out_with_alpha_upscaled(tiny_model_dir, tmp_path):
     alpha = np.tile(np.linspace(0.0, 1.0, W, dtype=np.float32), (H, 1))
     alpha[:10] = 1.0
     src = make_png(tmp_path / "rgba.png", alpha=alpha)
     dst = tmp_path / "out.png"
-    upscale(model_dir, src, "-o", dst, "-q")
+    upscale(tiny_model_dir, src, "-o", dst, "-q")
     with Image.open(dst) as im:
         assert im.mode == "RGBA" and im.size == (4 * W, 4 * H)
         a = np.asarray(im)[..., 3].astype(np.float32) / 255
@@ -307,28 +291,28 @@ def test_rgba_in_rgba_out_with_alpha_upscaled(model_dir, tmp_path):
     assert a[:36].min() == 1.0 and a[-1, 0] == 0.0
 
 
-def test_rgba_to_jpeg_is_a_per_file_error(model_dir, tmp_path):
+def test_rgba_to_jpeg_is_a_per_file_error(tiny_model_dir, tmp_path):
     alpha = np.full((H, W), 0.5, dtype=np.float32)
     src = tmp_path / "in"
     make_png(src / "rgba.png", alpha=alpha)
     make_png(src / "plain.png")
-    result = upscale(model_dir, src, "-o", tmp_path / "out", "-f", "jpg", ok_codes=(1,))
+    result = upscale(tiny_model_dir, src, "-o", tmp_path / "out", "-f", "jpg", ok_codes=(1,))
     assert len(error_lines(result)) == 1 and "rgba.jpg" in error_lines(result)[0]
     assert (tmp_path / "out" / "plain.jpg").is_file() and not (tmp_path / "out" / "rgba.jpg").exists()
 
 
-def test_grayscale_in_grayscale_out(model_dir, tmp_path):
+def test_grayscale_in_grayscale_out(tiny_model_dir, tmp_path):
     gray = photo_rgb().mean(axis=2)
     src = tmp_path / "gray.png"
     Image.fromarray((gray * 255).round().astype(np.uint8), "L").save(src)
     dst = tmp_path / "out.png"
-    upscale(model_dir, src, "-o", dst, "-q")
+    upscale(tiny_model_dir, src, "-o", dst, "-q")
     with Image.open(dst) as im:
         assert im.mode == "L" and im.size == (4 * W, 4 * H)
     assert read_image(dst).grayscale
 
 
-def test_exif_orientation_applied(model_dir, tmp_path):
+def test_exif_orientation_applied(tiny_model_dir, tmp_path):
     """A JPEG stored 56x40 with orientation 6 (rotate 90 degrees clockwise) displays 40x56."""
     exif = Image.Exif()
     exif[0x0112] = 6
@@ -336,7 +320,7 @@ def test_exif_orientation_applied(model_dir, tmp_path):
     src = tmp_path / "rot.jpg"
     Image.fromarray((photo_rgb() * 255).round().astype(np.uint8)).save(src, "JPEG", quality=95, exif=exif.tobytes())
     dst = tmp_path / "out.png"
-    upscale(model_dir, src, "-o", dst, "-q")
+    upscale(tiny_model_dir, src, "-o", dst, "-q")
     with Image.open(dst) as im:
         assert im.size == (4 * H, 4 * W)  # width, height: transposed, x4
         out_exif = im.getexif()
@@ -371,13 +355,13 @@ BAD_FILES = {
 
 
 @pytest.mark.parametrize("kind", list(BAD_FILES))
-def test_bad_input_in_a_batch(model_dir, tmp_path, kind):
+def test_bad_input_in_a_batch(tiny_model_dir, tmp_path, kind):
     name, payload, problem = BAD_FILES[kind]
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
     (src / name).write_bytes(payload())
     make_png(src / "good.png", 20, 28)  # 560 pixels: under --max-pixels 1000
-    result = upscale(model_dir, src, "-o", out, "--max-pixels", "1000", ok_codes=(1,))
+    result = upscale(tiny_model_dir, src, "-o", out, "--max-pixels", "1000", ok_codes=(1,))
     lines = error_lines(result)
     assert len(lines) == 1 and lines[0].startswith(f"error: {src / name}: ") and problem in lines[0], lines
     assert "Traceback" not in result.stderr
@@ -386,16 +370,16 @@ def test_bad_input_in_a_batch(model_dir, tmp_path, kind):
     assert "1 upscaled, 0 skipped, 1 failed" in result.stderr
 
 
-def test_bad_input_single_file_json(model_dir, tmp_path):
+def test_bad_input_single_file_json(tiny_model_dir, tmp_path):
     bad = tmp_path / "cut.png"
     bad.write_bytes(_good_png_bytes()[:1500])
-    result = upscale(model_dir, bad, "-o", tmp_path / "out", "--json", ok_codes=(1,))
+    result = upscale(tiny_model_dir, bad, "-o", tmp_path / "out", "--json", ok_codes=(1,))
     summary = json.loads(result.stdout)
     assert summary["failed"] == 1 and summary["images"][0]["error"].startswith(f"{bad}: truncated")
     assert not (tmp_path / "out").exists()
 
 
-def test_output_folder_not_writable(model_dir, tmp_path):
+def test_output_folder_not_writable(tiny_model_dir, tmp_path):
     """Root ignores chmod, so: an output folder below a regular file."""
     src = tmp_path / "in"
     make_png(src / "a.png")
@@ -403,7 +387,7 @@ def test_output_folder_not_writable(model_dir, tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, not a folder")
     out = blocker / "out"
-    result = upscale(model_dir, src, "-o", out, ok_codes=(1,))
+    result = upscale(tiny_model_dir, src, "-o", out, ok_codes=(1,))
     lines = error_lines(result)
     assert len(lines) == 2 and all("cannot write" in line for line in lines)
     assert lines[0].startswith(f"error: {out / 'a.png'}: ") and lines[1].startswith(f"error: {out / 'b.png'}: ")
@@ -411,21 +395,21 @@ def test_output_folder_not_writable(model_dir, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "in"]
 
 
-def test_unknown_ext_is_a_usage_error(model_dir, tmp_path):
+def test_unknown_ext_is_a_usage_error(tiny_model_dir, tmp_path):
     src = make_png(tmp_path / "a.png")
-    result = upscale(model_dir, src, "-o", tmp_path / "out", "-f", "gif", ok_codes=(2,))
+    result = upscale(tiny_model_dir, src, "-o", tmp_path / "out", "-f", "gif", ok_codes=(2,))
     assert "--ext" in result.output and "gif" in result.output
     assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("overlap", ["0.5", "-0.1"])
-def test_bad_overlap_is_a_usage_error(model_dir, tmp_path, overlap):
-    result = upscale(model_dir, make_png(tmp_path / "a.png"), f"--overlap={overlap}", ok_codes=(2,))
+def test_bad_overlap_is_a_usage_error(tiny_model_dir, tmp_path, overlap):
+    result = upscale(tiny_model_dir, make_png(tmp_path / "a.png"), f"--overlap={overlap}", ok_codes=(2,))
     assert "--overlap" in result.stderr and not (tmp_path / "a_x4.png").exists()
 
 
-def test_missing_input_and_bad_model(model_dir, tmp_path):
-    result = upscale(model_dir, tmp_path / "nope.png", ok_codes=(2,))
+def test_missing_input_and_bad_model(tiny_model_dir, tmp_path):
+    result = upscale(tiny_model_dir, tmp_path / "nope.png", ok_codes=(2,))
     assert error_lines(result) == [f"error: {tmp_path / 'nope.png'}: no such file or folder"]
     result = CliRunner().invoke(app, ["upscale", str(make_png(tmp_path / "a.png")), "-m", str(tmp_path)])
     assert result.exit_code == 2 and "not a model directory" in result.stderr
