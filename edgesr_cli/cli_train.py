@@ -142,6 +142,12 @@ def register(app: typer.Typer) -> None:
         crop: Annotated[Optional[int], typer.Option()] = None,
         lr: Annotated[Optional[float], typer.Option("--lr")] = None,
         p_t1: Annotated[float, typer.Option("--p-t1", help="P(t=1) for the student (1 = train the one-step model only).")] = 1.0,
+        hr_weight: Annotated[Optional[float], typer.Option(
+            "--hr-weight", min=0.0, max=1.0,
+            help="Weight of the ground-truth HR latent in the student's target (0 = teacher only).")] = None,
+        init: Annotated[Optional[Path], typer.Option(
+            "--init", exists=True, file_okay=False,
+            help="Start the student from this x4 model (OUT/model of an earlier distill) instead of the teacher.")] = None,
         realesrgan_prob: Annotated[Optional[float], typer.Option()] = None,
         val_every: Annotated[Optional[int], typer.Option()] = None,
         ckpt_every: Annotated[Optional[int], typer.Option()] = None,
@@ -156,11 +162,11 @@ def register(app: typer.Typer) -> None:
         _check_data(data)
         cfg = _train_config("distill", train_config, dict(
             steps=steps, batch_size=batch_size, crop=crop, lr=lr, p_t1_start=p_t1, p_t1_end=p_t1, p_t1_decay_steps=0,
-            val_every=val_every, ckpt_every=ckpt_every, seed=seed, precision=precision.value,
-            lr_pipeline=_lr_pipeline(realesrgan_prob)))
+            hr_target_weight=hr_weight, val_every=val_every, ckpt_every=ckpt_every, seed=seed,
+            precision=precision.value, lr_pipeline=_lr_pipeline(realesrgan_prob)))
         from .training.joint import train_distill
 
-        result = train_distill(cfg, data, val, out, teacher, scale, resume, device.value, not quiet)
+        result = train_distill(cfg, data, val, out, teacher, scale, resume, device.value, not quiet, init)
         typer.echo(f"model written to {result}")
 
     @app.command("finetune-decoder")

@@ -7,6 +7,7 @@ attention; element-wise ops (activations, norms, adds, resize) are not counted.
 from __future__ import annotations
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import ModelConfig
@@ -21,7 +22,9 @@ PAPER = {
 
 
 def _count(fn) -> int:
-    with FlopCounterMode(display=False) as counter:
+    # The math SDPA path decomposes attention into matmuls the counter sees; the fused CPU flash kernel
+    # that inference uses is not in the counter's table and would count as zero.
+    with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
         fn()
     return int(counter.get_total_flops())
 

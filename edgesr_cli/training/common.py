@@ -57,6 +57,9 @@ class TrainConfig:
     perceptual_weight: float = 1.0
     gan_weight: float = 0.1
     gan_start: int = 0
+    # distillation: weight of the ground-truth HR latent in the student's target (0 = the teacher's prediction
+    # only, as in YONOS-SR; 1 = plain regression to the HR latent)
+    hr_target_weight: float = 0.0
     lr_pipeline: dict = field(default_factory=lambda: LRPipelineConfig().to_dict())
 
     def to_dict(self) -> dict[str, Any]:

@@ -74,12 +74,15 @@ def _diffusion_stage(ctx, model: EdgeSR, teacher: EdgeSR | None, cfg: TrainConfi
     val_batch = ctx.val.fixed_batch(cfg.val_images, seed=12345)
     val_eps = None
 
+    w_hr = cfg.hr_target_weight
+
     def targets(b, t, eps, z_h):
-        if teacher is None:
+        if teacher is None or w_hr >= 1.0:
             return z_h
         with torch.no_grad(), autocast(d.device, ctx.dtype):
             lr2 = to_dev(b.lr[teacher.cfg.scale], d)
-            return DiffusionNet(teacher)(lr2, z_h, z_h, t, eps).pred.float()
+            pred = DiffusionNet(teacher)(lr2, z_h, z_h, t, eps).pred.float()
+        return pred if w_hr <= 0.0 else torch.lerp(pred, z_h, w_hr)
 
     def step_fn(step: int, g: torch.Generator) -> dict[str, float]:
         b = ctx.train.sample(cfg.batch_size, g)
@@ -133,15 +136,26 @@ def _diffusion_stage(ctx, model: EdgeSR, teacher: EdgeSR | None, cfg: TrainConfi
 
 
 def train_distill(cfg: TrainConfig, data: list[Path], val: Path | None, out: Path, teacher_dir: Path,
-                  scale: int = 4, resume: bool = False, device: str = "auto", show_progress: bool = True) -> Path:
+                  scale: int = 4, resume: bool = False, device: str = "auto", show_progress: bool = True,
+                  init_dir: Path | None = None) -> Path:
     """Scale distillation (YONOS-SR): the x`scale` student, initialised from the x2 teacher, regresses
     the teacher's prediction; teacher and student see the same HR crop, t and eps, the teacher through
-    the x2 LR and the student through the x`scale` LR of that crop."""
+    the x2 LR and the student through the x`scale` LR of that crop. `cfg.hr_target_weight` > 0 mixes the
+    ground-truth HR latent into that target; `init_dir` starts the student from an earlier x`scale`
+    student (OUT/model of a previous distill run) instead of the teacher, to continue it."""
     teacher = load_model_dir(teacher_dir, with_autoencoder=True)
     if teacher.cfg.scale * 2 != scale:
         raise TrainError(f"{teacher_dir}: teacher is x{teacher.cfg.scale}; distilling to x{scale} needs an x{scale // 2} teacher")
+    if not 0.0 <= cfg.hr_target_weight <= 1.0:
+        raise TrainError(f"hr target weight {cfg.hr_target_weight}: must be in [0, 1]")
     student_cfg = dataclasses.replace(teacher.cfg, scale=scale)
     ctx = prepare_stage(cfg, data, val, out, resume, device, scales=(teacher.cfg.scale, scale))
     student = EdgeSR(student_cfg, with_autoencoder=True)
-    student.load_state_dict(teacher.state_dict())
+    if init_dir is None:
+        student.load_state_dict(teacher.state_dict())
+    else:
+        start = load_model_dir(init_dir, with_autoencoder=True)
+        if start.cfg.architecture_dict() != student_cfg.architecture_dict():
+            raise TrainError(f"{init_dir}: not an x{scale} student of this teacher's config ({start.cfg.name} x{start.cfg.scale})")
+        student.load_state_dict(start.state_dict())
     return _diffusion_stage(ctx, student, teacher, cfg, student_cfg, out, "distill", show_progress)
