@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from edgesr_cli.hw import cpu_has_native_bf16
 from edgesr_cli.model import EdgeSR, load_model_dir
 
 
@@ -31,15 +32,7 @@ def default_dtype(device: torch.device) -> torch.dtype:
     fp32, at the same Set14 PSNR-Y (26.41 dB both); see weights/MODEL_CARD.md."""
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if _cpu_has_native_bf16() else torch.float32
-
-
-def _cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
 class TorchBackend:

@@ -184,6 +184,9 @@ def register(app: typer.Typer) -> None:
         gan_weight: Annotated[Optional[float], typer.Option(help="Patch-GAN weight (x the adaptive weight); 0 = off.")] = None,
         gan_start: Annotated[Optional[int], typer.Option(help="Step at which the GAN term starts.")] = None,
         perceptual_weight: Annotated[Optional[float], typer.Option(help="LPIPS weight (used only when LPIPS is available).")] = None,
+        finetune_generator: Annotated[bool, typer.Option(
+            "--finetune-generator",
+            help="Also train the LR encoder and UNet end to end through the pixel loss (not in the paper).")] = False,
         realesrgan_prob: Annotated[Optional[float], typer.Option()] = None,
         val_every: Annotated[Optional[int], typer.Option()] = None,
         ckpt_every: Annotated[Optional[int], typer.Option()] = None,
@@ -198,7 +201,8 @@ def register(app: typer.Typer) -> None:
         _check_data(data)
         cfg = _train_config("decoder", train_config, dict(
             steps=steps, batch_size=batch_size, crop=crop, lr=lr if lr is not None else (None if train_config else 1.8e-5),
-            gan_weight=gan_weight, gan_start=gan_start, perceptual_weight=perceptual_weight, val_every=val_every,
+            gan_weight=gan_weight, gan_start=gan_start, perceptual_weight=perceptual_weight,
+            finetune_generator=finetune_generator or None, val_every=val_every,
             ckpt_every=ckpt_every, seed=seed, precision=precision.value, lr_pipeline=_lr_pipeline(realesrgan_prob)))
         from .training.decoder import finetune_decoder
 

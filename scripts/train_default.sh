@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Train the shipped default model (edge-tiny) end to end with edgesr's own commands:
 #   stage 0 autoencoder -> joint LR encoder + UNet at x2 (teacher) -> scale distillation to x4 (one step)
-#   -> decoder finetuning, then copy the result to weights/edge-tiny (fp16 safetensors).
+#   -> decoder finetuning -> end-to-end one-step finetune (LR encoder + UNet + decoder on the pixel L1 loss;
+#   an extension of the paper's recipe, see weights/MODEL_CARD.md), then copy the result to
+#   weights/edge-tiny (fp16 safetensors).
 # Every stage resumes from its checkpoint when re-run, and is skipped when its model/ exists.
 #
 #   scripts/train_default.sh [RUN_DIR]        (env: DATA=../shared/data, DEVICE=auto|cpu|cuda, STEPS_SCALE=1)
@@ -39,5 +41,9 @@ stage decoder edgesr finetune-decoder --model "$RUN/student_x4/model" --device "
   --batch-size 16 --val-every 250 --ckpt-every 250 "${TRAIN[@]}" "${VAL[@]}" \
   --steps "$(steps 1500)" --lr 5e-4 --gan-weight 0.01 --gan-start 1200 --realesrgan-prob 0.5
 
-python -m edgesr_cli.tools.pack_weights "$RUN/decoder/model" weights/edge-tiny
+stage joint_finetune edgesr finetune-decoder --model "$RUN/decoder/model" --finetune-generator --device "$DEVICE" \
+  --crop 128 --batch-size 16 --val-every 500 --ckpt-every 500 "${TRAIN[@]}" "${VAL[@]}" \
+  --steps "$(steps 5000)" --lr 1e-4 --gan-weight 0 --realesrgan-prob 0.7
+
+python -m edgesr_cli.tools.pack_weights "$RUN/joint_finetune/model" weights/edge-tiny
 echo "== done: weights/edge-tiny"

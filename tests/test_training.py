@@ -234,3 +234,86 @@ def test_cli_train_runs_and_writes_model(photo_dir, tmp_path):
     assert (out / "model" / "config.json").is_file()
     header = (out / "log.csv").read_text().splitlines()[0]
     assert header.startswith("step,kind,loss,val_loss,val_psnr")
+
+
+def _weights(model_dir: Path, name: str) -> dict[str, torch.Tensor]:
+    return load_file(str(model_dir / f"{name}.safetensors"))
+
+
+def _same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_decoder_stage_keeps_generator_frozen_unless_asked(photo_dir, student_dir, tmp_path):
+    """Plain decoder finetuning leaves the LR encoder and UNet bit-identical; --finetune-generator trains
+    them too (end to end through the pixel loss), saves their EMA, and resumes bit-exactly."""
+    plain = finetune_decoder(tcfg(steps=3, gan_weight=0.0), [photo_dir], None, tmp_path / "plain", student_dir,
+                             show_progress=False)
+    for name in ("unet", "lr_encoder"):
+        assert _same(_weights(plain, name), _weights(student_dir, name)), name
+    assert not _same(_weights(plain, "decoder"), _weights(student_dir, "decoder"))
+
+    def run(out, steps, resume):
+        return finetune_decoder(tcfg(steps=steps, gan_weight=0.0, finetune_generator=True), [photo_dir], None, out,
+                                student_dir, resume=resume, show_progress=False)
+
+    _resume_matches(run, tmp_path)
+    joint = tmp_path / "straight" / "model"
+    for name in ("unet", "lr_encoder", "decoder"):
+        assert not _same(_weights(joint, name), _weights(student_dir, name)), name
+    assert (tmp_path / "straight" / "checkpoint" / "generator.ema.safetensors").is_file()
+
+
+def test_cli_finetune_generator_flag(photo_dir, student_dir, tmp_path):
+    out = tmp_path / "cli"
+    r = _cli("finetune-decoder", "--model", str(student_dir), "--finetune-generator", "--data", str(photo_dir),
+             "--out", str(out), "--steps", "2", "--crop", "32", "-b", "2", "--gan-weight", "0", "--precision", "fp32",
+             "-q")
+    assert r.exit_code == 0, r.output
+    saved = json.loads((out / "checkpoint" / "train_config.json").read_text())
+    assert saved["finetune_generator"] is True
+    assert not _same(_weights(out / "model", "unet"), _weights(student_dir, "unet"))
+
+
+def test_distill_hr_weight_one_regresses_the_hr_latent(photo_dir, teacher_dir, tmp_path, monkeypatch):
+    """--hr-weight mixes the ground-truth latent into the student's target: at 1 the teacher is never run,
+    at 0.5 it is, and the loss differs from the teacher-only run on the same draws."""
+    import edgesr_cli.training.joint as J
+
+    calls = {"n": 0}
+    real = J.DiffusionNet.forward
+
+    def counting(self, lr, target, z_h, t, eps):
+        if self.cfg.scale == 2:
+            calls["n"] += 1
+        return real(self, lr, target, z_h, t, eps)
+
+    monkeypatch.setattr(J.DiffusionNet, "forward", counting)
+    base = dict(steps=2, val_every=0, p_t1_start=1.0, p_t1_end=1.0, p_t1_decay_steps=0)
+    runs = {}
+    for w in (0.0, 0.5, 1.0):
+        calls["n"] = 0
+        out = tmp_path / f"w{w}"
+        train_distill(tcfg(hr_target_weight=w, **base), [photo_dir], None, out, teacher_dir, scale=4,
+                      show_progress=False)
+        runs[w] = (losses(out), calls["n"])
+    assert runs[1.0][1] == 0 and runs[0.5][1] > 0 and runs[0.0][1] > 0
+    assert runs[0.0][0][1] != runs[0.5][0][1] != runs[1.0][0][1]
+    with pytest.raises(TrainError, match="hr target weight"):
+        train_distill(tcfg(hr_target_weight=1.5, **base), [photo_dir], None, tmp_path / "bad", teacher_dir, scale=4,
+                      show_progress=False)
+
+
+def test_distill_init_continues_a_student_and_refuses_others(photo_dir, teacher_dir, student_dir, tmp_path):
+    base = dict(steps=1, val_every=0, lr=1e-12, p_t1_start=1.0, p_t1_end=1.0, p_t1_decay_steps=0, ema_decay=0.0)
+    cont = train_distill(tcfg(**base), [photo_dir], None, tmp_path / "cont", teacher_dir, scale=4,
+                         show_progress=False, init_dir=student_dir)
+    fresh = train_distill(tcfg(**base), [photo_dir], None, tmp_path / "fresh", teacher_dir, scale=4,
+                          show_progress=False)
+    # with a vanishing learning rate the result is its starting point: the student, not the teacher
+    s, c, f = (_weights(p, "unet") for p in (student_dir, cont, fresh))
+    assert all(torch.allclose(c[k], s[k], atol=1e-6) for k in s)
+    assert not all(torch.allclose(f[k], s[k], atol=1e-6) for k in s)
+    r = _cli("distill", "--teacher", str(teacher_dir), "--init", str(teacher_dir), "--data", str(photo_dir),
+             "--out", str(tmp_path / "o"), "--steps", "1", "--crop", "32", "-b", "2", "-q")
+    assert r.exit_code == 2 and "not an x4 student" in r.output and "Traceback" not in r.output

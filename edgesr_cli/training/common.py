@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..config import ModelConfig
+from ..hw import cpu_has_native_bf16
 from ..data import LRPipelineConfig
 
 CKPT_DIR = "checkpoint"
@@ -60,6 +61,8 @@ class TrainConfig:
     # distillation: weight of the ground-truth HR latent in the student's target (0 = the teacher's prediction
     # only, as in YONOS-SR; 1 = plain regression to the HR latent)
     hr_target_weight: float = 0.0
+    # decoder stage: also train the LR encoder and UNet through the pixel loss (end-to-end one-step finetune)
+    finetune_generator: bool = False
     lr_pipeline: dict = field(default_factory=lambda: LRPipelineConfig().to_dict())
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,7 +111,8 @@ def setup_distributed(device: str = "auto") -> Dist:
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """None = fp32; bf16 on CUDA with bf16 or CPUs with AMX; fp16 on older CUDA."""
+    """None = fp32; bf16 on CUDA with bf16 and on CPUs with native bf16 (AVX512-BF16 or AMX), fp16 on older
+    CUDA. On the 2-core AVX512-BF16 machine a distill step runs 1.47x faster in bf16 than in fp32."""
     if precision == "fp32":
         return None
     if precision == "bf16":
@@ -119,11 +123,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
         raise TrainError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    try:
-        has_amx = "amx_bf16" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        has_amx = False
-    return torch.bfloat16 if has_amx else None
+    return torch.bfloat16 if cpu_has_native_bf16() else None
 
 
 def to_dev(x: torch.Tensor, d: "Dist") -> torch.Tensor:

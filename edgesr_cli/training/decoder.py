@@ -1,6 +1,9 @@
 """Stage 3: decoder finetuning (paper 3.4). LR encoder and UNet frozen; the small decoder is trained
 on the one-step latents against the HR crop with LDM's autoencoder loss: L1 + perceptual (LPIPS,
-when its weights are available here) + a patch-GAN term with the adaptive weight of Esser et al."""
+when its weights are available here) + a patch-GAN term with the adaptive weight of Esser et al.
+
+With `cfg.finetune_generator` (an extension, not in the paper) the LR encoder and UNet are trained too,
+end to end through the same pixel loss: the one-step model then optimises the image, not the latent."""
 
 from __future__ import annotations
 
@@ -64,8 +67,9 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
     ctx = prepare_stage(cfg, data, val, out, resume, device, scales=(model_cfg.scale,))
     d = ctx.d
     model = model.to(d.device)
-    model.lr_encoder.eval().requires_grad_(False)
-    model.unet.eval().requires_grad_(False)
+    joint = cfg.finetune_generator
+    model.lr_encoder.train(joint).requires_grad_(joint)
+    model.unet.train(joint).requires_grad_(joint)
     decoder = model.decoder.train()
     disc = PatchDiscriminator().to(d.device)
     channels_last(model, disc)
@@ -73,26 +77,31 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
     opt_disc = torch.optim.Adam(disc.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
     trainables = [Trainable("decoder", decoder, opt_dec, EMA(decoder, cfg.ema_decay)),
                   Trainable("discriminator", disc, opt_disc, None)]
-    frozen = {"lr_encoder": model.lr_encoder, "unet": model.unet}
+    frozen: dict[str, nn.Module] = {"lr_encoder": model.lr_encoder, "unet": model.unet}
+    if joint:
+        generator = _Generator(model)
+        opt_gen = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
+        trainables.insert(1, Trainable("generator", generator, opt_gen, EMA(generator, cfg.ema_decay)))
+        frozen = {}
     start = load_checkpoint(out, model_cfg, trainables, ctx.generator, d)[0] if ctx.resuming else 0
     dec_ddp, disc_ddp = wrap_ddp(decoder, d), wrap_ddp(disc, d)
+    gen_ddp = wrap_ddp(trainables[1].module, d) if joint else None
     lpips = perceptual_loss_fn(d.device) if cfg.perceptual_weight > 0 else None
     last_layer = decoder.net[-1].weight
     val_batch = ctx.val.fixed_batch(cfg.val_images, seed=12345)
 
-    @torch.no_grad()
-    def one_step_latents(lr: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-        with autocast(d.device, ctx.dtype):
-            mu, sigma = model.lr_encoder(lr)
-            t = torch.ones(lr.shape[0], device=d.device)
-            return model.denoise(mu + sigma * eps.to(mu.dtype), t, mu).float()
+    def one_step_latents(lr: torch.Tensor, eps: torch.Tensor, grad: bool = False) -> torch.Tensor:
+        with torch.set_grad_enabled(grad), autocast(d.device, ctx.dtype):
+            if grad:
+                return gen_ddp(lr, eps).float()
+            return _Generator(model)(lr, eps).float()
 
     def step_fn(step: int, g: torch.Generator) -> dict[str, float]:
         b = ctx.train.sample(cfg.batch_size, g)
         hr, lr = to_dev(b.hr, d), to_dev(b.lr[model_cfg.scale], d)
         c, f = model_cfg.latent_channels, model_cfg.latent_factor
         eps = to_dev(torch.randn((hr.shape[0], c, hr.shape[2] // f, hr.shape[3] // f), generator=g), d)
-        zh = one_step_latents(lr, eps)
+        zh = one_step_latents(lr, eps, grad=joint)
         with autocast(d.device, ctx.dtype):
             sr = dec_ddp(zh).float()
         rec = cfg.l1_weight * F.l1_loss(sr, hr)
@@ -107,8 +116,12 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
             loss = rec + w * g_loss
             stats["gan_w"] = float(w)
         opt_dec.zero_grad(set_to_none=True)
+        if joint:
+            opt_gen.zero_grad(set_to_none=True)
         loss.backward()
         opt_dec.step()
+        if joint:
+            opt_gen.step()
         if use_gan:
             d_loss = F.relu(1 - disc_ddp(hr)).mean() + F.relu(1 + disc_ddp(sr.detach())).mean()
             opt_disc.zero_grad(set_to_none=True)
@@ -121,12 +134,18 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
     @torch.no_grad()
     def val_fn() -> dict[str, float]:
         decoder.eval()
+        if joint:
+            model.lr_encoder.eval()
+            model.unet.eval()
         hr, lr = to_dev(val_batch.hr, d), to_dev(val_batch.lr[model_cfg.scale], d)
         c, f = model_cfg.latent_channels, model_cfg.latent_factor
         eps = torch.randn((hr.shape[0], c, hr.shape[2] // f, hr.shape[3] // f), generator=torch.Generator().manual_seed(7))
         with autocast(d.device, ctx.dtype):
             sr = decoder(one_step_latents(lr, to_dev(eps, d))).float().clamp(0, 1)
         decoder.train()
+        if joint:
+            model.lr_encoder.train()
+            model.unet.train()
         return {"val_loss": float(F.l1_loss(sr, hr)), "val_psnr": psnr(sr, hr)}
 
     run_loop(out=out, cfg=cfg, model_cfg=model_cfg, d=d, trainables=trainables, frozen=frozen, generator=ctx.generator,
@@ -136,5 +155,23 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
         final = EdgeSR(model_cfg)
         final.load_state_dict({k: v.cpu() for k, v in model.state_dict().items() if not k.startswith("autoencoder.")})
         trainables[0].ema.copy_to(final.decoder)
+        if joint:
+            trainables[1].ema.copy_to(_Generator(final))
         save_model_dir(final, result, inference_only=True, metadata={"stage": "finetune-decoder"})
     return result
+
+
+class _Generator(nn.Module):
+    """LR encoder + UNet as one module (what the joint finetune trains and DDP wraps): LR, eps -> one-step latent."""
+
+    def __init__(self, model: EdgeSR) -> None:
+        super().__init__()
+        self.lr_encoder = model.lr_encoder
+        self.unet = model.unet
+        self.conditioning = model.cfg.conditioning
+        self.model = [model]  # not a submodule: denoise() is the model's, its parameters are the two above
+
+    def forward(self, lr: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        mu, sigma = self.lr_encoder(lr)
+        t = torch.ones(lr.shape[0], device=lr.device)
+        return self.model[0].denoise(mu + sigma * eps.to(mu.dtype), t, mu)

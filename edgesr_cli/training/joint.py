@@ -155,7 +155,7 @@ def train_distill(cfg: TrainConfig, data: list[Path], val: Path | None, out: Pat
         student.load_state_dict(teacher.state_dict())
     else:
         start = load_model_dir(init_dir, with_autoencoder=True)
-        if start.cfg.architecture_dict() != student_cfg.architecture_dict():
+        if start.cfg.scale != scale or start.cfg.architecture_dict() != student_cfg.architecture_dict():
             raise TrainError(f"{init_dir}: not an x{scale} student of this teacher's config ({start.cfg.name} x{start.cfg.scale})")
         student.load_state_dict(start.state_dict())
     return _diffusion_stage(ctx, student, teacher, cfg, student_cfg, out, "distill", show_progress)
