@@ -36,7 +36,7 @@ def main() -> None:
     rows = []
     for name, fn, y0, x0, size in SAMPLES:
         hr = fn()[y0:y0 + size, x0:x0 + size, :3]
-        lr = np.asarray(Image.fromarray(hr).resize((size // 4, size // 4), Image.BICUBIC))
+        lr = np.array(Image.fromarray(hr).resize((size // 4, size // 4), Image.BICUBIC))
         x = torch.from_numpy(lr).permute(2, 0, 1).float() / 255.0
         sr = upscale_tensor(runner, x, tile=64, seed=0).permute(1, 2, 0).numpy()
         bic = bicubic_upscale(lr, 4)
