@@ -23,8 +23,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from ..config import ModelConfig
-from ..hw import cpu_has_native_bf16
 from ..data import LRPipelineConfig
+from ..hw import cpu_has_native_bf16
 
 CKPT_DIR = "checkpoint"
 

@@ -168,7 +168,6 @@ class _Generator(nn.Module):
         super().__init__()
         self.lr_encoder = model.lr_encoder
         self.unet = model.unet
-        self.conditioning = model.cfg.conditioning
         self.model = [model]  # not a submodule: denoise() is the model's, its parameters are the two above
 
     def forward(self, lr: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
