@@ -1,7 +1,13 @@
 """Helpers shared by the export/backend test files: a tiny random model with a photo-like output
-range, a small real (or synthetic) LR photo, and PSNR on tensors."""
+range, a small real (or synthetic) LR photo, PSNR on tensors, and `edgesr upscale` of an export run in a
+fresh interpreter."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -9,6 +15,8 @@ import torch.nn.functional as F
 
 from edgesr_cli.config import get_preset
 from edgesr_cli.model import EdgeSR
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def make_model(seed: int = 0) -> EdgeSR:
@@ -36,3 +44,21 @@ def lr_image(h: int = 40, w: int = 48) -> torch.Tensor:
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     mse = float(((a - b) ** 2).mean())
     return float("inf") if mse == 0 else 10 * np.log10(1.0 / mse)
+
+
+def upscale_in_clean_process(backend: str, exported: Path, tmp_path: Path, lr: torch.Tensor, extra: list[str],
+                             timeout: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Write `lr` as an 8-bit PNG, run `edgesr upscale --backend BACKEND --model EXPORTED EXTRA...` on it in a
+    fresh interpreter, and return (the 8-bit LR it read, as float (3,h,w) in [0,1]; its output, 8-bit-level
+    floats (3,H,W)). Fails the test with the tail of stderr when the command fails."""
+    from edgesr_cli.io import Photo, read_image, write_image
+
+    src, dst = tmp_path / "in.png", tmp_path / "out.png"
+    write_image(src, Photo(rgb=lr.permute(1, 2, 0).numpy().copy()), fmt="png")
+    lr8 = torch.from_numpy(read_image(src).rgb).permute(2, 0, 1).float()
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cmd = [sys.executable, "-m", "edgesr_cli", "upscale", "--backend", backend, "--model", str(exported), *extra,
+           str(src), "-o", str(dst)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return lr8, torch.from_numpy(read_image(dst).rgb).permute(2, 0, 1)

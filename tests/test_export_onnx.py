@@ -7,11 +7,8 @@ test-tiny model (module fixture) serves most tests.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,12 +19,9 @@ from edgesr_cli.export import ExportError, export_model, read_manifest
 from edgesr_cli.model import ModelFileError, file_sha256, save_model_dir
 from edgesr_cli.tiling import upscale_tensor
 
-from export_common import lr_image, make_model, psnr
+from export_common import lr_image, make_model, psnr, upscale_in_clean_process
 
-REPO = Path(__file__).resolve().parents[1]
 TILE = 16
-
-
 
 
 @pytest.fixture(scope="module")
@@ -201,19 +195,8 @@ def test_export_command(ort, tiny, tmp_path):
 
 def test_round_trip_from_a_clean_process(exported, tiny, tmp_path):
     """export -> `edgesr upscale --backend onnx --model EXPORTED` in a fresh interpreter."""
-    from edgesr_cli.io import Photo, read_image, write_image
-
-    lr = lr_image(24, 32)
-    src = tmp_path / "in.png"
-    write_image(src, Photo(rgb=lr.permute(1, 2, 0).numpy().copy()), fmt="png")
-    lr8 = torch.from_numpy(read_image(src).rgb).permute(2, 0, 1).float()
-    dst = tmp_path / "out.png"
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-m", "edgesr_cli", "upscale", "--backend", "onnx", "--model", str(exported.path),
-           "--tile", str(TILE), "--threads", "1", str(src), "-o", str(dst)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    got = torch.from_numpy(read_image(dst).rgb).permute(2, 0, 1)
+    lr8, got = upscale_in_clean_process("onnx", exported.path, tmp_path, lr_image(24, 32),
+                                        ["--tile", str(TILE), "--threads", "1"], timeout=120)
     ref = upscale_tensor(from_model(tiny[0], "cpu", "fp32"), lr8, tile=TILE)
     assert got.shape == ref.shape == (3, 96, 128)
     assert float((got - ref).abs().max()) <= 1.0 / 255 + 1e-6

@@ -5,11 +5,8 @@ cleanly without it."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,9 +18,8 @@ from edgesr_cli.export import ExportError, export_model
 from edgesr_cli.model import ModelFileError, save_model_dir
 from edgesr_cli.tiling import upscale_tensor
 
-from export_common import make_model, psnr
+from export_common import make_model, psnr, upscale_in_clean_process
 
-REPO = Path(__file__).resolve().parents[1]
 TILE = 32
 
 
@@ -42,7 +38,6 @@ def photo(name: str) -> torch.Tensor:
 
 def lr_image(h: int, w: int) -> torch.Tensor:
     return F.interpolate(photo("astronaut")[None], size=(h, w), mode="area")[0].clamp(0, 1)
-
 
 
 @pytest.fixture(scope="module")
@@ -174,19 +169,8 @@ def test_missing_qnn_package_names_the_pip_command(tiny, tmp_path, monkeypatch):
 
 
 def test_round_trip_from_a_clean_process(exported, tiny, tmp_path):
-    from edgesr_cli.io import Photo, read_image, write_image
-
-    lr = lr_image(24, 32)  # one tile
-    src = tmp_path / "in.png"
-    write_image(src, Photo(rgb=lr.permute(1, 2, 0).numpy().copy()), fmt="png")
-    lr8 = torch.from_numpy(read_image(src).rgb).permute(2, 0, 1).float()
-    dst = tmp_path / "out.png"
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cmd = [sys.executable, "-m", "edgesr_cli", "upscale", "--backend", "qnn", "--model", str(exported.path),
-           "--tile", str(TILE), str(src), "-o", str(dst)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    got = torch.from_numpy(read_image(dst).rgb).permute(2, 0, 1)
+    lr8, got = upscale_in_clean_process("qnn", exported.path, tmp_path, lr_image(24, 32),  # one tile
+                                        ["--tile", str(TILE)], timeout=300)
     ref = upscale_tensor(from_model(tiny[0], "cpu", "fp32"), lr8, tile=TILE)
     assert got.shape == ref.shape == (3, 96, 128)
     assert psnr(got, ref) > 35
