@@ -78,23 +78,21 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
     trainables = [Trainable("decoder", decoder, opt_dec, EMA(decoder, cfg.ema_decay)),
                   Trainable("discriminator", disc, opt_disc, None)]
     frozen: dict[str, nn.Module] = {"lr_encoder": model.lr_encoder, "unet": model.unet}
+    generator = _Generator(model)
     if joint:
-        generator = _Generator(model)
         opt_gen = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=(0.5, 0.9))
         trainables.insert(1, Trainable("generator", generator, opt_gen, EMA(generator, cfg.ema_decay)))
         frozen = {}
     start = load_checkpoint(out, model_cfg, trainables, ctx.generator, d)[0] if ctx.resuming else 0
     dec_ddp, disc_ddp = wrap_ddp(decoder, d), wrap_ddp(disc, d)
-    gen_ddp = wrap_ddp(trainables[1].module, d) if joint else None
+    gen_ddp = wrap_ddp(generator, d) if joint else generator
     lpips = perceptual_loss_fn(d.device) if cfg.perceptual_weight > 0 else None
     last_layer = decoder.net[-1].weight
     val_batch = ctx.val.fixed_batch(cfg.val_images, seed=12345)
 
     def one_step_latents(lr: torch.Tensor, eps: torch.Tensor, grad: bool = False) -> torch.Tensor:
         with torch.set_grad_enabled(grad), autocast(d.device, ctx.dtype):
-            if grad:
-                return gen_ddp(lr, eps).float()
-            return _Generator(model)(lr, eps).float()
+            return (gen_ddp if grad else generator)(lr, eps).float()
 
     def step_fn(step: int, g: torch.Generator) -> dict[str, float]:
         b = ctx.train.sample(cfg.batch_size, g)
