@@ -316,3 +316,19 @@ def test_distill_init_continues_a_student_and_refuses_others(photo_dir, teacher_
     r = _cli("distill", "--teacher", str(teacher_dir), "--init", str(teacher_dir), "--data", str(photo_dir),
              "--out", str(tmp_path / "o"), "--steps", "1", "--crop", "32", "-b", "2", "-q")
     assert r.exit_code == 2 and "not an x4 student" in r.output and "Traceback" not in r.output
+
+
+def test_resumed_optimizer_keeps_the_runs_lr_and_the_saved_moments():
+    from edgesr_cli.training.common import optimizer_from_tensors, optimizer_to_tensors
+
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.Adam([w], lr=1e-3)
+    (w * torch.arange(3.0)).sum().backward()
+    opt.step()
+    tensors, meta = optimizer_to_tensors(opt)
+    w2 = torch.nn.Parameter(w.detach().clone())
+    resumed = torch.optim.Adam([w2], lr=2.5e-4)  # `--resume --lr 2.5e-4`
+    optimizer_from_tensors(resumed, tensors, meta)
+    assert resumed.param_groups[0]["lr"] == 2.5e-4
+    assert torch.equal(resumed.state[w2]["exp_avg"], opt.state[w]["exp_avg"])
+    assert float(resumed.state[w2]["step"]) == 1.0

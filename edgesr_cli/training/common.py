@@ -197,7 +197,10 @@ def optimizer_from_tensors(opt: torch.optim.Optimizer, tensors: dict[str, torch.
     for key, v in tensors.items():
         pid, k = key.split(".", 1)
         state.setdefault(int(pid), {})[k] = v
+    lrs = [g["lr"] for g in opt.param_groups]  # the run's --lr wins over the saved one, so a resume can change it
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    for group, lr in zip(opt.param_groups, lrs):
+        group["lr"] = lr
 
 
 @dataclass
