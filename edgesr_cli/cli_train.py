@@ -35,6 +35,9 @@ class Conditioning(str, Enum):
 DataOpt = Annotated[list[Path], typer.Option("--data", "-d", help="Folder(s) of HR images (recursive); repeatable.")]
 ValOpt = Annotated[Optional[Path], typer.Option("--val", help="Held-out folder for validation PSNR (default: 5% of --data).")]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoint/, log.csv, model/.")]
+LrDropAtOpt = Annotated[Optional[int], typer.Option(
+    "--lr-drop-at", help="From this step on, train at --lr-drop-to instead of --lr (0 = never).")]
+LrDropToOpt = Annotated[Optional[float], typer.Option("--lr-drop-to", help="Learning rate after --lr-drop-at.")]
 
 
 def _train_config(stage: str, file: Path | None, overrides: dict) -> "TrainConfig":
@@ -55,6 +58,8 @@ def _train_config(stage: str, file: Path | None, overrides: dict) -> "TrainConfi
         raise TrainError(f"train config: {exc}") from None
     if cfg.steps < 1 or cfg.batch_size < 1:
         raise UserError(f"steps and batch size must be >= 1 (got {cfg.steps}, {cfg.batch_size})")
+    if cfg.lr_drop_at < 0 or (cfg.lr_drop_at > 0 and cfg.lr_drop_to <= 0):
+        raise UserError(f"--lr-drop-at {cfg.lr_drop_at} needs --lr-drop-to > 0 (got {cfg.lr_drop_to})")
     return cfg
 
 
@@ -97,6 +102,8 @@ def register(app: typer.Typer) -> None:
         batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b")] = None,
         crop: Annotated[Optional[int], typer.Option(help="HR crop size.")] = None,
         lr: Annotated[Optional[float], typer.Option("--lr", help="Adam learning rate.")] = None,
+        lr_drop_at: LrDropAtOpt = None,
+        lr_drop_to: LrDropToOpt = None,
         p_t1_start: Annotated[Optional[float], typer.Option(help="P(t=1) at step 0.")] = None,
         p_t1_decay_steps: Annotated[Optional[int], typer.Option(help="Steps over which P(t=1) decays to uniform.")] = None,
         realesrgan_prob: Annotated[Optional[float], typer.Option(help="Share of crops degraded with Real-ESRGAN (rest bicubic).")] = None,
@@ -113,8 +120,8 @@ def register(app: typer.Typer) -> None:
         _check_data(data)
         model_cfg = _model_config(config, scale, conditioning.value, not mean_only)
         cfg = _train_config(stage.value, train_config, dict(
-            steps=steps, batch_size=batch_size, crop=crop, lr=lr, p_t1_start=p_t1_start,
-            p_t1_decay_steps=p_t1_decay_steps, val_every=val_every, ckpt_every=ckpt_every, seed=seed,
+            steps=steps, batch_size=batch_size, crop=crop, lr=lr, lr_drop_at=lr_drop_at, lr_drop_to=lr_drop_to,
+            p_t1_start=p_t1_start, p_t1_decay_steps=p_t1_decay_steps, val_every=val_every, ckpt_every=ckpt_every, seed=seed,
             precision=precision.value, lr_pipeline=_lr_pipeline(realesrgan_prob)))
         if stage is Stage.autoencoder:
             from .training.autoencoder import train_autoencoder
@@ -141,6 +148,8 @@ def register(app: typer.Typer) -> None:
         batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b")] = None,
         crop: Annotated[Optional[int], typer.Option()] = None,
         lr: Annotated[Optional[float], typer.Option("--lr")] = None,
+        lr_drop_at: LrDropAtOpt = None,
+        lr_drop_to: LrDropToOpt = None,
         p_t1: Annotated[float, typer.Option("--p-t1", help="P(t=1) for the student (1 = train the one-step model only).")] = 1.0,
         hr_weight: Annotated[Optional[float], typer.Option(
             "--hr-weight", min=0.0, max=1.0,
@@ -161,7 +170,8 @@ def register(app: typer.Typer) -> None:
         _setup_logging(quiet)
         _check_data(data)
         cfg = _train_config("distill", train_config, dict(
-            steps=steps, batch_size=batch_size, crop=crop, lr=lr, p_t1_start=p_t1, p_t1_end=p_t1, p_t1_decay_steps=0,
+            steps=steps, batch_size=batch_size, crop=crop, lr=lr, lr_drop_at=lr_drop_at, lr_drop_to=lr_drop_to,
+            p_t1_start=p_t1, p_t1_end=p_t1, p_t1_decay_steps=0,
             hr_target_weight=hr_weight, val_every=val_every, ckpt_every=ckpt_every, seed=seed,
             precision=precision.value, lr_pipeline=_lr_pipeline(realesrgan_prob)))
         from .training.joint import train_distill
@@ -181,6 +191,8 @@ def register(app: typer.Typer) -> None:
         batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b")] = None,
         crop: Annotated[Optional[int], typer.Option()] = None,
         lr: Annotated[Optional[float], typer.Option("--lr")] = None,
+        lr_drop_at: LrDropAtOpt = None,
+        lr_drop_to: LrDropToOpt = None,
         gan_weight: Annotated[Optional[float], typer.Option(help="Patch-GAN weight (x the adaptive weight); 0 = off.")] = None,
         gan_start: Annotated[Optional[int], typer.Option(help="Step at which the GAN term starts.")] = None,
         perceptual_weight: Annotated[Optional[float], typer.Option(help="LPIPS weight (used only when LPIPS is available).")] = None,
@@ -201,6 +213,7 @@ def register(app: typer.Typer) -> None:
         _check_data(data)
         cfg = _train_config("decoder", train_config, dict(
             steps=steps, batch_size=batch_size, crop=crop, lr=lr if lr is not None else (None if train_config else 1.8e-5),
+            lr_drop_at=lr_drop_at, lr_drop_to=lr_drop_to,
             gan_weight=gan_weight, gan_start=gan_start, perceptual_weight=perceptual_weight,
             finetune_generator=finetune_generator or None, val_every=val_every,
             ckpt_every=ckpt_every, seed=seed, precision=precision.value, lr_pipeline=_lr_pipeline(realesrgan_prob)))

@@ -332,3 +332,34 @@ def test_resumed_optimizer_keeps_the_runs_lr_and_the_saved_moments():
     assert resumed.param_groups[0]["lr"] == 2.5e-4
     assert torch.equal(resumed.state[w2]["exp_avg"], opt.state[w]["exp_avg"])
     assert float(resumed.state[w2]["step"]) == 1.0
+
+
+def test_lr_drop_equals_a_resume_at_the_lower_lr(photo_dir, student_dir, tmp_path):
+    """--lr-drop-at 2 --lr-drop-to X over 4 steps is, step for step and weight for weight, a 2-step run at --lr
+    resumed to 4 steps with --lr X; the log shows the lr each step used."""
+    def run(out, steps, resume, **kw):
+        return finetune_decoder(tcfg(steps=steps, gan_weight=0.0, finetune_generator=True, **kw), [photo_dir], None,
+                                out, student_dir, resume=resume, show_progress=False)
+
+    run(tmp_path / "drop", 4, False, lr_drop_at=2, lr_drop_to=2e-4)
+    run(tmp_path / "split", 2, False)
+    run(tmp_path / "split", 4, True, lr=2e-4)
+    recs = [json.loads(x) for x in (tmp_path / "drop" / "log.jsonl").read_text().splitlines()]
+    assert [r["lr"] for r in recs if r["kind"] == "train"] == [1e-3, 1e-3, 2e-4, 2e-4]
+    a, b = losses(tmp_path / "drop"), losses(tmp_path / "split")
+    assert a == b, (a, b)
+    for name in ("generator.ema", "decoder.ema", "generator", "decoder"):
+        sa = load_file(str(tmp_path / "drop" / "checkpoint" / f"{name}.safetensors"))
+        sb = load_file(str(tmp_path / "split" / "checkpoint" / f"{name}.safetensors"))
+        assert all(torch.equal(sa[k], sb[k]) for k in sa), name
+    # without the drop the same 4 steps end elsewhere
+    run(tmp_path / "flat", 4, False)
+    assert losses(tmp_path / "flat")[4] != a[4]
+
+
+def test_cli_lr_drop_needs_a_target(photo_dir, student_dir, tmp_path):
+    r = _cli("finetune-decoder", "--model", str(student_dir), "--data", str(photo_dir), "--out", str(tmp_path / "x"),
+             "--steps", "2", "--lr-drop-at", "1")
+    assert r.exit_code != 0
+    assert "--lr-drop-to" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "x" / "checkpoint").exists()

@@ -39,7 +39,7 @@ def train_autoencoder(model_cfg: ModelConfig, cfg: TrainConfig, data: list[Path]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return {"loss": float(all_reduce_mean(loss.detach(), d)), "lr": cfg.lr}
+        return {"loss": float(all_reduce_mean(loss.detach(), d))}
 
     @torch.no_grad()
     def val_fn() -> dict[str, float]:

@@ -42,6 +42,9 @@ class TrainConfig:
     batch_size: int = 16
     crop: int = 128  # HR crop size
     lr: float = 5e-5  # paper 3.6: Adam, fixed 5e-5 (encoder+UNet), 1.8e-5 (decoder)
+    # one step down of the learning rate: from step lr_drop_at on (0 = never) every optimizer uses lr_drop_to
+    lr_drop_at: int = 0
+    lr_drop_to: float = 0.0
     ema_decay: float = 0.999
     seed: int = 0
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
@@ -64,6 +67,10 @@ class TrainConfig:
     # decoder stage: also train the LR encoder and UNet through the pixel loss (end-to-end one-step finetune)
     finetune_generator: bool = False
     lr_pipeline: dict = field(default_factory=lambda: LRPipelineConfig().to_dict())
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of optimisation step `step` (0-based)."""
+        return self.lr_drop_to if 0 < self.lr_drop_at <= step else self.lr
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -379,7 +386,11 @@ def run_loop(*, out: Path, cfg: TrainConfig, model_cfg: ModelConfig, d: Dist, tr
     with make_progress(show_progress and d.main) as progress:
         task = progress.add_task(description, total=cfg.steps, completed=start_step, loss="-", speed="-")
         for step in range(start_step, cfg.steps):
-            stats = step_fn(step, generator)
+            lr = cfg.lr_at(step)
+            for tr in trainables:
+                for group in tr.optimizer.param_groups:
+                    group["lr"] = lr
+            stats = {**step_fn(step, generator), "lr": lr}
             for tr in trainables:
                 if tr.ema is not None:
                     tr.ema.update(_unwrap(tr.module), step)

@@ -107,7 +107,7 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
             rec = rec + cfg.perceptual_weight * lpips(sr * 2 - 1, hr * 2 - 1).mean()
         use_gan = cfg.gan_weight > 0 and step >= cfg.gan_start
         loss = rec
-        stats: dict[str, float] = {"lr": cfg.lr}
+        stats: dict[str, float] = {}
         if use_gan:
             g_loss = -disc_ddp(sr).mean()
             w = adaptive_weight(rec, g_loss, last_layer) * cfg.gan_weight

@@ -102,7 +102,7 @@ def _diffusion_stage(ctx, model: EdgeSR, teacher: EdgeSR | None, cfg: TrainConfi
         enc_step = any_across(bool((t >= 1.0).any()), d)
         if enc_step:
             opt_enc.step()
-        return {"loss": float(all_reduce_mean(res.loss.detach(), d)), "lr": cfg.lr, "p_t1": p,
+        return {"loss": float(all_reduce_mean(res.loss.detach(), d)), "p_t1": p,
                 "encoder_step": float(enc_step)}
 
     @torch.no_grad()
