@@ -11,13 +11,11 @@ import dataclasses
 import json
 import math
 import pickle
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from edgesr_cli import diffusion as D
 from edgesr_cli.config import (
     PRESETS,
     AutoencoderConfig,
