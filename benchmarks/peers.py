@@ -238,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
 
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
+    lr_label = None  # how the report names the LR source; a machine's path only when no --set names it
     if args.set:
         base = Path(args.data_root) / args.set / "x4"
         if not (base / "HR").is_dir():
@@ -245,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         args.hr = args.hr or str(base / "HR")
         if args.lr is None and args.degrade is None and (base / "LR").is_dir():
             args.lr = str(base / "LR")
+            lr_label = f"is {args.set} x4's given bicubic LR"
     if not args.hr:
         ap.error("give --hr DIR or --set NAME")
     degrade = None if args.lr else (args.degrade or "bicubic")
@@ -290,7 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         "schema": "edgesr.peers/1",
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "dataset": label, "hr": args.hr, "lr": args.lr, "degrade": degrade, "scale": scale, "images": n,
-        "lr_source": f"from {args.lr}" if args.lr else f"made by {degrade} degradation (seed {args.seed})",
+        "lr_source": ((lr_label or f"from {args.lr}") if args.lr
+                      else f"made by {degrade} degradation (seed {args.seed})"),
         "threads": threads, "metrics": setup.describe(), "summary": E.summarize(result), "skipped": skipped,
         "per_image": result.images, "files": files, "machine": machine_info(), "versions": vers,
         "seconds_total": time.perf_counter() - t0,

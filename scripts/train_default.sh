@@ -43,7 +43,7 @@ stage decoder edgesr finetune-decoder --model "$RUN/student_x4/model" --device "
 
 stage joint_finetune edgesr finetune-decoder --model "$RUN/decoder/model" --finetune-generator --device "$DEVICE" \
   --crop 128 --batch-size 16 --val-every 500 --ckpt-every 500 "${TRAIN[@]}" "${VAL[@]}" \
-  --steps "$(steps 14000)" --lr 1e-4 --gan-weight 0 --realesrgan-prob 0.7
+  --steps "$(steps 23000)" --lr 1e-4 --lr-drop-at "$(steps 21500)" --lr-drop-to 2e-5 --gan-weight 0 --realesrgan-prob 0.7
 
 python -m edgesr_cli.tools.pack_weights "$RUN/joint_finetune/model" weights/edge-tiny
 echo "== done: weights/edge-tiny"
