@@ -121,8 +121,8 @@ def register(app: typer.Typer) -> None:
         model_cfg = _model_config(config, scale, conditioning.value, not mean_only)
         cfg = _train_config(stage.value, train_config, dict(
             steps=steps, batch_size=batch_size, crop=crop, lr=lr, lr_drop_at=lr_drop_at, lr_drop_to=lr_drop_to,
-            p_t1_start=p_t1_start, p_t1_decay_steps=p_t1_decay_steps, val_every=val_every, ckpt_every=ckpt_every, seed=seed,
-            precision=precision.value, lr_pipeline=_lr_pipeline(realesrgan_prob)))
+            p_t1_start=p_t1_start, p_t1_decay_steps=p_t1_decay_steps, val_every=val_every, ckpt_every=ckpt_every,
+            seed=seed, precision=precision.value, lr_pipeline=_lr_pipeline(realesrgan_prob)))
         if stage is Stage.autoencoder:
             from .training.autoencoder import train_autoencoder
 
