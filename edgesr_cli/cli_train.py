@@ -27,6 +27,11 @@ class Stage(str, Enum):
     joint = "joint"
 
 
+class PixelLoss(str, Enum):
+    l1 = "l1"
+    mse = "mse"
+
+
 class Conditioning(str, Enum):
     bidirectional = "bidirectional"
     unidirectional = "unidirectional"
@@ -60,6 +65,9 @@ def _train_config(stage: str, file: Path | None, overrides: dict) -> "TrainConfi
         raise UserError(f"steps and batch size must be >= 1 (got {cfg.steps}, {cfg.batch_size})")
     if cfg.lr_drop_at < 0 or (cfg.lr_drop_at > 0 and cfg.lr_drop_to <= 0):
         raise UserError(f"--lr-drop-at {cfg.lr_drop_at} needs --lr-drop-to > 0 (got {cfg.lr_drop_to})")
+    if cfg.pixel_loss not in {p.value for p in PixelLoss} or cfg.luma_weight < 0:
+        raise UserError(f"pixel loss must be l1 or mse with a luma weight >= 0 "
+                        f"(got {cfg.pixel_loss!r}, {cfg.luma_weight})")
     return cfg
 
 
@@ -196,6 +204,10 @@ def register(app: typer.Typer) -> None:
         gan_weight: Annotated[Optional[float], typer.Option(help="Patch-GAN weight (x the adaptive weight); 0 = off.")] = None,
         gan_start: Annotated[Optional[int], typer.Option(help="Step at which the GAN term starts.")] = None,
         perceptual_weight: Annotated[Optional[float], typer.Option(help="LPIPS weight (used only when LPIPS is available).")] = None,
+        pixel_loss: Annotated[Optional[PixelLoss], typer.Option(
+            "--pixel-loss", help="Pixel loss: l1 (LDM's) or mse (optimises PSNR directly).")] = None,
+        luma_weight: Annotated[Optional[float], typer.Option(
+            "--luma-weight", help="Extra pixel loss on BT.601 luma (what PSNR-Y scores), x this weight.")] = None,
         finetune_generator: Annotated[bool, typer.Option(
             "--finetune-generator",
             help="Also train the LR encoder and UNet end to end through the pixel loss (not in the paper).")] = False,
@@ -215,6 +227,7 @@ def register(app: typer.Typer) -> None:
             steps=steps, batch_size=batch_size, crop=crop, lr=lr if lr is not None else (None if train_config else 1.8e-5),
             lr_drop_at=lr_drop_at, lr_drop_to=lr_drop_to,
             gan_weight=gan_weight, gan_start=gan_start, perceptual_weight=perceptual_weight,
+            pixel_loss=pixel_loss.value if pixel_loss else None, luma_weight=luma_weight,
             finetune_generator=finetune_generator or None, val_every=val_every,
             ckpt_every=ckpt_every, seed=seed, precision=precision.value, lr_pipeline=_lr_pipeline(realesrgan_prob)))
         from .training.decoder import finetune_decoder

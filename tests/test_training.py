@@ -362,3 +362,46 @@ def test_cli_lr_drop_needs_a_target(photo_dir, student_dir, tmp_path):
     assert r.exit_code != 0
     assert "--lr-drop-to" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "x" / "checkpoint").exists()
+
+
+def test_pixel_loss_kinds_and_luma_term():
+    from edgesr_cli.training.decoder import pixel_loss
+
+    g = torch.Generator().manual_seed(0)
+    hr = torch.rand(2, 3, 8, 8, generator=g)
+    sr = (hr + 0.1 * torch.randn(2, 3, 8, 8, generator=g)).clamp(0, 1)
+    assert torch.allclose(pixel_loss(sr, hr), (sr - hr).abs().mean())
+    assert torch.allclose(pixel_loss(sr, hr, "mse", 2.0), 2.0 * ((sr - hr) ** 2).mean())
+    # a grey shift d moves BT.601 luma by 219/255 d: that is what the luma term sees
+    d = 0.05
+    grey = pixel_loss(hr + d, hr, "mse", 0.0, luma_weight=1.0)
+    assert torch.allclose(grey, torch.tensor((219 / 255 * d) ** 2), rtol=1e-4)
+    # an error with no luma component costs nothing in the luma term
+    w = torch.tensor([65.481, 128.553, 24.966])
+    chroma = torch.tensor([w[1], -w[0], 0.0]) * 1e-4  # orthogonal to the luma weights
+    shifted = hr + chroma.view(1, 3, 1, 1)
+    assert float(pixel_loss(shifted, hr, "l1", 0.0, luma_weight=1.0)) < 1e-6
+    assert float(pixel_loss(shifted, hr, "l1", 1.0, luma_weight=1.0)) > 1e-3
+    with pytest.raises(ValueError, match="pixel loss"):
+        pixel_loss(sr, hr, "l2")
+
+
+def test_cli_pixel_loss_options(photo_dir, student_dir, tmp_path):
+    """--pixel-loss and --luma-weight reach the saved config and the loss; a negative weight is a one-line error
+    that writes nothing."""
+    args = ("finetune-decoder", "--model", str(student_dir), "--finetune-generator", "--data", str(photo_dir),
+            "--steps", "1", "--crop", "32", "-b", "2", "--gan-weight", "0", "--precision", "fp32", "-q")
+    r = _cli(*args, "--out", str(tmp_path / "l1"))
+    assert r.exit_code == 0, r.output
+    r = _cli(*args, "--out", str(tmp_path / "mse"), "--pixel-loss", "mse")
+    assert r.exit_code == 0, r.output
+    r = _cli(*args, "--out", str(tmp_path / "luma"), "--pixel-loss", "mse", "--luma-weight", "1")
+    assert r.exit_code == 0, r.output
+    saved = json.loads((tmp_path / "luma" / "checkpoint" / "train_config.json").read_text())
+    assert (saved["pixel_loss"], saved["luma_weight"]) == ("mse", 1.0)
+    # same weights, same batch (same seed): the first step's loss is the same errors measured three ways
+    l1, mse, luma = (losses(tmp_path / name)[1] for name in ("l1", "mse", "luma"))
+    assert mse != l1 and luma > mse > 0
+    r = _cli(*args, "--out", str(tmp_path / "bad"), "--luma-weight", "-1")
+    assert r.exit_code != 0 and "luma weight" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "bad" / "checkpoint").exists()

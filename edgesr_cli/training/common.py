@@ -57,7 +57,9 @@ class TrainConfig:
     p_t1_end: float = 0.001
     p_t1_decay_steps: int = 1000
     # decoder finetuning losses (paper 3.4, LDM's autoencoder loss)
-    l1_weight: float = 1.0
+    l1_weight: float = 1.0  # weight of the pixel loss (named for its default kind)
+    pixel_loss: str = "l1"  # "l1" | "mse": the pixel loss of the decoder stages (mse optimises PSNR directly)
+    luma_weight: float = 0.0  # extra pixel loss on BT.601 luma (what PSNR-Y scores), added to the RGB one
     perceptual_weight: float = 1.0
     gan_weight: float = 0.1
     gan_start: int = 0

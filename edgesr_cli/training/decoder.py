@@ -53,6 +53,23 @@ def perceptual_loss_fn(device: torch.device):
         return None
 
 
+_LUMA = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)  # BT.601 as in metrics.rgb_to_y, on [0, 1] images
+
+
+def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, kind: str = "l1", weight: float = 1.0,
+               luma_weight: float = 0.0) -> torch.Tensor:
+    """Pixel loss of two (N, 3, H, W) images in [0, 1]: `weight` x the RGB loss plus `luma_weight` x the
+    same loss on BT.601 luma (the channel PSNR-Y scores; its 219/255 scale is kept). `kind`: "l1" | "mse"."""
+    fn = {"l1": F.l1_loss, "mse": F.mse_loss}.get(kind)
+    if fn is None:
+        raise ValueError(f"pixel loss must be 'l1' or 'mse', got {kind!r}")
+    loss = weight * fn(sr, hr)
+    if luma_weight:
+        w = sr.new_tensor(_LUMA).view(1, 3, 1, 1)
+        loss = loss + luma_weight * fn((sr * w).sum(1), (hr * w).sum(1))
+    return loss
+
+
 def adaptive_weight(rec_loss: torch.Tensor, g_loss: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
     """||grad rec|| / ||grad gan|| at the decoder's last layer (LDM / taming-transformers)."""
     g_rec = torch.autograd.grad(rec_loss, last, retain_graph=True)[0]
@@ -102,7 +119,7 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
         zh = one_step_latents(lr, eps, grad=joint)
         with autocast(d.device, ctx.dtype):
             sr = dec_ddp(zh).float()
-        rec = cfg.l1_weight * F.l1_loss(sr, hr)
+        rec = pixel_loss(sr, hr, cfg.pixel_loss, cfg.l1_weight, cfg.luma_weight)
         if lpips is not None:
             rec = rec + cfg.perceptual_weight * lpips(sr * 2 - 1, hr * 2 - 1).mean()
         use_gan = cfg.gan_weight > 0 and step >= cfg.gan_start
