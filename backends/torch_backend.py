@@ -29,7 +29,8 @@ def resolve_device(device: str) -> torch.device:
 def default_dtype(device: torch.device) -> torch.dtype:
     """bf16 where the hardware computes it natively (CUDA; CPUs with AVX512-BF16 or AMX), else fp32.
     On this project's 2-core AVX512-BF16 machine bf16 upscales 512 -> 2048 in 2.71 s against 4.82 s for
-    fp32 (one bench run each, back to back), at the same BSD100 PSNR-Y within 0.002 dB; see weights/MODEL_CARD.md."""
+    fp32 (one bench run each, back to back, with the stage-4 weights), at the same BSD100 PSNR-Y within
+    0.002 dB; see weights/MODEL_CARD.md."""
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if cpu_has_native_bf16() else torch.float32

@@ -220,7 +220,7 @@ def register(app: typer.Typer) -> None:
         resume: Annotated[bool, typer.Option("--resume")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     ) -> None:
-        """Finetune the small decoder on the frozen one-step model's latents (L1 + LPIPS + patch-GAN)."""
+        """Finetune the small decoder on the frozen one-step model's latents (pixel L1 or MSE + LPIPS + patch-GAN)."""
         _setup_logging(quiet)
         _check_data(data)
         cfg = _train_config("decoder", train_config, dict(

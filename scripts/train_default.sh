@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Train the shipped default model (edge-tiny) end to end with edgesr's own commands:
 #   stage 0 autoencoder -> joint LR encoder + UNet at x2 (teacher) -> scale distillation to x4 (one step)
-#   -> decoder finetuning -> end-to-end one-step finetune (LR encoder + UNet + decoder on the pixel L1 loss;
+#   -> decoder finetuning -> end-to-end one-step finetune (LR encoder + UNet + decoder on the pixel L1 loss, then
+#   again on the pixel MSE;
 #   an extension of the paper's recipe, see weights/MODEL_CARD.md), then copy the result to
 #   weights/edge-tiny (fp16 safetensors).
 # Every stage resumes from its checkpoint when re-run, and is skipped when its model/ exists.
@@ -45,5 +46,10 @@ stage joint_finetune edgesr finetune-decoder --model "$RUN/decoder/model" --fine
   --crop 128 --batch-size 16 --val-every 500 --ckpt-every 500 "${TRAIN[@]}" "${VAL[@]}" \
   --steps "$(steps 23000)" --lr 1e-4 --lr-drop-at "$(steps 21500)" --lr-drop-to 2e-5 --gan-weight 0 --realesrgan-prob 0.7
 
-python -m edgesr_cli.tools.pack_weights "$RUN/joint_finetune/model" weights/edge-tiny
+stage joint_finetune_mse edgesr finetune-decoder --model "$RUN/joint_finetune/model" --finetune-generator \
+  --device "$DEVICE" --crop 128 --batch-size 16 --val-every 500 --ckpt-every 500 "${TRAIN[@]}" "${VAL[@]}" \
+  --steps "$(steps 11000)" --lr 1e-4 --lr-drop-at "$(steps 9500)" --lr-drop-to 2e-5 --gan-weight 0 \
+  --realesrgan-prob 0.7 --pixel-loss mse
+
+python -m edgesr_cli.tools.pack_weights "$RUN/joint_finetune_mse/model" weights/edge-tiny
 echo "== done: weights/edge-tiny"

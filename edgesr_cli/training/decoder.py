@@ -3,7 +3,9 @@ on the one-step latents against the HR crop with LDM's autoencoder loss: L1 + pe
 when its weights are available here) + a patch-GAN term with the adaptive weight of Esser et al.
 
 With `cfg.finetune_generator` (an extension, not in the paper) the LR encoder and UNet are trained too,
-end to end through the same pixel loss: the one-step model then optimises the image, not the latent."""
+end to end through the same pixel loss: the one-step model then optimises the image, not the latent.
+`cfg.pixel_loss = "mse"` swaps L1 for the squared error (the loss PSNR measures), and `cfg.luma_weight` adds
+the pixel loss on BT.601 luma (the channel PSNR-Y scores)."""
 
 from __future__ import annotations
 
