@@ -60,6 +60,7 @@ __all__ = [
     "NiqeParams",
     "NIQE_PARAMS_ENV",
     "bicubic_upscale",
+    "BT601_Y",
     "rgb_to_y",
     "psnr_y",
     "ssim_y",
@@ -122,6 +123,9 @@ def _quantize(x: np.ndarray) -> np.ndarray:
     return np.round(np.clip(x, 0.0, 1.0) * 255.0) / 255.0
 
 
+BT601_Y = (65.481, 128.553, 24.966)  # R, G, B weights of BT.601 luma on [0, 1] RGB, in 8-bit levels (+16 offset)
+
+
 def rgb_to_y(img: np.ndarray) -> np.ndarray:
     """ITU-R BT.601 luma in the [16, 235] scale (MATLAB ``rgb2ycbcr``), float64.
 
@@ -132,7 +136,7 @@ def rgb_to_y(img: np.ndarray) -> np.ndarray:
     if arr.ndim < 1 or arr.shape[-1] != 3:
         raise ValueError(f"rgb_to_y expects RGB with a trailing axis of 3, got shape {arr.shape}")
     x = arr.astype(np.float64) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float64)
-    return 16.0 + x @ np.array([65.481, 128.553, 24.966], dtype=np.float64)
+    return 16.0 + x @ np.array(BT601_Y, dtype=np.float64)
 
 
 def _to_y255(img01: np.ndarray) -> np.ndarray:
@@ -466,7 +470,7 @@ def _niqe_y(img: ArrayLike, crop_border: int = 0, precision: str = "float32") ->
         # BasicSR's to_y_channel: float32 in, float64 dot, float32 out; only matters
         # for the rare Y values that sit on a .5 rounding boundary.
         x32 = np.round(x * 255.0).astype(np.float32) / np.float32(255.0)
-        y = (np.dot(x32, [65.481, 128.553, 24.966]) + 16.0) / 255.0
+        y = (np.dot(x32, BT601_Y) + 16.0) / 255.0
         y = y.astype(np.float32) * np.float32(255.0)
         return np.round(y).astype(np.float64)
     return np.round(_to_y255(x))

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..metrics import MetricUnavailable
+from ..metrics import BT601_Y, MetricUnavailable
 from ..model import EdgeSR, load_model_dir, save_model_dir
 from .common import (EMA, TrainConfig, Trainable, all_reduce_mean, autocast, channels_last, load_checkpoint, psnr,
                      run_loop, to_dev, wrap_ddp)
@@ -55,7 +55,7 @@ def perceptual_loss_fn(device: torch.device):
         return None
 
 
-_LUMA = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)  # BT.601 as in metrics.rgb_to_y, on [0, 1] images
+_LUMA = tuple(c / 255.0 for c in BT601_Y)  # metrics.rgb_to_y's luma (without its offset) on [0, 1] images
 
 
 def pixel_loss(sr: torch.Tensor, hr: torch.Tensor, kind: str = "l1", weight: float = 1.0,
