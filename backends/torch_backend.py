@@ -28,8 +28,8 @@ def resolve_device(device: str) -> torch.device:
 
 def default_dtype(device: torch.device) -> torch.dtype:
     """bf16 where the hardware computes it natively (CUDA; CPUs with AVX512-BF16 or AMX), else fp32.
-    On this project's 2-core AVX512-BF16 machine bf16 upscales 512 -> 2048 in 2.71 s against 4.82 s for
-    fp32 (one bench run each, back to back, with the stage-4 weights), at the same BSD100 PSNR-Y within
+    On this project's 2-core AVX512-BF16 machine bf16 upscales 512 -> 2048 in 2.57 s against 4.67 s for
+    fp32 (one bench run each, back to back, with the shipped weights), at the same BSD100 PSNR-Y within
     0.002 dB; see weights/MODEL_CARD.md."""
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

@@ -58,6 +58,7 @@ from .model import (
     file_sha256,
 )
 from .models.lr_encoder import resize_to_half_hr
+from .tiling import reflect_pad
 
 MANIFEST_FILE = "manifest.json"
 EXPORT_VERSION = 1
@@ -994,8 +995,8 @@ class ExportedRunner:
     """What the onnx / tflite / qnn backends share: the Runner attributes from the manifest, and
     encode / denoise / decode / fused_one_step on top of a runtime's `_run(graph, feeds)`.
 
-    Graphs have one static tile size. Smaller tiles (images smaller than a tile) are padded
-    (replicate) up to it and the output cropped; larger tiles are refused with the size to use.
+    Graphs have one static tile size. Smaller tiles (images smaller than a tile) are padded up to it
+    as the tiling engine pads images (tiling.reflect_pad) and the output cropped; larger tiles are refused with the size to use.
     Batch: dynamic graphs take the whole batch; batch-1 graphs are run tile by tile."""
 
     name = "exported"
@@ -1053,7 +1054,7 @@ class ExportedRunner:
                              f"(LR tile {self.tile}): run with --tile {self.tile}")
         x = x.detach().float().cpu()
         if h < size or w < size:
-            x = F.pad(x, (0, size - w, 0, size - h), mode="replicate")
+            x = reflect_pad(x, 0, size - h, 0, size - w)
         return np.ascontiguousarray(x.numpy(), dtype=np.float32)
 
     def _lr_in(self, lr: torch.Tensor) -> np.ndarray:

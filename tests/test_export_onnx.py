@@ -17,7 +17,7 @@ from backends.base import BackendUnavailable, load_backend
 from backends.torch_backend import from_model
 from edgesr_cli.export import ExportError, export_model, read_manifest
 from edgesr_cli.model import ModelFileError, file_sha256, save_model_dir
-from edgesr_cli.tiling import upscale_tensor
+from edgesr_cli.tiling import reflect_pad, upscale_tensor, upscale_tiles
 
 from export_common import lr_image, make_model, psnr, upscale_in_clean_process
 
@@ -91,6 +91,32 @@ def test_small_image_and_oversized_tile(exported):
     assert out.shape == (3, 40, 24) and torch.isfinite(out).all()
     with pytest.raises(ValueError, match=f"--tile {TILE}"):
         upscale_tensor(b, lr_image(40, 48), tile=2 * TILE)
+
+
+def test_tile_smaller_than_the_export_is_padded_like_the_engine_pads_images(exported, tiny):
+    """A tile under the static size is reflect-padded (as tiling.pad_image pads images), not replicate-padded:
+    the fused graph's output equals PyTorch's on the reflect-padded tile and noise, cropped."""
+    torch.set_num_threads(1)
+    onnx_b = load_backend("onnx", exported.path, threads=1)
+    ref_b = from_model(tiny[0], "cpu", "fp32")
+    s, f = ref_b.scale, ref_b.latent_factor
+    h, w = 10, 6
+    lr = lr_image(h, w)[None]
+    noise = torch.randn(1, ref_b.latent_channels, h * s // f, w * s // f, generator=torch.Generator().manual_seed(1))
+    out = upscale_tiles(onnx_b, lr, [noise])
+    assert out.shape == (1, 3, h * s, w * s)
+    lt = TILE * s // f
+    refs = {}
+    for mode in ("reflect", "replicate"):
+        if mode == "reflect":
+            lr_p = reflect_pad(lr, 0, TILE - h, 0, TILE - w)
+            n_p = reflect_pad(noise, 0, lt - noise.shape[-2], 0, lt - noise.shape[-1])
+        else:
+            lr_p = torch.nn.functional.pad(lr, (0, TILE - w, 0, TILE - h), mode="replicate")
+            n_p = torch.nn.functional.pad(noise, (0, lt - noise.shape[-1], 0, lt - noise.shape[-2]), mode="replicate")
+        refs[mode] = upscale_tiles(ref_b, lr_p, [n_p])[..., :h * s, :w * s]
+    assert float((refs["reflect"] - refs["replicate"]).abs().max()) > 1e-2  # the padding shows in the output
+    assert float((out - refs["reflect"]).abs().max()) < 1e-3
 
 
 def test_bad_tile_fails_before_writing(ort, tiny, tmp_path):

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from edgesr_cli import tiling
 from edgesr_cli.config import ScheduleConfig
 from edgesr_cli.diffusion import Schedule
-from edgesr_cli.tiling import noise_field, pad_image, plan_tiles, ramp_window, upscale_tensor
+from edgesr_cli.tiling import noise_field, pad_image, plan_tiles, ramp_window, reflect_pad, upscale_tensor
 
 # ---- tolerances (measured values on the test-tiny seed-0 model and the fake runners in comments) ----
 
@@ -467,3 +467,12 @@ def test_multistep_sampler_path(real):
     b = upscale_tensor(real, lr, tile=40, steps=2, eta=0.5, seed=0)
     assert a.shape == (3, 96, 160) and torch.isfinite(a).all()
     assert (a - b).abs().max() < 4 * TILE_AGREEMENT_MAX
+
+
+def test_reflect_pad_on_a_batch_grows_past_the_image_size():
+    x = torch.arange(2 * 3 * 5 * 4, dtype=torch.float32).reshape(2, 3, 5, 4)
+    out = reflect_pad(x, 0, 11, 0, 9)  # more than one round of reflection on both axes
+    assert out.shape == (2, 3, 16, 13)
+    assert torch.equal(out[..., :5, :4], x)
+    assert torch.equal(out[..., 5, :4], x[..., 3, :])  # row 5 mirrors row 3, not a copy of row 4
+    assert torch.equal(out[1], reflect_pad(x[1], 0, 11, 0, 9))  # a (C,H,W) image pads the same way
