@@ -1,13 +1,15 @@
 """Datasets of HR photos -> random HR crops and their LR (bicubic or Real-ESRGAN degraded).
 
 Images are decoded once into memory (uint8). Every random choice (image, crop, flip, LR pipeline,
-degradation parameters) comes from a torch.Generator that the training loop owns and checkpoints,
-so a resumed run draws exactly what an uninterrupted one would.
+degradation parameters) of a training step's batch comes from a torch.Generator seeded by (seed, rank, step)
+alone (`step_generator`), so a resumed run draws exactly what an uninterrupted one would, and worker
+processes can make batches ahead of the training loop (`batch_stream`) without changing a single draw.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,3 +136,39 @@ class CropDataset:
     def fixed_batch(self, n: int, seed: int) -> Batch:
         """A deterministic batch (for validation): same crops and degradations every call."""
         return self.sample(n, torch.Generator().manual_seed(seed))
+
+
+def step_generator(seed: int, rank: int, step: int) -> torch.Generator:
+    """The generator that draws training step `step`'s batch on process `rank`: a function of the three
+    numbers only, so a batch does not depend on which worker made it, how many workers there are, or where
+    a run was resumed."""
+    return torch.Generator().manual_seed(((int(seed) * 1_000_003 + int(rank)) * 1_000_000_007 + int(step)) % (2**63 - 1))
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Map-style view of a CropDataset for a DataLoader: item `step` is that step's whole batch."""
+
+    def __init__(self, ds: CropDataset, batch_size: int, seed: int, rank: int) -> None:
+        self.ds, self.batch_size, self.seed, self.rank = ds, batch_size, seed, rank
+
+    def __getitem__(self, step: int) -> Batch:
+        return self.ds.sample(self.batch_size, step_generator(self.seed, self.rank, step))
+
+
+def batch_stream(ds: CropDataset, batch_size: int, seed: int, rank: int, start: int, stop: int,
+                 workers: int = 0) -> Iterator[tuple[int, Batch]]:
+    """(step, batch) for steps start..stop-1, in order. `workers` > 0 makes them in that many worker
+    processes, a few steps ahead of the consumer (what keeps a GPU fed: the Real-ESRGAN degradation runs on
+    the CPU); 0 makes each one when asked. The batches are the same either way."""
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
+    src = StepBatches(ds, batch_size, seed, rank)
+    steps = range(start, stop)
+    if workers == 0:
+        for step in steps:
+            yield step, src[step]
+        return
+    # spawn, not fork: a fork of a process whose libraries run threads (OpenMP, JAX) can deadlock in the child
+    loader = torch.utils.data.DataLoader(src, batch_size=None, sampler=steps, num_workers=workers, prefetch_factor=4,
+                                         multiprocessing_context="spawn")
+    yield from zip(steps, loader)

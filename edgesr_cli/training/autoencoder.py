@@ -19,8 +19,9 @@ RESULT_DIR = "model"
 
 
 def train_autoencoder(model_cfg: ModelConfig, cfg: TrainConfig, data: list[Path], val: Path | None, out: Path,
-                      resume: bool = False, device: str = "auto", show_progress: bool = True) -> Path:
-    ctx = prepare_stage(cfg, data, val, out, resume, device, scales=())
+                      resume: bool = False, device: str = "auto", show_progress: bool = True,
+                      workers: int | None = None) -> Path:
+    ctx = prepare_stage(cfg, data, val, out, resume, device, scales=(), workers=workers)
     d = ctx.d
     ae = Autoencoder(model_cfg).to(d.device)
     channels_last(ae)
@@ -30,9 +31,10 @@ def train_autoencoder(model_cfg: ModelConfig, cfg: TrainConfig, data: list[Path]
     net = wrap_ddp(ae, d)
     tr_ddp = Trainable("autoencoder", net, opt, tr.ema)
     val_batch = ctx.val.fixed_batch(cfg.val_images, seed=12345)
+    batch_at = ctx.batches(start, cfg.steps)
 
     def step_fn(step: int, g: torch.Generator) -> dict[str, float]:
-        hr = to_dev(ctx.train.sample(cfg.batch_size, g).hr, d)
+        hr = to_dev(batch_at(step).hr, d)
         with autocast(d.device, ctx.dtype):
             rec = net(hr)
         loss = F.l1_loss(rec.float(), hr)

@@ -80,10 +80,11 @@ def adaptive_weight(rec_loss: torch.Tensor, g_loss: torch.Tensor, last: torch.Te
 
 
 def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: Path, model_dir: Path,
-                     resume: bool = False, device: str = "auto", show_progress: bool = True) -> Path:
+                     resume: bool = False, device: str = "auto", show_progress: bool = True,
+                     workers: int | None = None) -> Path:
     model = load_model_dir(model_dir, with_autoencoder=False)
     model_cfg = model.cfg
-    ctx = prepare_stage(cfg, data, val, out, resume, device, scales=(model_cfg.scale,))
+    ctx = prepare_stage(cfg, data, val, out, resume, device, scales=(model_cfg.scale,), workers=workers)
     d = ctx.d
     model = model.to(d.device)
     joint = cfg.finetune_generator
@@ -108,13 +109,14 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
     lpips = perceptual_loss_fn(d.device) if cfg.perceptual_weight > 0 else None
     last_layer = decoder.net[-1].weight
     val_batch = ctx.val.fixed_batch(cfg.val_images, seed=12345)
+    batch_at = ctx.batches(start, cfg.steps)
 
     def one_step_latents(lr: torch.Tensor, eps: torch.Tensor, grad: bool = False) -> torch.Tensor:
         with torch.set_grad_enabled(grad), autocast(d.device, ctx.dtype):
             return (gen_ddp if grad else generator)(lr, eps).float()
 
     def step_fn(step: int, g: torch.Generator) -> dict[str, float]:
-        b = ctx.train.sample(cfg.batch_size, g)
+        b = batch_at(step)
         hr, lr = to_dev(b.hr, d), to_dev(b.lr[model_cfg.scale], d)
         c, f = model_cfg.latent_channels, model_cfg.latent_factor
         eps = to_dev(torch.randn((hr.shape[0], c, hr.shape[2] // f, hr.shape[3] // f), generator=g), d)

@@ -46,8 +46,9 @@ def load_autoencoder_into(model: EdgeSR, ae_dir: Path) -> None:
 
 
 def train_joint(model_cfg: ModelConfig, cfg: TrainConfig, data: list[Path], val: Path | None, out: Path,
-                autoencoder_dir: Path, resume: bool = False, device: str = "auto", show_progress: bool = True) -> Path:
-    ctx = prepare_stage(cfg, data, val, out, resume, device, scales=(model_cfg.scale,))
+                autoencoder_dir: Path, resume: bool = False, device: str = "auto", show_progress: bool = True,
+                workers: int | None = None) -> Path:
+    ctx = prepare_stage(cfg, data, val, out, resume, device, scales=(model_cfg.scale,), workers=workers)
     model = EdgeSR(model_cfg, with_autoencoder=True)
     load_autoencoder_into(model, autoencoder_dir)
     return _diffusion_stage(ctx, model, None, cfg, model_cfg, out, "joint", show_progress)
@@ -73,6 +74,7 @@ def _diffusion_stage(ctx, model: EdgeSR, teacher: EdgeSR | None, cfg: TrainConfi
     T = model_cfg.schedule.num_timesteps
     val_batch = ctx.val.fixed_batch(cfg.val_images, seed=12345)
     val_eps = None
+    batch_at = ctx.batches(start, cfg.steps)
 
     w_hr = cfg.hr_target_weight
 
@@ -85,7 +87,7 @@ def _diffusion_stage(ctx, model: EdgeSR, teacher: EdgeSR | None, cfg: TrainConfi
         return pred if w_hr <= 0.0 else torch.lerp(pred, z_h, w_hr)
 
     def step_fn(step: int, g: torch.Generator) -> dict[str, float]:
-        b = ctx.train.sample(cfg.batch_size, g)
+        b = batch_at(step)
         hr, lr = to_dev(b.hr, d), to_dev(b.lr[scale], d)
         p = p_t1(step, cfg.p_t1_start, cfg.p_t1_end, cfg.p_t1_decay_steps)
         with torch.no_grad(), autocast(d.device, ctx.dtype):
@@ -137,7 +139,7 @@ def _diffusion_stage(ctx, model: EdgeSR, teacher: EdgeSR | None, cfg: TrainConfi
 
 def train_distill(cfg: TrainConfig, data: list[Path], val: Path | None, out: Path, teacher_dir: Path,
                   scale: int = 4, resume: bool = False, device: str = "auto", show_progress: bool = True,
-                  init_dir: Path | None = None) -> Path:
+                  init_dir: Path | None = None, workers: int | None = None) -> Path:
     """Scale distillation (YONOS-SR): the x`scale` student, initialised from the x2 teacher, regresses
     the teacher's prediction; teacher and student see the same HR crop, t and eps, the teacher through
     the x2 LR and the student through the x`scale` LR of that crop. `cfg.hr_target_weight` > 0 mixes the
@@ -149,7 +151,7 @@ def train_distill(cfg: TrainConfig, data: list[Path], val: Path | None, out: Pat
     if not 0.0 <= cfg.hr_target_weight <= 1.0:
         raise TrainError(f"hr target weight {cfg.hr_target_weight}: must be in [0, 1]")
     student_cfg = dataclasses.replace(teacher.cfg, scale=scale)
-    ctx = prepare_stage(cfg, data, val, out, resume, device, scales=(teacher.cfg.scale, scale))
+    ctx = prepare_stage(cfg, data, val, out, resume, device, scales=(teacher.cfg.scale, scale), workers=workers)
     student = EdgeSR(student_cfg, with_autoencoder=True)
     if init_dir is None:
         student.load_state_dict(teacher.state_dict())

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from ..data import CropDataset, DataError, LRPipelineConfig, load_images
+from ..data import Batch, CropDataset, DataError, LRPipelineConfig, batch_stream, load_images
 from .common import Dist, TrainConfig, TrainError, prepare_out, resolve_precision, setup_distributed
 
 log = logging.getLogger(__name__)
@@ -23,11 +25,40 @@ class StageContext:
     train: CropDataset
     val: CropDataset
     skipped: int
-    generator: torch.Generator
+    generator: torch.Generator  # the stage's own draws (t, eps); batches come from `batches`
+    batch_size: int
+    seed: int
+    workers: int  # data worker processes making batches ahead of the loop (0: made in the loop)
+
+    def batches(self, start: int, stop: int) -> Callable[[int], Batch]:
+        """`batch_at(step)` for steps start, start+1, ... (in that order): this rank's training batches."""
+        stream = batch_stream(self.train, self.batch_size, self.seed, self.d.rank, start, stop, self.workers)
+
+        def batch_at(step: int) -> Batch:
+            got, batch = next(stream)
+            if got != step:
+                raise RuntimeError(f"batch stream is at step {got}, the loop asked for step {step}")
+            return batch
+
+        return batch_at
+
+
+def default_workers(device: torch.device, world: int = 1) -> int:
+    """Data workers when not given: none on the CPU (the training itself uses every core), else the cores
+    this process may use, shared by the ranks, less one for the loop, at most 8."""
+    if device.type == "cpu":
+        return 0
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(0, min(8, cores // max(1, world) - 1))
 
 
 def prepare_stage(cfg: TrainConfig, data: list[Path], val: Path | None, out: Path, resume: bool, device: str,
-                  scales: tuple[int, ...]) -> StageContext:
+                  scales: tuple[int, ...], workers: int | None = None) -> StageContext:
+    if workers is not None and workers < 0:
+        raise TrainError(f"--workers {workers}: must be 0 or more")
     d = setup_distributed(device)
     resuming = prepare_out(out, resume, d)
     lr_cfg = LRPipelineConfig.from_dict(cfg.lr_pipeline)
@@ -43,4 +74,5 @@ def prepare_stage(cfg: TrainConfig, data: list[Path], val: Path | None, out: Pat
     g = torch.Generator().manual_seed(cfg.seed * 1000 + d.rank)
     torch.manual_seed(cfg.seed)  # module init is identical on every rank
     return StageContext(d=d, out=out, resuming=resuming, dtype=resolve_precision(cfg.precision, d.device),
-                        train=train_ds, val=val_ds, skipped=skipped, generator=g)
+                        train=train_ds, val=val_ds, skipped=skipped, generator=g, batch_size=cfg.batch_size,
+                        seed=cfg.seed, workers=default_workers(d.device, d.world) if workers is None else workers)
