@@ -46,7 +46,7 @@ LrDropToOpt = Annotated[Optional[float], typer.Option("--lr-drop-to", help="Lear
 WorkersOpt = Annotated[Optional[int], typer.Option(
     "--workers", min=0,
     help="Processes that make training batches ahead of the loop (default: none on the CPU; on CUDA the free "
-         "cores, up to 8). The batches are the same for any count.")]
+         "cores, up to 8). Same crops and degradations for any count.")]
 
 
 def _train_config(stage: str, file: Path | None, overrides: dict) -> "TrainConfig":

@@ -4,6 +4,8 @@ Images are decoded once into memory (uint8). Every random choice (image, crop, f
 degradation parameters) of a training step's batch comes from a torch.Generator seeded by (seed, rank, step)
 alone (`step_generator`), so a resumed run draws exactly what an uninterrupted one would, and worker
 processes can make batches ahead of the training loop (`batch_stream`) without changing a single draw.
+The degradation's arithmetic follows the thread count of the process that runs it (workers run one
+thread), so a rare pixel can round to another 8-bit level between in-loop and worker-made batches.
 """
 
 from __future__ import annotations
@@ -159,7 +161,8 @@ def batch_stream(ds: CropDataset, batch_size: int, seed: int, rank: int, start: 
                  workers: int = 0) -> Iterator[tuple[int, Batch]]:
     """(step, batch) for steps start..stop-1, in order. `workers` > 0 makes them in that many worker
     processes, a few steps ahead of the consumer (what keeps a GPU fed: the Real-ESRGAN degradation runs on
-    the CPU); 0 makes each one when asked. The batches are the same either way."""
+    the CPU); 0 makes each one when asked. Same draws either way; the pixels are bit-identical for any
+    number of workers, and to in-loop batches made with one thread."""
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     src = StepBatches(ds, batch_size, seed, rank)

@@ -996,7 +996,8 @@ class ExportedRunner:
     encode / denoise / decode / fused_one_step on top of a runtime's `_run(graph, feeds)`.
 
     Graphs have one static tile size. Smaller tiles (images smaller than a tile) are padded up to it
-    as the tiling engine pads images (tiling.reflect_pad) and the output cropped; larger tiles are refused with the size to use.
+    as the tiling engine pads images (tiling.reflect_pad) and the output cropped; larger tiles are
+    refused with the size to use.
     Batch: dynamic graphs take the whole batch; batch-1 graphs are run tile by tile."""
 
     name = "exported"
