@@ -106,15 +106,11 @@ def test_tile_smaller_than_the_export_is_padded_like_the_engine_pads_images(expo
     out = upscale_tiles(onnx_b, lr, [noise])
     assert out.shape == (1, 3, h * s, w * s)
     lt = TILE * s // f
-    refs = {}
-    for mode in ("reflect", "replicate"):
-        if mode == "reflect":
-            lr_p = reflect_pad(lr, 0, TILE - h, 0, TILE - w)
-            n_p = reflect_pad(noise, 0, lt - noise.shape[-2], 0, lt - noise.shape[-1])
-        else:
-            lr_p = torch.nn.functional.pad(lr, (0, TILE - w, 0, TILE - h), mode="replicate")
-            n_p = torch.nn.functional.pad(noise, (0, lt - noise.shape[-1], 0, lt - noise.shape[-2]), mode="replicate")
-        refs[mode] = upscale_tiles(ref_b, lr_p, [n_p])[..., :h * s, :w * s]
+    pads = {  # (tensor, target size) -> padded at the bottom and right
+        "reflect": lambda x, n: reflect_pad(x, 0, n - x.shape[-2], 0, n - x.shape[-1]),
+        "replicate": lambda x, n: torch.nn.functional.pad(x, (0, n - x.shape[-1], 0, n - x.shape[-2]), mode="replicate"),
+    }
+    refs = {mode: upscale_tiles(ref_b, pad(lr, TILE), [pad(noise, lt)])[..., :h * s, :w * s] for mode, pad in pads.items()}
     assert float((refs["reflect"] - refs["replicate"]).abs().max()) > 1e-2  # the padding shows in the output
     assert float((out - refs["reflect"]).abs().max()) < 1e-3
 

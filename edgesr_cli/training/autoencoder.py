@@ -31,7 +31,7 @@ def train_autoencoder(model_cfg: ModelConfig, cfg: TrainConfig, data: list[Path]
     net = wrap_ddp(ae, d)
     tr_ddp = Trainable("autoencoder", net, opt, tr.ema)
     val_batch = ctx.val.fixed_batch(cfg.val_images, seed=12345)
-    batch_at = ctx.batches(start, cfg.steps)
+    batch_at = ctx.batches(start)
 
     def step_fn(step: int, g: torch.Generator) -> dict[str, float]:
         hr = to_dev(batch_at(step).hr, d)

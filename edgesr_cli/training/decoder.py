@@ -109,7 +109,7 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
     lpips = perceptual_loss_fn(d.device) if cfg.perceptual_weight > 0 else None
     last_layer = decoder.net[-1].weight
     val_batch = ctx.val.fixed_batch(cfg.val_images, seed=12345)
-    batch_at = ctx.batches(start, cfg.steps)
+    batch_at = ctx.batches(start)
 
     def one_step_latents(lr: torch.Tensor, eps: torch.Tensor, grad: bool = False) -> torch.Tensor:
         with torch.set_grad_enabled(grad), autocast(d.device, ctx.dtype):

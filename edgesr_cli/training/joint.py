@@ -74,7 +74,7 @@ def _diffusion_stage(ctx, model: EdgeSR, teacher: EdgeSR | None, cfg: TrainConfi
     T = model_cfg.schedule.num_timesteps
     val_batch = ctx.val.fixed_batch(cfg.val_images, seed=12345)
     val_eps = None
-    batch_at = ctx.batches(start, cfg.steps)
+    batch_at = ctx.batches(start)
 
     w_hr = cfg.hr_target_weight
 

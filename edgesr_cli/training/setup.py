@@ -26,13 +26,13 @@ class StageContext:
     val: CropDataset
     skipped: int
     generator: torch.Generator  # the stage's own draws (t, eps); batches come from `batches`
-    batch_size: int
-    seed: int
+    cfg: TrainConfig
     workers: int  # data worker processes making batches ahead of the loop (0: made in the loop)
 
-    def batches(self, start: int, stop: int) -> Callable[[int], Batch]:
-        """`batch_at(step)` for steps start, start+1, ... (in that order): this rank's training batches."""
-        stream = batch_stream(self.train, self.batch_size, self.seed, self.d.rank, start, stop, self.workers)
+    def batches(self, start: int) -> Callable[[int], Batch]:
+        """`batch_at(step)` for steps start, start+1, ... cfg.steps - 1 (in that order): this rank's batches."""
+        stream = batch_stream(self.train, self.cfg.batch_size, self.cfg.seed, self.d.rank, start, self.cfg.steps,
+                              self.workers)
 
         def batch_at(step: int) -> Batch:
             got, batch = next(stream)
@@ -74,5 +74,5 @@ def prepare_stage(cfg: TrainConfig, data: list[Path], val: Path | None, out: Pat
     g = torch.Generator().manual_seed(cfg.seed * 1000 + d.rank)
     torch.manual_seed(cfg.seed)  # module init is identical on every rank
     return StageContext(d=d, out=out, resuming=resuming, dtype=resolve_precision(cfg.precision, d.device),
-                        train=train_ds, val=val_ds, skipped=skipped, generator=g, batch_size=cfg.batch_size,
-                        seed=cfg.seed, workers=default_workers(d.device, d.world) if workers is None else workers)
+                        train=train_ds, val=val_ds, skipped=skipped, generator=g, cfg=cfg,
+                        workers=default_workers(d.device, d.world) if workers is None else workers)
