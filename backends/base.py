@@ -99,7 +99,27 @@ def load_backend(name: str, model_dir: str | Path, **options) -> Backend:
     reason = availability(name)
     if reason is not None:
         raise BackendUnavailable(f"backend {name!r} is not usable here: {reason}")
+    detail = options.pop("detail", None)
+    if detect_model_format(model_dir) == "torch":
+        options["detail"] = detail
+    elif detail is not None:
+        baked = export_detail(model_dir)
+        if baked is None or abs(baked - float(detail)) > 1e-6:
+            raise BackendUnavailable(f"{model_dir}: an export runs at the detail it was exported with "
+                                     f"({'none recorded' if baked is None else f'{baked:g}'}); "
+                                     f"export again with --detail {float(detail):g}")
     return _resolve(specs[name].loader)(Path(model_dir), **options)
+
+
+def export_detail(model_dir: str | Path) -> float | None:
+    """The detail an exported model was made at (its manifest's `detail`), None when not recorded."""
+    import json
+
+    try:
+        value = json.loads((Path(model_dir) / "manifest.json").read_text()).get("detail")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def detect_model_format(model_dir: str | Path) -> str | None:

@@ -81,9 +81,9 @@ class TorchBackend:
 
 
 def load(model_dir: Path, device: str = "auto", dtype: str | torch.dtype | None = None, scale: int | None = None,
-         **_: object) -> TorchBackend:
+         detail: float | None = None, **_: object) -> TorchBackend:
     dev = resolve_device(device)
-    model = load_model_dir(model_dir, device=dev, scale=scale)
+    model = load_model_dir(model_dir, device=dev, scale=scale, detail=detail)
     dt = _parse_dtype(dtype) if dtype is not None else default_dtype(dev)
     return TorchBackend(model, dev, dt)
 

@@ -22,6 +22,7 @@ from .cli_upscale import BackendName, DType
 class Degrade(str, Enum):
     bicubic = "bicubic"
     realesrgan = "realesrgan"
+    jpeg = "jpeg"
 
 
 class BenchBackend(str, Enum):
@@ -42,13 +43,25 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def _load_runner(name: str, model_dir: Path, device: str, dtype: DType | None, threads: int | None):
+def _load_runner(name: str, model_dir: Path, device: str, dtype: DType | None, threads: int | None,
+                 detail: float | None = None):
     from backends.base import load_backend
 
-    options: dict = {"device": device, "threads": threads}
+    options: dict = {"device": device, "threads": threads, "detail": detail}
     if dtype is not None and dtype is not DType.auto:
         options["dtype"] = dtype.value
     return load_backend(name, model_dir, **options)
+
+
+def _detail_used(model_dir: Path, detail: float | None) -> float | None:
+    from .cli_upscale import _detail_used as used
+
+    return used(model_dir, detail)
+
+
+def _detail_note(model_dir: Path, detail: float | None) -> str:
+    used = _detail_used(model_dir, detail)
+    return "" if used is None else f", detail {used:g}"
 
 
 def _check_model_dir(model_dir: Path) -> None:
@@ -75,7 +88,7 @@ def register(app: typer.Typer) -> None:
     def eval_cmd(
         hr: Annotated[Path, typer.Option("--hr", help="Folder of HR (ground-truth) images.", show_default=False)],
         lr: Annotated[Optional[Path], typer.Option("--lr", help="Folder of LR images, paired with HR by file name.")] = None,
-        degrade: Annotated[Optional[Degrade], typer.Option("--degrade", help="Make LR from HR instead: bicubic (MATLAB imresize, as Set5/Set14/BSD100) or realesrgan (seeded per image). Default without --lr: bicubic.")] = None,
+        degrade: Annotated[Optional[Degrade], typer.Option("--degrade", help="Make LR from HR instead: bicubic (MATLAB imresize, as Set5/Set14/BSD100) realesrgan (seeded per image) or jpeg (bicubic, then JPEG quality 40). Default without --lr: bicubic.")] = None,
         seed: Annotated[int, typer.Option(help="Seed: realesrgan degradation (image i uses seed + i) and the noise field.")] = 0,
         model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model dir or exported dir (default: the shipped edge-tiny).")] = None,
         backend: Annotated[BackendName, typer.Option(help="Backend that runs the model.")] = BackendName.auto,
@@ -86,6 +99,8 @@ def register(app: typer.Typer) -> None:
         overlap: Annotated[float, typer.Option(help="Tile overlap as a fraction of the tile.")] = 0.25,
         batch: Annotated[int, typer.Option(help="Tiles per model call.")] = 4,
         steps: Annotated[int, typer.Option(help="Denoising steps (the model is trained for 1).")] = 1,
+        detail: Annotated[Optional[float], typer.Option(
+            min=0.0, max=1.0, help="Operating point of the model (0 fidelity .. 1 perceptual; default: the model's).")] = None,
         out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder (default: edgesr-eval/<dataset>).")] = None,
         max_images: Annotated[Optional[int], typer.Option("--max-images", help="Evaluate only the first N images (sorted by name).")] = None,
         grid_images: Annotated[int, typer.Option("--grid-images", help="Images shown in the comparison grid.")] = 4,
@@ -118,7 +133,7 @@ def register(app: typer.Typer) -> None:
         # sizes first (headers only), so a bad folder fails before the model loads
         pre_scale = _model_scale(model_dir)
         pairs = E.plan_pairs(hr, lr, scale=pre_scale, degrade=how, seed=seed, max_images=max_images)
-        runner = _load_runner(name, model_dir, device.value, dtype, threads)
+        runner = _load_runner(name, model_dir, device.value, dtype, threads, detail)
         if runner.scale != pre_scale:
             pairs = E.plan_pairs(hr, lr, scale=runner.scale, degrade=how, seed=seed, max_images=max_images)
         if tile is None:
@@ -130,7 +145,7 @@ def register(app: typer.Typer) -> None:
         setup = E.setup_metrics(scale, niqe=not no_niqe, niqe_params=niqe_params, lpips=not no_lpips)
         label = _runner_label(name, runner)
         methods = [E.bicubic_method(scale),
-                   E.runner_method(runner, name="edgesr", label=f"edgesr {label} ({model_dir.name}, tile {tile})",
+                   E.runner_method(runner, name="edgesr", label=f"edgesr {label} ({model_dir.name}, tile {tile}{_detail_note(model_dir, detail)})",
                                    tile=tile, overlap=overlap, batch=batch, steps=steps, seed=seed)]
         out_dir = out if out is not None else Path("edgesr-eval") / E.dataset_label(hr)
         if out_dir.exists() and not out_dir.is_dir():
@@ -159,7 +174,7 @@ def register(app: typer.Typer) -> None:
             "schema": "edgesr.eval/1",
             "dataset": E.dataset_label(hr), "hr": str(hr), "lr": str(lr) if lr else None,
             "degrade": how, "seed": seed, "scale": scale, "images": len(pairs),
-            "model": str(model_dir), "backend": name, "runner": label,
+            "model": str(model_dir), "backend": name, "runner": label, "detail": _detail_used(model_dir, detail),
             "tile": tile, "overlap": overlap, "batch": batch, "steps": steps,
             "threads": torch.get_num_threads(),
             "metrics": setup.describe(),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -44,6 +44,8 @@ def register(app: typer.Typer) -> None:
         graphs: Annotated[str, typer.Option(help="Graphs to export: all, or a comma list of fused,encoder,denoise,decoder.")] = "all",
         scale: Annotated[int | None, typer.Option("--scale", "-s", help="Export for this scale (default: the model's).")] = None,
         opset: Annotated[int, typer.Option(help="ONNX opset (onnx, qnn).", min=17)] = 18,
+        detail: Annotated[Optional[float], typer.Option(
+            min=0.0, max=1.0, help="Operating point baked into the export (0 fidelity .. 1 perceptual; default: the model's).")] = None,
         force: Annotated[bool, typer.Option("--force", help="Replace an existing export at --output.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the manifest on stdout.")] = False,
@@ -55,7 +57,7 @@ def register(app: typer.Typer) -> None:
         say = (lambda _m: None) if quiet or as_json else (lambda m: err_console.print(f"[dim]{escape(m)}[/]", highlight=False))
         res = export_model(model_dir, output, fmt.value, tile=tile, quantize=quantize, soc=soc, calibration=calibration,
                            calibration_tiles_count=calibration_tiles, graphs=graphs, scale=scale, opset=opset,
-                           overwrite=force, log=say)
+                           overwrite=force, log=say, detail=detail)
         m = res.manifest
         if as_json:
             typer.echo(json.dumps(m, indent=2))

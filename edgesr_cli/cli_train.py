@@ -17,7 +17,7 @@ import typer
 
 from .cli_common import Device, Precision, UserError, friendly_errors
 from .config import PRESETS, ModelConfig, get_preset
-from .data import LRPipelineConfig
+from .data import DataError, LRPipelineConfig
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,10 @@ OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Run folder: checkpoin
 LrDropAtOpt = Annotated[Optional[int], typer.Option(
     "--lr-drop-at", help="From this step on, train at --lr-drop-to instead of --lr (0 = never).")]
 LrDropToOpt = Annotated[Optional[float], typer.Option("--lr-drop-to", help="Learning rate after --lr-drop-at.")]
+JpegProbOpt = Annotated[Optional[float], typer.Option(
+    "--jpeg-prob", help="Share of crops made heavy-JPEG LR (bicubic, quality 20-60, sometimes saved twice).")]
+CameraProbOpt = Annotated[Optional[float], typer.Option(
+    "--camera-prob", help="Share of crops made camera LR (mild blur, sensor noise, the camera's JPEG).")]
 WorkersOpt = Annotated[Optional[int], typer.Option(
     "--workers", min=0,
     help="Processes that make training batches ahead of the loop (default: none on the CPU; on CUDA the free "
@@ -75,13 +79,20 @@ def _train_config(stage: str, file: Path | None, overrides: dict) -> "TrainConfi
     return cfg
 
 
-def _lr_pipeline(realesrgan_prob: float | None, existing: dict | None = None) -> dict | None:
-    if realesrgan_prob is None:
+def _lr_pipeline(realesrgan_prob: float | None, existing: dict | None = None, jpeg_prob: float | None = None,
+                 camera_prob: float | None = None) -> dict | None:
+    given = {"realesrgan_prob": realesrgan_prob, "jpeg_prob": jpeg_prob, "camera_prob": camera_prob}
+    given = {k: v for k, v in given.items() if v is not None}
+    if not given:
         return None
-    if not 0.0 <= realesrgan_prob <= 1.0:
-        raise UserError(f"--realesrgan-prob must be in [0, 1], got {realesrgan_prob}")
+    for k, v in given.items():
+        if not 0.0 <= v <= 1.0:
+            raise UserError(f"--{k.replace('_', '-')} must be in [0, 1], got {v}")
     cfg = LRPipelineConfig.from_dict(existing or {})
-    return dataclasses.replace(cfg, realesrgan_prob=realesrgan_prob).to_dict()
+    try:
+        return dataclasses.replace(cfg, **given).to_dict()
+    except DataError as exc:
+        raise UserError(str(exc)) from None
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -218,7 +229,9 @@ def register(app: typer.Typer) -> None:
         finetune_generator: Annotated[bool, typer.Option(
             "--finetune-generator",
             help="Also train the LR encoder and UNet end to end through the pixel loss (not in the paper).")] = False,
-        realesrgan_prob: Annotated[Optional[float], typer.Option()] = None,
+        realesrgan_prob: Annotated[Optional[float], typer.Option(help="Share of crops degraded with Real-ESRGAN.")] = None,
+        jpeg_prob: JpegProbOpt = None,
+        camera_prob: CameraProbOpt = None,
         val_every: Annotated[Optional[int], typer.Option()] = None,
         ckpt_every: Annotated[Optional[int], typer.Option()] = None,
         seed: Annotated[Optional[int], typer.Option()] = None,
@@ -237,7 +250,8 @@ def register(app: typer.Typer) -> None:
             gan_weight=gan_weight, gan_start=gan_start, perceptual_weight=perceptual_weight,
             pixel_loss=pixel_loss.value if pixel_loss else None, luma_weight=luma_weight,
             finetune_generator=finetune_generator or None, val_every=val_every,
-            ckpt_every=ckpt_every, seed=seed, precision=precision.value, lr_pipeline=_lr_pipeline(realesrgan_prob)))
+            ckpt_every=ckpt_every, seed=seed, precision=precision.value,
+            lr_pipeline=_lr_pipeline(realesrgan_prob, None, jpeg_prob, camera_prob)))
         from .training.decoder import finetune_decoder
 
         result = finetune_decoder(cfg, data, val, out, model, resume, device.value, not quiet, workers=workers)

@@ -129,6 +129,17 @@ def plan_jobs(inputs: list[str], out: str | None, ext: str | None, suffix: str |
     return [job for rel, job in jobs if in_shard(rel, shard)]
 
 
+def _detail_used(model_dir: Path, detail: float | None) -> float | None:
+    """The operating point the run used: --detail, or the model's default (None: a single-point model)."""
+    from backends.base import detect_model_format, export_detail
+
+    if detect_model_format(model_dir) != "torch":
+        return export_detail(model_dir)
+    from .model import default_detail
+
+    return detail if detail is not None else default_detail(model_dir)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     @friendly_errors
@@ -141,6 +152,9 @@ def register(app: typer.Typer) -> None:
         overlap: Annotated[float, typer.Option(help="Tile overlap as a fraction of the tile.")] = 0.25,
         batch: Annotated[int, typer.Option(help="Tiles per model call (memory is bounded by this).")] = 4,
         steps: Annotated[int, typer.Option(help="Denoising steps (the model is trained for 1).")] = 1,
+        detail: Annotated[Optional[float], typer.Option(
+            min=0.0, max=1.0, help="0 = fidelity (closest to the photo's pixels), 1 = perceptual (sharp, "
+            "natural texture), in between = both networks interpolated. Default: the model's own default.")] = None,
         seed: Annotated[int, typer.Option(help="Seed of the noise field (same seed, same bytes).")] = 0,
         backend: Annotated[BackendName, typer.Option(help="auto picks the fastest available for the model.")] = BackendName.auto,
         device: Annotated[Device, typer.Option(help="torch backend device.")] = Device.auto,
@@ -179,7 +193,7 @@ def register(app: typer.Typer) -> None:
         if detect_model_format(model_dir) is None:
             raise UserError(f"{model_dir}: not a model directory (no config.json or manifest.json)")
         name = auto_backend(model_dir) if backend is BackendName.auto else backend.value
-        options = {"device": device.value, "threads": threads}
+        options = {"device": device.value, "threads": threads, "detail": detail}
         if dtype is not DType.auto:
             options["dtype"] = dtype.value
         runner = load_backend(name, model_dir, **options)
@@ -192,7 +206,7 @@ def register(app: typer.Typer) -> None:
         opts = UpscaleOptions(tile=tile, overlap=overlap, batch=batch, steps=steps, seed=seed)
         summary = run_jobs(jobs, runner, opts, ext.value if ext else None, quality, skip_existing, overwrite,
                            max_pixels, quiet or as_json or any(j.dst is None for j in jobs))
-        summary.update(backend=name, model=str(model_dir))
+        summary.update(backend=name, model=str(model_dir), detail=_detail_used(model_dir, detail))
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
         elif not quiet and not any(j.dst is None for j in jobs):

@@ -32,19 +32,34 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class LRPipelineConfig:
-    """How LR is made from an HR crop: Real-ESRGAN degradation with probability `realesrgan_prob`,
-    clean bicubic otherwise."""
+    """How LR is made from an HR crop, one pipeline per crop: the Real-ESRGAN second-order degradation with
+    probability `realesrgan_prob`, heavy JPEG (`jpeg_prob`), camera noise + mild blur + the camera's JPEG
+    (`camera_prob`), clean bicubic otherwise (see degradations.PhotoDegradationConfig)."""
 
     realesrgan_prob: float = 0.0
     degradation: deg.DegradationConfig = field(default_factory=deg.DegradationConfig)
+    jpeg_prob: float = 0.0
+    camera_prob: float = 0.0
+    photo: deg.PhotoDegradationConfig = field(default_factory=deg.PhotoDegradationConfig)
+
+    def __post_init__(self) -> None:
+        probs = {"realesrgan_prob": self.realesrgan_prob, "jpeg_prob": self.jpeg_prob, "camera_prob": self.camera_prob}
+        for k, v in probs.items():
+            if not 0.0 <= v <= 1.0:
+                raise DataError(f"{k} must be in [0, 1], got {v}")
+        if sum(probs.values()) > 1.0 + 1e-9:
+            raise DataError(f"realesrgan_prob + jpeg_prob + camera_prob must be at most 1, got {sum(probs.values()):g}")
 
     def to_dict(self) -> dict:
-        return {"realesrgan_prob": self.realesrgan_prob, "degradation": self.degradation.to_dict()}
+        return {"realesrgan_prob": self.realesrgan_prob, "degradation": self.degradation.to_dict(),
+                "jpeg_prob": self.jpeg_prob, "camera_prob": self.camera_prob, "photo": self.photo.to_dict()}
 
     @classmethod
     def from_dict(cls, d: dict) -> "LRPipelineConfig":
         return cls(realesrgan_prob=float(d.get("realesrgan_prob", 0.0)),
-                   degradation=deg.DegradationConfig.from_dict(d.get("degradation", {})))
+                   degradation=deg.DegradationConfig.from_dict(d.get("degradation", {})),
+                   jpeg_prob=float(d.get("jpeg_prob", 0.0)), camera_prob=float(d.get("camera_prob", 0.0)),
+                   photo=deg.PhotoDegradationConfig.from_dict(d.get("photo", {})))
 
 
 def list_images(folder: str | Path) -> list[Path]:
@@ -120,10 +135,15 @@ class CropDataset:
 
     def make_lr(self, hr: torch.Tensor, g: torch.Generator) -> dict[int, torch.Tensor]:
         """One HR crop (3,H,W) -> {scale: LR}; all scales share the same degradation draw."""
-        use_real = float(torch.rand((), generator=g)) < self.lr_cfg.realesrgan_prob
-        if use_real:
-            params = deg.sample_params(self.lr_cfg.degradation, g)
+        c = self.lr_cfg
+        u = float(torch.rand((), generator=g))  # one draw picks the pipeline (so older configs draw as before)
+        if u < c.realesrgan_prob:
+            params = deg.sample_params(c.degradation, g)
             return {s: deg.apply_degradation(hr, params, s) for s in self.scales}
+        if u < c.realesrgan_prob + c.jpeg_prob + c.camera_prob:
+            kind = "jpeg" if u < c.realesrgan_prob + c.jpeg_prob else "camera"
+            p = deg.sample_photo_params(kind, c.photo, g)
+            return {s: deg.apply_photo_degradation(hr, p, s, c.photo.blur_kernel_size) for s in self.scales}
         return {s: deg.bicubic_lr(hr, s) for s in self.scales}
 
     def sample(self, batch: int, g: torch.Generator) -> Batch:

@@ -11,7 +11,9 @@ LR images come from a folder (paired by file name) or are made from HR:
   classic Set5/Set14/BSD100 LR images were made;
 * ``realesrgan``: the Real-ESRGAN second-order degradation of degradations.py, with the random draw of
   image ``i`` (its index in the sorted HR folder) taken from ``torch.Generator().manual_seed(seed + i)``,
-  so every number is reproducible and does not depend on ``max_images``.
+  so every number is reproducible and does not depend on ``max_images``;
+* ``jpeg``: the ``bicubic`` LR saved as a JPEG at quality 40 (Pillow, 4:2:0) and decoded: a small, heavily
+  compressed web photo. Deterministic (no random draw).
 
 Every method (bicubic, edgesr, peers) is a callable ``(lr HxWx3 float32 in [0,1], grayscale) -> HR
 HxWx3``; :func:`evaluate` runs all of them on the same pairs and times each call.
@@ -62,7 +64,8 @@ __all__ = [
     "to_jsonable",
 ]
 
-DEGRADATIONS = ("bicubic", "realesrgan")
+DEGRADATIONS = ("bicubic", "realesrgan", "jpeg")
+JPEG_QUALITY = 40  # of the jpeg degradation
 _LR_MARKERS = re.compile(r"(?i)([_\-.]?(x\d+|lr|lrbi|lr_?x\d+|bicubic))+$")
 
 MethodFn = Callable[[np.ndarray, bool], np.ndarray]
@@ -208,9 +211,17 @@ def plan_pairs(hr_dir: str | os.PathLike, lr_dir: str | os.PathLike | None = Non
 
 def make_lr(hr: np.ndarray, how: str, scale: int, seed: int = 0) -> np.ndarray:
     """LR (h, w, 3) float32 on 8-bit levels from an HR (H, W, 3) float in [0, 1] (H, W multiples of scale)."""
-    if how == "bicubic":
+    if how in ("bicubic", "jpeg"):
         lr = M.matlab_imresize(np.asarray(hr, dtype=np.float64), 1.0 / scale, antialiasing=True)
-        return (np.round(np.clip(lr, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
+        lr = (np.round(np.clip(lr, 0.0, 1.0) * 255.0) / 255.0).astype(np.float32)
+        if how == "bicubic":
+            return lr
+        import torch
+
+        from .degradations import jpeg_compress
+
+        out = jpeg_compress(torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))), JPEG_QUALITY)
+        return np.ascontiguousarray(out.numpy().transpose(1, 2, 0), dtype=np.float32)
     if how == "realesrgan":
         import torch
 

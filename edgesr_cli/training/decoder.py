@@ -107,6 +107,8 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
     dec_ddp, disc_ddp = wrap_ddp(decoder, d), wrap_ddp(disc, d)
     gen_ddp = wrap_ddp(generator, d) if joint else generator
     lpips = perceptual_loss_fn(d.device) if cfg.perceptual_weight > 0 else None
+    if lpips is not None:
+        channels_last(lpips)
     last_layer = decoder.net[-1].weight
     val_batch = ctx.val.fixed_batch(cfg.val_images, seed=12345)
     batch_at = ctx.batches(start)
@@ -124,13 +126,17 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
         with autocast(d.device, ctx.dtype):
             sr = dec_ddp(zh).float()
         rec = pixel_loss(sr, hr, cfg.pixel_loss, cfg.l1_weight, cfg.luma_weight)
+        stats: dict[str, float] = {}
         if lpips is not None:
-            rec = rec + cfg.perceptual_weight * lpips(sr * 2 - 1, hr * 2 - 1).mean()
+            with autocast(d.device, ctx.dtype):
+                p_loss = lpips(sr * 2 - 1, hr * 2 - 1).float().mean()
+            rec = rec + cfg.perceptual_weight * p_loss
+            stats["lpips"] = float(p_loss.detach())
         use_gan = cfg.gan_weight > 0 and step >= cfg.gan_start
         loss = rec
-        stats: dict[str, float] = {}
         if use_gan:
-            g_loss = -disc_ddp(sr).mean()
+            with autocast(d.device, ctx.dtype):
+                g_loss = -disc_ddp(sr).float().mean()
             w = adaptive_weight(rec, g_loss, last_layer) * cfg.gan_weight
             loss = rec + w * g_loss
             stats["gan_w"] = float(w)
@@ -142,7 +148,8 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
         if joint:
             opt_gen.step()
         if use_gan:
-            d_loss = F.relu(1 - disc_ddp(hr)).mean() + F.relu(1 + disc_ddp(sr.detach())).mean()
+            with autocast(d.device, ctx.dtype):
+                d_loss = F.relu(1 - disc_ddp(hr).float()).mean() + F.relu(1 + disc_ddp(sr.detach()).float()).mean()
             opt_disc.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_disc.step()
