@@ -262,3 +262,13 @@ def test_export_bakes_the_detail_and_an_export_refuses_another(two_point_dir, tm
     with pytest.raises(BackendUnavailable, match="export again with --detail 0.5"):
         load_backend("onnx", res.path, detail=0.5)
     assert load_backend("onnx", res.path, detail=1.0).scale == 4
+
+
+def test_cli_degradation_mix_options_are_checked(tiny_model_dir, photo_dir, tmp_path):
+    r = CliRunner().invoke(app, ["finetune-decoder", "-m", str(tiny_model_dir), "-d", str(photo_dir), "-o",
+                                 str(tmp_path / "run"), "--realesrgan-prob", "0.6", "--jpeg-prob", "0.6"])
+    assert r.exit_code == 2 and "at most 1" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "run").exists()
+    r = CliRunner().invoke(app, ["finetune-decoder", "-m", str(tiny_model_dir), "-d", str(photo_dir), "-o",
+                                 str(tmp_path / "run"), "--camera-prob", "-0.1"])
+    assert r.exit_code == 2 and "--camera-prob must be in [0, 1]" in r.output

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from edgesr_cli.cli import app
 from edgesr_cli.config import get_preset
+from edgesr_cli.data import LRPipelineConfig
 from edgesr_cli.training.autoencoder import train_autoencoder
 from edgesr_cli.training.common import TrainConfig, TrainError
 from edgesr_cli.training.decoder import finetune_decoder
@@ -456,3 +457,26 @@ def test_batch_stream_is_the_same_for_any_worker_count_and_any_start():
     assert not torch.equal(other_rank.hr, one[0][1].hr)
     with pytest.raises(ValueError, match="workers"):
         next(batch_stream(ds, 3, seed=5, rank=0, start=0, stop=1, workers=-1))
+
+
+def test_perceptual_finetune_logs_lpips_and_checkpoint_ema_tool_rebuilds_the_model(photo_dir, student_dir, tmp_path):
+    """The LDM loss (pixel L1 + LPIPS-vgg + GAN from a step) runs end to end; tools.checkpoint_ema turns the
+    run's last checkpoint into exactly the model the run wrote."""
+    from edgesr_cli import lpips as L
+    from edgesr_cli.model import INFERENCE_COMPONENTS, COMPONENT_FILES
+    from edgesr_cli.tools import checkpoint_ema
+
+    cfg = tcfg(steps=4, finetune_generator=True, gan_weight=0.5, gan_start=2, perceptual_weight=1.0,
+               lr_pipeline=LRPipelineConfig(realesrgan_prob=0.0, jpeg_prob=0.5, camera_prob=0.5).to_dict())
+    out = tmp_path / "perc"
+    model_dir = finetune_decoder(cfg, [photo_dir], None, out, student_dir, show_progress=False)
+    recs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    train = [r for r in recs if r["kind"] == "train"]
+    assert [("gan_w" in r) for r in train] == [False, False, True, True]  # the GAN switches on at step 2
+    if L.available("vgg"):
+        assert all(0 < r["lpips"] < 2 for r in train)
+    assert checkpoint_ema.main([str(out / "checkpoint"), str(student_dir), str(tmp_path / "rebuilt")]) == 0
+    for c in INFERENCE_COMPONENTS:
+        a = load_file(str(model_dir / COMPONENT_FILES[c]))
+        b = load_file(str(tmp_path / "rebuilt" / COMPONENT_FILES[c]))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), c

@@ -1,0 +1,53 @@
+"""A model directory from a finetune-decoder run's checkpoint (its EMA weights), while the run goes on or
+after it stopped early: what `OUT/model` would hold if the run ended at the checkpoint's step.
+
+    python -m edgesr_cli.tools.checkpoint_ema RUN/checkpoint BASE_MODEL_DIR OUT_MODEL_DIR
+
+BASE_MODEL_DIR is the run's --model (its config and any weights the run did not train). Reads safetensors
+and JSON only.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+from ..model import load_model_dir, save_model_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 3:
+        print("usage: python -m edgesr_cli.tools.checkpoint_ema RUN/checkpoint BASE_MODEL_DIR OUT_MODEL_DIR", file=sys.stderr)
+        return 2
+    ckpt, base, out = (Path(a) for a in args)
+    model = load_model_dir(base, detail=0)
+    step = json.loads((ckpt / "state.json").read_text())["step"]
+    parts = {"decoder.ema.safetensors": {"decoder": model.decoder},
+             "generator.ema.safetensors": {"lr_encoder": model.lr_encoder, "unet": model.unet}}
+    used = []
+    for name, modules in parts.items():
+        path = ckpt / name
+        if not path.is_file():
+            continue
+        state = load_file(str(path))
+        for prefix, module in modules.items():
+            sub = {k.split(".", 1)[1]: v for k, v in state.items() if k.split(".", 1)[0] == prefix} \
+                if name.startswith("generator") else state
+            own = module.state_dict()
+            if set(sub) - set(own):
+                raise SystemExit(f"error: {path}: keys not in the {prefix} ({sorted(set(sub) - set(own))[:3]})")
+            module.load_state_dict({**own, **{k: v.to(own[k].dtype) for k, v in sub.items()}})
+        used.append(name)
+    if not used:
+        raise SystemExit(f"error: {ckpt}: no decoder/generator EMA weights")
+    save_model_dir(model, out, inference_only=True, metadata={"stage": "finetune-decoder", "checkpoint_step": step})
+    print(f"{out}: EMA weights of step {step} ({', '.join(used)})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
