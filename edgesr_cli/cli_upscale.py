@@ -144,7 +144,7 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Seed of the noise field (same seed, same bytes).")] = 0,
         backend: Annotated[BackendName, typer.Option(help="auto picks the fastest available for the model.")] = BackendName.auto,
         device: Annotated[Device, typer.Option(help="torch backend device.")] = Device.auto,
-        dtype: Annotated[DType, typer.Option(help="torch backend precision (auto: bf16 on CPUs with AVX512-BF16 or AMX, and on CUDA).")] = DType.auto,
+        dtype: Annotated[DType, typer.Option(help="torch backend precision (auto: bf16 on CPUs with AVX512-BF16 or AMX, and on CUDA; 16-bit inputs always run in fp32, since bf16 keeps only about 8 bits).")] = DType.auto,
         threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
         ext: Annotated[Optional[Ext], typer.Option("--ext", "-f", help="Output format (default: the input's).")] = None,
         quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
@@ -190,8 +190,9 @@ def register(app: typer.Typer) -> None:
         if tile % runner.lr_multiple:
             raise UserError(f"--tile {tile}: must be a multiple of {runner.lr_multiple} for this model")
         opts = UpscaleOptions(tile=tile, overlap=overlap, batch=batch, steps=steps, seed=seed)
+        runner16 = fp32_twin(runner) if dtype is DType.auto else None
         summary = run_jobs(jobs, runner, opts, ext.value if ext else None, quality, skip_existing, overwrite,
-                           max_pixels, quiet or as_json or any(j.dst is None for j in jobs))
+                           max_pixels, quiet or as_json or any(j.dst is None for j in jobs), runner16=runner16)
         summary.update(backend=name, model=str(model_dir))
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
@@ -202,8 +203,24 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
 
+def fp32_twin(runner):
+    """The same backend computing in fp32, for 16-bit photos: bf16 keeps 8 bits of mantissa, so a
+    16-bit photo run in bf16 comes back holding about 8 bits. None when the runner has no reduced
+    precision to leave (fp32 already, or an exported model with its own fixed precision)."""
+    import copy
+
+    import torch
+
+    dt = getattr(runner, "dtype", None)
+    if not isinstance(dt, torch.dtype) or dt == torch.float32:
+        return None
+    twin = copy.copy(runner)  # shares the loaded model; only the autocast dtype differs
+    twin.dtype = torch.float32
+    return twin
+
+
 def run_jobs(jobs: list[Job], runner, opts: UpscaleOptions, ext: str | None, quality: int, skip_existing: bool,
-             overwrite: bool, max_pixels: int, quiet: bool) -> dict:
+             overwrite: bool, max_pixels: int, quiet: bool, runner16=None) -> dict:
     results = []
     t0 = time.perf_counter()
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -225,7 +242,8 @@ def run_jobs(jobs: list[Job], runner, opts: UpscaleOptions, ext: str | None, qua
                 photo = read_image(data, name=job.label, max_pixels=max_pixels)
                 tiles = progress.add_task(f"  {Path(job.label).name}", total=None)
                 t1 = time.perf_counter()
-                out = upscale_photo(runner, photo, opts, progress=lambda d, n: progress.update(tiles, completed=d, total=n))
+                use = runner16 if runner16 is not None and photo.bit_depth > 8 else runner
+                out = upscale_photo(use, photo, opts, progress=lambda d, n: progress.update(tiles, completed=d, total=n))
                 progress.remove_task(tiles)
                 fmt = ext or _fmt_for(job, photo)
                 if job.dst is None:

@@ -16,7 +16,9 @@ This is the layer a photographer's pipeline trusts, so it follows three rules:
 
 Reading (:func:`read_image`)
 ----------------------------
-Anything Pillow can open is accepted (first frame only for animations);
+Anything Pillow can open is accepted, except animations and multi-page TIFFs (refused:
+upscaling only the first frame would drop the others silently; an MPO's extra pictures and a
+TIFF's reduced-resolution thumbnail pages are not counted as frames);
 :data:`EXTENSIONS` lists the suffixes :func:`find_images` picks up in folders.
 Supported Pillow modes and what they become:
 
@@ -30,7 +32,10 @@ Supported Pillow modes and what they become:
                                 one (the photo then carries an sRGB profile),
                                 else Pillow's naive conversion
 ``I;16``, ``I;16B``/``L``/``N`` grayscale, 16-bit (exact)
-``I`` (32-bit int)              grayscale, 16-bit, clipped to 0..65535
+``I`` (32-bit int)              grayscale, 16-bit, when every sample is in
+                                0..65535 (else rejected, never clipped)
+signed integer TIFF (int8/16)   rejected with :class:`ImageError` (Pillow
+                                would wrap int8 and clip negative int16)
 16-bit RGB / RGBA PNG & TIFF    RGB(+alpha), 16-bit (exact, see below)
 16-bit gray + alpha PNG         grayscale + alpha, 16-bit (exact)
 ``F`` (32-bit float), others    rejected with :class:`ImageError`
@@ -235,6 +240,7 @@ def read_image(
 
     with _pillow_limits(max_pixels):
         im = _open(data, label, max_pixels)
+        _refuse_frames(im, label)
         values, maxval, grayscale, icc = _decode(im, data, label)
 
     alpha = None
@@ -315,6 +321,34 @@ def _open(data: bytes, label: str, max_pixels: int | None) -> Image.Image:
     return im
 
 
+def _frame_count(im: Image.Image) -> int:
+    """Frames that are images of their own: an MPO's extra pictures (a camera's preview or depth
+    map) and a TIFF's reduced-resolution pages (NewSubfileType bit 0: thumbnails) do not count."""
+    n = int(getattr(im, "n_frames", 1) or 1)
+    if n <= 1 or im.format == "MPO":
+        return 1
+    if im.format != "TIFF":
+        return n
+    full = 0
+    for i in range(n):
+        im.seek(i)
+        full += not int(im.tag_v2.get(254, 0) or 0) & 1
+    im.seek(0)
+    return max(full, 1)
+
+
+def _refuse_frames(im: Image.Image, label: str) -> None:
+    """Upscaling only the first frame of an animation or a multi-page TIFF would drop the rest
+    without a word; refuse instead."""
+    try:
+        n = _frame_count(im)
+    except _DECODE_ERRORS as exc:
+        raise ImageError(label, f"corrupt or unsupported image ({_describe(exc)})") from exc
+    if n > 1:
+        what = f"{n} pages (a multi-page TIFF)" if im.format == "TIFF" else f"{n} frames (an animated {im.format})"
+        raise ImageError(label, f"has {what}; only single-frame images are supported, split it first")
+
+
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,
                   KeyError, TypeError, zlib.error)
 
@@ -341,6 +375,7 @@ def _decode(im: Image.Image, data: bytes, label: str
     """
     icc = im.info.get("icc_profile") or None
     rawmode = _single_rawmode(im)  # before loading: Pillow clears the tiles
+    _refuse_signed(im, rawmode, label)
     _load(im, label)
     if rawmode is not None and _RAW16_COLOUR.match(rawmode):
         values = _decode_16bit_colour(im, data, rawmode)
@@ -358,7 +393,12 @@ def _decode(im: Image.Image, data: bytes, label: str
         values = np.asarray(im).astype(np.uint16)[..., None]
         return _apply_colour_key(values, im.info.get("transparency"), 65535), 65535, True, icc
     if mode == "I":
-        values = np.clip(np.asarray(im), 0, 65535).astype(np.uint16)[..., None]
+        values = np.asarray(im)
+        low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        if low < 0 or high > 65535:
+            raise ImageError(label, f"32-bit integer samples from {low} to {high} do not fit 16 bits "
+                                    f"(0..65535); convert the image to 16-bit first")
+        values = values.astype(np.uint16)[..., None]
         return _apply_colour_key(values, im.info.get("transparency"), 65535), 65535, True, icc
     if mode in ("L", "LA", "La"):
         target = "LA" if mode != "L" or "transparency" in im.info else "L"
@@ -376,6 +416,26 @@ def _decode(im: Image.Image, data: bytes, label: str
         return _array(im, "RGB"), 255, False, icc
     raise ImageError(label, f"unsupported pixel format {mode!r} "
                             f"(supported: 8/16-bit gray, RGB, RGBA, palette, CMYK)")
+
+
+_SAMPLE_FORMAT = 339  # TIFF SampleFormat: 1 unsigned, 2 signed, 3 float
+_SIGNED_RAWMODE = re.compile(r"^(I|L|F);\d*B?S$")  # e.g. I;16S, I;16BS, I;32S
+
+
+def _refuse_signed(im: Image.Image, rawmode: str | None, label: str) -> None:
+    """Signed integer samples have no faithful place in a photo: Pillow decodes signed 8-bit TIFF
+    as if unsigned (-100 becomes 156) and signed 16-bit into a 32-bit mode whose negative half
+    would be clipped to black. Refuse them, before decoding, rather than damage them silently."""
+    tags = getattr(im, "tag_v2", None)
+    fmt = tags.get(_SAMPLE_FORMAT) if tags is not None else None
+    fmts = set(fmt) if isinstance(fmt, tuple) else {fmt}
+    signed = 2 in fmts or (rawmode is not None and _SIGNED_RAWMODE.match(rawmode) is not None)
+    if signed:
+        bits = tags.get(258) if tags is not None else None
+        bits = bits[0] if isinstance(bits, tuple) and bits else bits
+        kind = f"signed {bits}-bit integer" if isinstance(bits, int) else "signed integer"
+        raise ImageError(label, f"{kind} samples are not supported (a photo is unsigned); "
+                                f"convert the image to unsigned 8 or 16-bit first")
 
 
 def _array(im: Image.Image, mode: str) -> np.ndarray:
@@ -483,7 +543,7 @@ def _cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes
 
 # IFD0 tags worth carrying between TIFF files (the rest describe the pixel layout).
 _TIFF_IFD0_KEEP = frozenset({
-    270,    # ImageDescription
+    270,    # ImageDescription (unless it is a library's layout record, see _is_layout_record)
     271,    # Make
     272,    # Model
     274,    # Orientation
@@ -529,6 +589,19 @@ def _exif_for(im: Image.Image) -> tuple[bytes | None, int]:
     return None, orientation
 
 
+_IMAGE_DESCRIPTION = 270
+# ImageDescription values written by imaging libraries to describe the pixel layout (tifffile's
+# JSON or older "shape=(...)" record, ImageJ's header, OME-XML): they would no longer match the
+# upscaled output. A person's caption is kept.
+_LAYOUT_RECORD = re.compile(r'^\s*(\{\s*"shape"\s*:|shape=\(|ImageJ=|<\?xml[^>]*>\s*<OME[\s>]|<OME[\s>])')
+
+
+def _is_layout_record(value: Any) -> bool:
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return isinstance(value, str) and _LAYOUT_RECORD.match(value) is not None
+
+
 def _clean_exif(exif: Image.Exif | bytes | None) -> Image.Exif | None:
     """Keep descriptive IFD0 tags + Exif/GPS sub-IFDs; None if nothing is left.
 
@@ -551,6 +624,8 @@ def _clean_exif(exif: Image.Exif | bytes | None) -> Image.Exif | None:
     for tag in list(exif):
         if tag not in _TIFF_IFD0_KEEP and tag not in _SUB_IFDS:
             del exif[tag]
+    if _is_layout_record(exif.get(_IMAGE_DESCRIPTION)):
+        del exif[_IMAGE_DESCRIPTION]
     for tag in _SUB_IFDS:
         if tag in exif and not exif.get_ifd(tag):
             del exif[tag]

@@ -1,0 +1,174 @@
+"""`edgesr upscale` on hostile and unusual inputs (issue 16): every case is one clear line, the rest
+of the batch still runs, and nothing is damaged, left half-written or silently dropped.
+
+The corpus is generated here, at test time, in tmp_path (tiny images, the test-tiny model except
+where the shipped model's default precision is the point). Nothing reads ../shared or downloads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from edgesr_cli.cli import app
+from edgesr_cli.io import Photo, read_image, write_image
+from test_upscale_cli import error_lines, make_png, no_temp_files, size_of, upscale
+
+tifffile = pytest.importorskip("tifffile")
+
+
+def run_cli(*args: str, ok_codes=(0,)):
+    """`edgesr upscale ARGS` in-process with no -m/--dtype added (the defaults are under test)."""
+    result = CliRunner().invoke(app, ["upscale", *map(str, args)])
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code in ok_codes, (result.exit_code, result.output)
+    return result
+
+
+def batch_with(tmp_path: Path, name: str, write) -> tuple[Path, Path]:
+    """A folder holding one hostile file (written by `write(path)`) and one good PNG."""
+    src = tmp_path / "in"
+    src.mkdir(exist_ok=True)
+    write(src / name)
+    make_png(src / "good.png", 20, 28)
+    return src, tmp_path / "out"
+
+
+def assert_one_failure(result, path: Path, problem: str, out: Path) -> None:
+    lines = error_lines(result)
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}: ") and problem in lines[0], lines
+    assert "Traceback" not in result.output
+    assert size_of(out / "good.png") == (4 * 28, 4 * 20)  # the rest of the batch is processed
+    assert no_temp_files(out)
+
+
+# ---- 1. precision: 16-bit inputs run in fp32 -----------------------------------------------------
+
+
+def test_16bit_gradient_keeps_16_bits_with_default_options(tmp_path):
+    """Default options (shipped model, --dtype auto: bf16 on CPUs with native bf16) on a 16-bit RGB
+    gradient: the output must hold real 16-bit precision, not ~8 bits widened."""
+    y, x = np.mgrid[0:64, 0:64].astype(np.float32)
+    g = (y * 64 + x) / 4095.0  # 4096 levels over the whole 16-bit range
+    src = write_image(tmp_path / "grad.png", Photo(rgb=np.stack([g, g[::-1], g[:, ::-1]], -1), bit_depth=16))
+    dst = tmp_path / "out.png"
+    run_cli(src, "-o", dst, "-q", "--threads", "1")
+    out = read_image(dst)
+    assert out.bit_depth == 16 and (out.height, out.width) == (256, 256)
+    values = np.rint(out.rgb * 65535).astype(np.int64)
+    distinct = [len(np.unique(values[..., c])) for c in range(3)]
+    assert min(distinct) > 10_000, distinct
+
+
+def test_16bit_runs_on_an_fp32_twin_of_a_bf16_runner(tiny_model_dir):
+    import torch
+
+    from backends.torch_backend import load
+    from edgesr_cli.cli_upscale import fp32_twin
+
+    bf16 = load(tiny_model_dir, device="cpu", dtype="bf16")
+    twin = fp32_twin(bf16)
+    assert twin.dtype == torch.float32 and twin.model is bf16.model and bf16.dtype == torch.bfloat16
+    assert fp32_twin(load(tiny_model_dir, device="cpu", dtype="fp32")) is None
+
+
+def test_dtype_help_says_16bit_runs_in_fp32():
+    import typer
+
+    command = typer.main.get_command(app).commands["upscale"]
+    (option,) = [p for p in command.params if p.name == "dtype"]
+    assert "16-bit inputs always run in fp32" in option.help
+
+
+# ---- 2. signed and other integer TIFF modes --------------------------------------------------------
+
+INTEGER_TIFFS = {
+    "int16": (np.array([[-100, 0], [100, 30000]], dtype=np.int16), "signed 16-bit integer samples"),
+    "int8": (np.array([[-100, 0], [100, 127]], dtype=np.int8), "signed 8-bit integer samples"),
+    "int32": (np.array([[-5, 0], [7, 9]], dtype=np.int32), "signed 32-bit integer samples"),
+    "uint32-over-16-bit": (np.array([[0, 70000], [5, 6]], dtype=np.uint32), "from 0 to 70000 do not fit 16 bits"),
+}
+
+
+@pytest.mark.parametrize("kind", list(INTEGER_TIFFS))
+def test_integer_tiff_modes_are_refused_not_wrapped(tiny_model_dir, tmp_path, kind):
+    values, problem = INTEGER_TIFFS[kind]
+    src, out = batch_with(tmp_path, "odd.tif", lambda p: tifffile.imwrite(p, np.tile(values, (10, 14))))
+    result = upscale(tiny_model_dir, src, "-o", out, ok_codes=(1,))
+    assert_one_failure(result, src / "odd.tif", problem, out)
+    assert not (out / "odd.tif").exists()
+
+
+def test_uint32_tiff_within_16_bits_is_read_exactly(tmp_path):
+    values = np.array([[0, 65535], [1234, 7]], dtype=np.uint32)
+    tifffile.imwrite(tmp_path / "u32.tif", values)
+    p = read_image(tmp_path / "u32.tif")
+    assert p.bit_depth == 16 and p.grayscale
+    assert np.array_equal(np.rint(p.rgb[..., 0] * 65535).astype(np.int64), values)
+
+
+# ---- 3. multi-frame input; output TIFFs do not copy a layout ImageDescription --------------------
+
+
+def _gif(path: Path, frames: int = 3) -> None:
+    ims = [Image.fromarray(np.full((20, 28, 3), 40 * i, np.uint8)) for i in range(frames)]
+    ims[0].save(path, save_all=True, append_images=ims[1:], duration=100, loop=0)
+
+
+def _apng(path: Path, frames: int = 4) -> None:
+    ims = [Image.fromarray(np.full((20, 28, 3), 40 * i + 1, np.uint8)) for i in range(frames)]
+    ims[0].save(path, save_all=True, append_images=ims[1:], duration=100)
+
+
+def _multipage_tiff(path: Path, pages: int = 2) -> None:
+    tifffile.imwrite(path, np.zeros((pages, 20, 28, 3), np.uint8))
+
+
+MULTI_FRAME = {
+    "gif": ("anim.gif", _gif, "has 3 frames (an animated GIF)"),
+    "apng": ("anim.png", _apng, "has 4 frames (an animated PNG)"),
+    "tiff": ("pages.tif", _multipage_tiff, "has 2 pages (a multi-page TIFF)"),
+}
+
+
+@pytest.mark.parametrize("kind", list(MULTI_FRAME))
+def test_multi_frame_input_is_refused_naming_the_frame_count(tiny_model_dir, tmp_path, kind):
+    name, write, problem = MULTI_FRAME[kind]
+    src, out = batch_with(tmp_path, name, write)
+    inputs = [src] if kind != "gif" else [src / name, src / "good.png"]  # .gif is not picked from folders
+    result = upscale(tiny_model_dir, *inputs, "-o", out, ok_codes=(1,))
+    assert_one_failure(result, src / name, problem, out)
+    assert sorted(p.name for p in out.iterdir()) == ["good.png"]
+
+
+def test_tiff_with_a_reduced_resolution_page_is_one_image(tmp_path):
+    path = tmp_path / "thumb.tif"
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(np.full((20, 28, 3), 9, np.uint8))
+        tw.write(np.zeros((5, 7, 3), np.uint8), subfiletype=1)  # a reduced-resolution preview
+    p = read_image(path)
+    assert (p.height, p.width) == (20, 28) and np.allclose(p.rgb, 9 / 255)
+
+
+def test_tiff_output_drops_a_layout_description_but_keeps_a_caption(tiny_model_dir, tmp_path):
+    img = (np.random.default_rng(0).random((20, 28, 3)) * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "layout.tif", img)  # tifffile writes {"shape": [20, 28, 3]}
+    tifffile.imwrite(tmp_path / "caption.tif", img, description="Sunset over the harbour", metadata=None)
+    with tifffile.TiffFile(tmp_path / "layout.tif") as tf:
+        assert tf.pages[0].tags[270].value.startswith('{"shape"')
+    out = tmp_path / "out"
+    upscale(tiny_model_dir, tmp_path / "layout.tif", tmp_path / "caption.tif", "-o", out, "-q")
+    with tifffile.TiffFile(out / "layout.tif") as tf:
+        assert 270 not in tf.pages[0].tags and tf.pages[0].shape == (80, 112, 3)
+    with tifffile.TiffFile(out / "caption.tif") as tf:
+        assert tf.pages[0].tags[270].value == "Sunset over the harbour"
