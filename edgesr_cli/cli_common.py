@@ -35,11 +35,35 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (UserError, BackendUnavailable, DataError, ImageError, MetricUnavailable, ModelFileError, TrainError)
 
 
-def fail(message: str, code: int = 2) -> "typer.Exit":
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), 127)} | {9: "\\t", 10: "\\n", 13: "\\r"}
+
+
+def printable(text: str) -> str:
+    """`text` on one line: control characters (a newline in a file name, ...) written as escapes."""
+    return text.translate(_CONTROL)
+
+
+def print_error(message: str) -> None:
+    """`error: <message>` on one line of stderr, whatever characters the file names in it hold."""
     from rich.markup import escape
 
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(printable(message))}", highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> "typer.Exit":
+    print_error(message)
     return typer.Exit(code)
+
+
+def _one_line(exc: BaseException) -> str:
+    """Our own messages are one line by design (a newline in them is part of a file name, shown
+    escaped); a library's may run on, and only its first line is shown."""
+    from .io import ImageError
+
+    text = str(exc)
+    if not text:
+        return type(exc).__name__
+    return text if isinstance(exc, (UserError, ImageError)) else text.splitlines()[0]
 
 
 def friendly_errors(fn: F) -> F:
@@ -53,7 +77,7 @@ def friendly_errors(fn: F) -> F:
         except _user_errors() as exc:
             if os.environ.get("EDGESR_DEBUG"):
                 raise
-            raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, getattr(exc, "code", 2)) from None
+            raise fail(_one_line(exc), getattr(exc, "code", 2)) from None
         except ValueError as exc:  # library input validation (config, shapes, options)
             if os.environ.get("EDGESR_DEBUG"):
                 raise

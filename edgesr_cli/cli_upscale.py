@@ -7,11 +7,12 @@ errors); --skip-existing resumes a half-done folder; --shard i/n splits a folder
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -21,8 +22,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .cli_common import Device, UserError, default_model_dir, err_console, friendly_errors
-from .io import DEFAULT_MAX_PIXELS, ImageError, Photo, encode_image, find_images, read_image, write_image
+from .cli_common import Device, UserError, default_model_dir, err_console, friendly_errors, printable, print_error
+from .io import DEFAULT_MAX_PIXELS, ImageError, Photo, encode_image, find_inputs, read_image, write_image
 from .upscale import UpscaleOptions, upscale_photo
 
 
@@ -59,6 +60,14 @@ class Job:
     label: str
 
 
+@dataclass
+class Plan:
+    jobs: list[Job]
+    failures: list[ImageError] = field(default_factory=list)  # inputs that cannot be processed
+    skipped: list[str] = field(default_factory=list)  # notes: special files met in folders
+    found: bool = True  # some input exists (else the run is a usage error)
+
+
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """'i/n' with 0 <= i < n."""
     if text is None:
@@ -86,21 +95,24 @@ def out_name(rel: Path, ext: str | None, suffix: str, src_fmt_ext: str) -> Path:
 
 
 def plan_jobs(inputs: list[str], out: str | None, ext: str | None, suffix: str | None, scale: int,
-              shard: tuple[int, int] | None) -> list[Job]:
+              shard: tuple[int, int] | None) -> Plan:
     if not inputs:
         raise UserError("no input: give files, folders, globs or - for stdin")
     if "-" in inputs:
         if len(inputs) > 1:
             raise UserError("- (stdin) cannot be mixed with other inputs")
         if out in (None, "-"):
-            return [Job(None, None, "<stdin>")]
-        return [Job(None, Path(out), "<stdin>")]
-    pairs = find_images(inputs)
-    single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
+            return Plan([Job(None, None, "<stdin>")])
+        return Plan([Job(None, Path(out), "<stdin>")])
+    found = find_inputs(inputs)
+    pairs = found.pairs
+    plan = Plan([], found.failures, found.skipped, found=bool(pairs))
+    single_file = len(inputs) == 1 and not Path(inputs[0]).is_dir() and not glob.has_magic(inputs[0])
     if out == "-":
         if not single_file:
             raise UserError("-o - (stdout) takes exactly one input image")
-        return [Job(f, None, str(f)) for f, r in pairs if in_shard(r, shard)]
+        plan.jobs = [Job(f, None, str(f)) for f, r in pairs if in_shard(r, shard)]
+        return plan
     jobs: list[tuple[Path, Job]] = []
     for src, rel in pairs:
         src_ext = _SUFFIX_EXT.get(src.suffix.lower().lstrip("."), "png")
@@ -126,7 +138,8 @@ def plan_jobs(inputs: list[str], out: str | None, ext: str | None, suffix: str |
             raise UserError(f"{claimed[key]} and {job.src} would both be written to {job.dst}; "
                             "rename one or use --suffix/--ext")
         claimed[key] = job.src
-    return [job for rel, job in jobs if in_shard(rel, shard)]
+    plan.jobs = [job for rel, job in jobs if in_shard(rel, shard)]
+    return plan
 
 
 def register(app: typer.Typer) -> None:
@@ -174,7 +187,12 @@ def register(app: typer.Typer) -> None:
             if threads < 1:
                 raise UserError(f"--threads must be >= 1, got {threads}")
             torch.set_num_threads(threads)
-        jobs = plan_jobs(inputs, output, ext.value if ext else None, suffix, scale, sh)
+        plan = plan_jobs(inputs, output, ext.value if ext else None, suffix, scale, sh)
+        if not plan.found and plan.failures:  # nothing to do at all: a usage error
+            for problem in plan.failures:
+                print_error(str(problem))
+            raise typer.Exit(2)
+        jobs = plan.jobs
         model_dir = model if model is not None else default_model_dir()
         if detect_model_format(model_dir) is None:
             raise UserError(f"{model_dir}: not a model directory (no config.json or manifest.json)")
@@ -191,8 +209,12 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"--tile {tile}: must be a multiple of {runner.lr_multiple} for this model")
         opts = UpscaleOptions(tile=tile, overlap=overlap, batch=batch, steps=steps, seed=seed)
         runner16 = fp32_twin(runner) if dtype is DType.auto else None
+        if not quiet:
+            for note in plan.skipped:
+                err_console.print(f"note: {escape(printable(note))}", highlight=False, soft_wrap=True)
         summary = run_jobs(jobs, runner, opts, ext.value if ext else None, quality, skip_existing, overwrite,
-                           max_pixels, quiet or as_json or any(j.dst is None for j in jobs), runner16=runner16)
+                           max_pixels, quiet or as_json or any(j.dst is None for j in jobs), runner16=runner16,
+                           failures=plan.failures)
         summary.update(backend=name, model=str(model_dir))
         if as_json:
             typer.echo(json.dumps(summary, indent=2))
@@ -220,8 +242,12 @@ def fp32_twin(runner):
 
 
 def run_jobs(jobs: list[Job], runner, opts: UpscaleOptions, ext: str | None, quality: int, skip_existing: bool,
-             overwrite: bool, max_pixels: int, quiet: bool, runner16=None) -> dict:
+             overwrite: bool, max_pixels: int, quiet: bool, runner16=None,
+             failures: list[ImageError] = ()) -> dict:
     results = []
+    for problem in failures:
+        results.append({"input": problem.path, "output": None, "status": "failed", "error": str(problem)})
+        print_error(str(problem))
     t0 = time.perf_counter()
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=Console(stderr=True), disable=quiet, transient=True)
@@ -255,11 +281,10 @@ def run_jobs(jobs: list[Job], runner, opts: UpscaleOptions, ext: str | None, qua
                            size=[out.width, out.height])
             except ImageError as exc:
                 rec.update(status="failed", error=str(exc))
-                err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+                print_error(str(exc))
             except ValueError as exc:
                 rec.update(status="failed", error=f"{job.label}: {exc}")
-                err_console.print(f"[bold red]error:[/] {escape(f'{job.label}: {exc}')}", highlight=False,
-                                  soft_wrap=True)
+                print_error(f"{job.label}: {exc}")
             results.append(rec)
             progress.advance(overall)
     count = lambda s: sum(r["status"] == s for r in results)  # noqa: E731

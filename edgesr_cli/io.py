@@ -117,6 +117,7 @@ __all__ = [
     "Photo",
     "encode_image",
     "find_images",
+    "find_inputs",
     "read_image",
     "write_image",
 ]
@@ -228,12 +229,7 @@ def read_image(
         path = Path(src)
         label = name or str(src)
         source = str(src)
-        if path.is_dir():
-            raise ImageError(label, "is a folder, not an image")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ImageError(label, f"cannot read ({_describe(exc)})") from exc
+        data = _read_regular_file(path, label)
 
     if not data:
         raise ImageError(label, "empty file (0 bytes)")
@@ -268,6 +264,52 @@ def read_image(
         format=im.format or "",
         source=source,
     )
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+def _not_regular(label: str, mode: int) -> ImageError:
+    if stat.S_ISDIR(mode):
+        return ImageError(label, "is a folder, not an image")
+    return ImageError(label, f"not a regular file ({_kind(mode)}); only image files are read")
+
+
+def _read_regular_file(path: Path, label: str) -> bytes:
+    """The bytes of a regular file. A FIFO, device or socket is refused before a single byte is
+    read (opened non-blocking, so a FIFO without a writer cannot hang us, and checked with fstat
+    on the open descriptor, so a file swapped after a check is caught too)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ImageError(label, _open_problem(exc)) from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(label, st.st_mode)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as fp:
+            return fp.read()
+    except OSError as exc:
+        raise ImageError(label, f"cannot read ({_describe(exc)})") from exc
+    finally:
+        os.close(fd)
+
+
+def _open_problem(exc: OSError) -> str:
+    import errno
+
+    if exc.errno == errno.ELOOP:
+        return "symlink loop (too many levels of symbolic links)"
+    if exc.errno == errno.EISDIR:
+        return "is a folder, not an image"
+    return f"cannot read ({_describe(exc)})"
 
 
 _PIL_LIMIT_LOCK = threading.Lock()
@@ -1062,15 +1104,35 @@ def _is_image_name(name: str) -> bool:
 
 
 def _walk_images(folder: Path) -> list[Path]:
-    """Image files under ``folder``, recursively, skipping hidden files and folders.
+    """Image-named entries under ``folder``, recursively, skipping hidden files and folders.
 
-    Symlinked folders are not followed (no cycles); the order is sorted by path.
+    Symlinked folders are not followed (no cycles); the order is sorted by path. Entries are
+    returned whatever they are (:func:`_entry_problem` sorts out FIFOs, devices and loops).
     """
     found = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         found.extend(Path(root, f) for f in files if _is_image_name(f))
     return sorted(found, key=lambda p: p.relative_to(folder).parts)
+
+
+def _entry_problem(path: Path) -> tuple[str, bool] | None:
+    """None for a regular file (after symlinks); else ``(problem, is_failure)``: a symlink loop or a
+    broken link is a failure (an image was meant to be there), a FIFO, device or socket is not an
+    image file at all and is only skipped."""
+    import errno
+
+    try:
+        st = path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop (too many levels of symbolic links)", True
+        if path.is_symlink():
+            return "broken symlink (its target does not exist)", True
+        return f"cannot read ({_describe(exc)})", True
+    if stat.S_ISREG(st.st_mode):
+        return None
+    return f"not a regular file ({_kind(st.st_mode)})", False
 
 
 def _glob_base(pattern: str) -> Path:
@@ -1083,7 +1145,66 @@ def _glob_base(pattern: str) -> Path:
     return Path(*parts) if parts else Path(".")
 
 
-def find_images(inputs: list[str]) -> list[tuple[Path, Path]]:
+@dataclass
+class Inputs:
+    """What :func:`find_inputs` found: ``pairs`` to process, ``failures`` (one :class:`ImageError`
+    per input that cannot be processed: missing, a symlink loop, a FIFO named explicitly, an empty
+    folder) and ``skipped`` (one-line notes on special files met inside folders and globs)."""
+
+    pairs: list[tuple[Path, Path]]
+    failures: list[ImageError]
+    skipped: list[str]
+
+
+def _expand(raw: str, failures: list[ImageError], skipped: list[str]) -> list[tuple[Path, Path]]:
+    """One CLI input -> its (file, relative path) pairs, problems appended to the lists."""
+    path = Path(raw)
+
+    def keep(files: list[Path], base: Path) -> list[tuple[Path, Path]]:
+        out = []
+        for f in files:
+            problem = _entry_problem(f)
+            if problem is None:
+                out.append((f, f.relative_to(base)))
+            elif problem[1]:
+                failures.append(ImageError(f, problem[0]))
+            else:
+                skipped.append(f"{f}: skipped, {problem[0]}")
+        return out
+
+    if path.is_dir():
+        files = _walk_images(path)
+        if not files:
+            failures.append(ImageError(raw, "no images found in this folder "
+                                            f"(looking for .{', .'.join(sorted(EXTENSIONS))})"))
+        return keep(files, path)
+    if os.path.lexists(path):  # a file, or something that is not: named explicitly, so a failure
+        problem = _entry_problem(path)
+        if problem is not None:
+            failures.append(ImageError(raw, problem[0]))
+            return []
+        return [(path, Path(path.name))]
+    if glob.has_magic(raw):
+        base = _glob_base(raw)
+        found: list[tuple[Path, Path]] = []
+        matched = False
+        for match in sorted(glob.glob(raw, recursive=True)):
+            m = Path(match)
+            if m.is_dir():
+                files = _walk_images(m)
+                matched |= bool(files)
+                found.extend((f, f.relative_to(base)) for f, _ in keep(files, m))
+            elif _is_image_name(m.name):
+                matched = True
+                found.extend(keep([m], base))
+        if not matched:
+            failures.append(ImageError(raw, "no images match this pattern"))
+        return found
+    failures.append(ImageError(raw, "no such file or folder"))
+    return []
+
+
+def find_inputs(inputs: list[str]) -> Inputs:
     """Expand CLI inputs into ``(file, relative path for mirroring)`` pairs.
 
     * a file is taken as is (whatever its suffix); relative path = its name;
@@ -1093,39 +1214,17 @@ def find_images(inputs: list[str]) -> list[tuple[Path, Path]]:
       files (and searches matching folders); relative path = below the
       pattern's fixed leading folder, e.g. ``shots/**/*.jpg`` -> ``2024/a.jpg``.
 
-    A file reached twice is listed once.  ``"-"`` (stdin) is not handled here.
+    Only regular files (after symlinks) are taken: FIFOs, devices and sockets met in folders and
+    globs are skipped with a note; symlink loops and broken links are failures of their own, as
+    are inputs that do not exist; the other inputs are still expanded. A file reached twice is
+    listed once. ``"-"`` (stdin) is not handled here.
 
     Raises:
-        ImageError: an input does not exist, matches nothing, or a folder/glob
-            holds no images; or two different files would be mirrored to the
-            same relative path.
+        ImageError: two different files would be mirrored to the same relative path.
     """
-    pairs: list[tuple[Path, Path]] = []
-    for raw in inputs:
-        path = Path(raw)
-        if path.is_file():
-            pairs.append((path, Path(path.name)))
-        elif path.is_dir():
-            files = _walk_images(path)
-            if not files:
-                raise ImageError(raw, "no images found in this folder "
-                                      f"(looking for .{', .'.join(sorted(EXTENSIONS))})")
-            pairs.extend((f, f.relative_to(path)) for f in files)
-        elif glob.has_magic(raw):
-            base = _glob_base(raw)
-            found: list[tuple[Path, Path]] = []
-            for match in sorted(glob.glob(raw, recursive=True)):
-                m = Path(match)
-                if m.is_dir():
-                    found.extend((f, f.relative_to(base)) for f in _walk_images(m))
-                elif m.is_file() and _is_image_name(m.name):
-                    found.append((m, m.relative_to(base)))
-            if not found:
-                raise ImageError(raw, "no images match this pattern")
-            pairs.extend(found)
-        else:
-            raise ImageError(raw, "no such file or folder")
-
+    failures: list[ImageError] = []
+    skipped: list[str] = []
+    pairs = [pair for raw in inputs for pair in _expand(raw, failures, skipped)]
     unique: list[tuple[Path, Path]] = []
     seen_files: set[Path] = set()
     seen_rel: dict[Path, Path] = {}
@@ -1138,4 +1237,18 @@ def find_images(inputs: list[str]) -> list[tuple[Path, Path]]:
             raise ImageError(file, f"would be written to the same output {rel} as {seen_rel[rel]}")
         seen_rel[rel] = file
         unique.append((file, rel))
-    return unique
+    return Inputs(unique, failures, skipped)
+
+
+def find_images(inputs: list[str]) -> list[tuple[Path, Path]]:
+    """:func:`find_inputs`'s pairs, for callers that want all or nothing.
+
+    Raises:
+        ImageError: the first input that cannot be processed (does not exist, matches nothing,
+            a folder/glob holds no images, a symlink loop, not a regular file); or two different
+            files would be mirrored to the same relative path.
+    """
+    found = find_inputs(inputs)
+    if found.failures:
+        raise found.failures[0]
+    return found.pairs

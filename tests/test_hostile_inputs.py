@@ -172,3 +172,91 @@ def test_tiff_output_drops_a_layout_description_but_keeps_a_caption(tiny_model_d
         assert 270 not in tf.pages[0].tags and tf.pages[0].shape == (80, 112, 3)
     with tifffile.TiffFile(out / "caption.tif") as tf:
         assert tf.pages[0].tags[270].value == "Sunset over the harbour"
+
+
+# ---- 5, 6, 9. inputs: regular files only, loops per file, a missing input is one failure ---------
+
+
+def edgesr_proc(*args: str, stdin=None, timeout: float = 60, stdout=subprocess.PIPE, pre: str = "",
+                ) -> subprocess.CompletedProcess:
+    """`edgesr ARGS` in a fresh interpreter (after the Python lines `pre`), with a timeout so that a
+    hang fails the test instead of stalling the suite."""
+    env = {k: v for k, v in os.environ.items() if k != "EDGESR_DEBUG"}
+    env["OMP_NUM_THREADS"] = "1"
+    code = f"{pre}\nfrom edgesr_cli.cli import main; main()"
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], stdin=stdin, stdout=stdout,
+                          stderr=subprocess.PIPE, env=env, timeout=timeout)
+
+
+def proc_errors(proc) -> list[str]:
+    return [ln for ln in proc.stderr.decode().splitlines() if ln.startswith("error:")]
+
+
+def test_special_files_in_a_folder_are_skipped_and_loops_reported_per_file(tiny_model_dir, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    make_png(src / "good.png", 20, 28)
+    os.mkfifo(src / "pipe.png")  # no writer: reading it would block forever
+    (src / "zero.png").symlink_to("/dev/zero")  # reading it would never end
+    (src / "loop.png").symlink_to("loop.png")
+    (src / "gone.png").symlink_to(tmp_path / "deleted.png")
+    proc = edgesr_proc("upscale", src, "-o", out, "-m", tiny_model_dir, "--dtype", "fp32")
+    err = proc.stderr.decode()
+    assert proc.returncode == 1, err
+    assert proc_errors(proc) == [
+        f"error: {src / 'gone.png'}: broken symlink (its target does not exist)",
+        f"error: {src / 'loop.png'}: symlink loop (too many levels of symbolic links)",
+    ]
+    assert f"note: {src / 'pipe.png'}: skipped, not a regular file (a FIFO)" in err.splitlines()
+    assert f"note: {src / 'zero.png'}: skipped, not a regular file (a character device)" in err.splitlines()
+    assert "Traceback" not in err and "1 upscaled, 0 skipped, 2 failed" in err
+    assert sorted(p.name for p in out.iterdir()) == ["good.png"]
+
+
+def test_a_fifo_or_device_named_explicitly_is_refused_not_read(tiny_model_dir, tmp_path):
+    make_png(tmp_path / "good.png", 20, 28)
+    os.mkfifo(tmp_path / "pipe.png")
+    out = tmp_path / "out"
+    proc = edgesr_proc("upscale", tmp_path / "pipe.png", "/dev/zero", tmp_path / "good.png", "-o", out,
+                       "-m", tiny_model_dir, "--dtype", "fp32")
+    assert proc.returncode == 1, proc.stderr.decode()
+    assert proc_errors(proc) == [
+        f"error: {tmp_path / 'pipe.png'}: not a regular file (a FIFO)",
+        "error: /dev/zero: not a regular file (a character device)",
+    ]
+    assert sorted(p.name for p in out.iterdir()) == ["good.png"]
+    proc = edgesr_proc("upscale", tmp_path / "pipe.png", "-o", "-", "-m", tiny_model_dir)  # alone: usage error
+    assert proc.returncode == 2 and proc_errors(proc) == [f"error: {tmp_path / 'pipe.png'}: not a regular file (a FIFO)"]
+    assert proc.stdout == b""
+
+
+def test_read_image_refuses_a_fifo_without_blocking(tmp_path):
+    from edgesr_cli.io import ImageError
+
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(ImageError, match="not a regular file"):
+        read_image(tmp_path / "pipe.png")
+    with pytest.raises(ImageError, match="symlink loop"):
+        (tmp_path / "loop.png").symlink_to("loop.png")
+        read_image(tmp_path / "loop.png")
+
+
+def test_a_missing_input_is_one_failure_among_many(tiny_model_dir, tmp_path):
+    make_png(tmp_path / "a.png", 20, 28)
+    make_png(tmp_path / "b.png", 20, 28)
+    out = tmp_path / "out"
+    result = upscale(tiny_model_dir, tmp_path / "a.png", tmp_path / "nope.png", tmp_path / "b.png", "-o", out,
+                     "--json", ok_codes=(1,))
+    assert error_lines(result) == [f"error: {tmp_path / 'nope.png'}: no such file or folder"]
+    summary = json.loads(result.stdout)
+    assert (summary["done"], summary["failed"]) == (2, 1)
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png"]
+
+
+def test_newline_in_a_file_name_stays_on_one_error_line(tiny_model_dir, tmp_path):
+    src, out = batch_with(tmp_path, "two\nlines.png", lambda p: p.write_bytes(b"not an image"))
+    result = upscale(tiny_model_dir, src, "-o", out, ok_codes=(1,))
+    assert error_lines(result) == [f"error: {src}/two\\nlines.png: not an image (cannot identify image file)"]
+    assert size_of(out / "good.png") == (4 * 28, 4 * 20)
+    result = upscale(tiny_model_dir, tmp_path / "no\nsuch.png", ok_codes=(2,))
+    assert result.stderr.splitlines() == [f"error: {tmp_path}/no\\nsuch.png: no such file or folder"]
