@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
+import threading
 from enum import Enum
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import typer
 from rich.console import Console
@@ -21,6 +24,49 @@ class UserError(Exception):
     def __init__(self, message: str, code: int = 2) -> None:
         super().__init__(message)
         self.code = code
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where SIGINT raises KeyboardInterrupt, so that the same cleanup
+    runs (the temp file of the output in progress is removed) and the exit code is 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.code = 128 + signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+def interruption(exc: KeyboardInterrupt) -> tuple[str, int]:
+    """(`interrupted` or `terminated (SIGTERM)`, exit code) for a KeyboardInterrupt or Terminated."""
+    if isinstance(exc, Terminated):
+        return f"terminated ({exc.name})", exc.code
+    return "interrupted", 130
+
+
+@contextlib.contextmanager
+def signals_as_interrupts() -> Iterator[None]:
+    """While inside, SIGTERM (timeout, Slurm, docker stop) and SIGHUP (a closed terminal) raise
+    Terminated in the main thread; later ones of the same run are ignored while it cleans up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        for s in wanted:
+            signal.signal(s, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    wanted = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None]
+    old = {s: signal.signal(s, handler) for s in wanted}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
@@ -82,8 +128,8 @@ def friendly_errors(fn: F) -> F:
             if os.environ.get("EDGESR_DEBUG"):
                 raise
             raise fail(str(exc).splitlines()[0], 2) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted", 130) from None
+        except KeyboardInterrupt as exc:
+            raise fail(*interruption(exc)) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -115,6 +115,7 @@ __all__ = [
     "WRITE_FORMATS",
     "ImageError",
     "Photo",
+    "check_writable",
     "encode_image",
     "find_images",
     "find_inputs",
@@ -1055,6 +1056,21 @@ def _write_tiff(fp: IO[bytes], values: np.ndarray, icc: bytes | None, exif: byte
 
 
 # ---- atomic-write helpers ---------------------------------------------------------------
+
+
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Raise the ImageError that :func:`write_image` would, for a folder it cannot write into,
+    without creating anything: call it before spending time on an image."""
+    target = Path(path)
+    folder = target.parent
+    existing = folder
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = f"{existing} is a file, not a folder" if existing == folder else f"a parent of {folder} is a file"
+        raise ImageError(target, f"cannot write ({where})")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ImageError(target, f"cannot write ({existing} is not writable)")
 
 
 def _ensure_folder(folder: Path, target: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -177,15 +176,14 @@ def test_tiff_output_drops_a_layout_description_but_keeps_a_caption(tiny_model_d
 # ---- 5, 6, 9. inputs: regular files only, loops per file, a missing input is one failure ---------
 
 
-def edgesr_proc(*args: str, stdin=None, timeout: float = 60, stdout=subprocess.PIPE, pre: str = "",
-                ) -> subprocess.CompletedProcess:
+def edgesr_proc(*args: str, input: bytes | None = None, pre: str = "") -> subprocess.CompletedProcess:
     """`edgesr ARGS` in a fresh interpreter (after the Python lines `pre`), with a timeout so that a
     hang fails the test instead of stalling the suite."""
     env = {k: v for k, v in os.environ.items() if k != "EDGESR_DEBUG"}
     env["OMP_NUM_THREADS"] = "1"
     code = f"{pre}\nfrom edgesr_cli.cli import main; main()"
-    return subprocess.run([sys.executable, "-c", code, *map(str, args)], stdin=stdin, stdout=stdout,
-                          stderr=subprocess.PIPE, env=env, timeout=timeout)
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], input=input, capture_output=True,
+                          env=env, timeout=60, stdin=None if input is not None else subprocess.DEVNULL)
 
 
 def proc_errors(proc) -> list[str]:
@@ -260,3 +258,144 @@ def test_newline_in_a_file_name_stays_on_one_error_line(tiny_model_dir, tmp_path
     assert size_of(out / "good.png") == (4 * 28, 4 * 20)
     result = upscale(tiny_model_dir, tmp_path / "no\nsuch.png", ok_codes=(2,))
     assert result.stderr.splitlines() == [f"error: {tmp_path}/no\\nsuch.png: no such file or folder"]
+
+
+# ---- 7. SIGTERM and SIGHUP as SIGINT: temp file removed, exit 128 + signal, summary --------------
+
+# In the child: the first output write sends the signal to the process halfway through the file.
+SIGNAL_MID_WRITE = """
+import os, signal, edgesr_cli.io as io_
+_plan = io_._plan
+def plan(*a, **k):
+    emit = _plan(*a, **k)
+    def half_then_signal(fp):
+        fp.write(b"half an image"); fp.flush()
+        os.kill(os.getpid(), signal.{sig})
+        emit(fp)
+    return half_then_signal
+io_._plan = plan
+"""
+
+
+@pytest.mark.parametrize("sig, code, message", [("SIGTERM", 143, "error: terminated (SIGTERM)"),
+                                                ("SIGHUP", 129, "error: terminated (SIGHUP)"),
+                                                ("SIGINT", 130, "error: interrupted")])
+def test_signal_mid_write_removes_the_temp_file_and_prints_the_summary(tiny_model_dir, tmp_path, sig, code,
+                                                                        message):
+    src, out = tmp_path / "in", tmp_path / "out"
+    for name in ("a", "b", "c"):
+        make_png(src / f"{name}.png", 20, 28)
+    proc = edgesr_proc("upscale", src, "-o", out, "-m", tiny_model_dir, "--dtype", "fp32",
+                       pre=SIGNAL_MID_WRITE.format(sig=sig))
+    err = proc.stderr.decode()
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    assert err.splitlines()[-2:] == [err.splitlines()[-2], message]
+    assert err.splitlines()[-2].startswith("0 upscaled, 0 skipped, 0 failed, 2 not started in ")
+    assert list(out.iterdir()) == []  # no partial a.png, no hidden .a.png.*.tmp
+
+
+def test_interrupted_json_summary_says_so(tiny_model_dir, tmp_path):
+    src = tmp_path / "in"
+    make_png(src / "a.png", 20, 28)
+    proc = edgesr_proc("upscale", src, "-o", tmp_path / "out", "-m", tiny_model_dir, "--dtype", "fp32", "--json",
+                       pre=SIGNAL_MID_WRITE.format(sig="SIGTERM"))
+    assert proc.returncode == 143
+    summary = json.loads(proc.stdout)
+    assert summary["interrupted"] == "terminated (SIGTERM)" and summary["not_started"] == 0
+    assert [r["status"] for r in summary["images"]] == ["interrupted"]
+
+
+# ---- 8. messages: seed, stdin with -o DIR, closed or full stdout, closed stdin ---------------------
+
+
+@pytest.mark.parametrize("seed", [str(2 ** 64), str(-(2 ** 63) - 1)])
+def test_seed_beyond_64_bits_is_a_usage_error(tiny_model_dir, tmp_path, seed):
+    src = make_png(tmp_path / "a.png", 20, 28)
+    result = upscale(tiny_model_dir, src, "--seed", seed, ok_codes=(2,))
+    assert error_lines(result) == [f"error: --seed {seed}: must fit in 64 bits (-2**63 to 2**64 - 1)"]
+    assert not (tmp_path / "a_x4.png").exists()
+
+
+def test_largest_64_bit_seed_works(tiny_model_dir, tmp_path):
+    src = make_png(tmp_path / "a.png", 20, 28)
+    upscale(tiny_model_dir, src, "--seed", str(2 ** 64 - 1), "-q")
+    assert (tmp_path / "a_x4.png").is_file()
+
+
+@pytest.mark.parametrize("target", ["newdir/", "existing"])
+def test_stdin_with_a_folder_output_is_refused_with_a_hint(tiny_model_dir, tmp_path, target):
+    (tmp_path / "existing").mkdir()
+    png = make_png(tmp_path / "a.png", 20, 28).read_bytes()
+    out = f"{tmp_path}/{target}"
+    proc = edgesr_proc("upscale", "-", "-o", out, "-m", tiny_model_dir, input=png)
+    assert proc.returncode == 2
+    (line,) = proc_errors(proc)
+    assert line.startswith(f"error: -o {out}: is a folder, but stdin has no file name") and "photo.png" in line
+    assert not (tmp_path / "newdir").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "existing"]
+
+
+def test_stdin_to_a_named_file_still_works(tiny_model_dir, tmp_path):
+    png = make_png(tmp_path / "a.png", 20, 28).read_bytes()
+    proc = edgesr_proc("upscale", "-", "-o", tmp_path / "new" / "b.png", "-m", tiny_model_dir, input=png)
+    assert proc.returncode == 0, proc.stderr.decode()
+    assert size_of(tmp_path / "new" / "b.png") == (4 * 28, 4 * 20)
+
+
+def _shell(cmd: str, tiny_model_dir: Path, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "EDGESR_MODEL": str(tiny_model_dir)}
+    env.pop("EDGESR_DEBUG", None)
+    edgesr = f"{sys.executable} -c 'from edgesr_cli.cli import main; main()'"
+    return subprocess.run(["bash", "-c", cmd.format(edgesr=edgesr)], capture_output=True, timeout=60, env=env,
+                          cwd=cwd)
+
+
+@pytest.mark.parametrize("redirect, code, problem", [
+    (">&-", 2, "error: stdout is closed: nowhere to write the image"),
+    (">/dev/full", 1, "error: <stdout>: cannot write (No space left on device)"),
+])
+def test_closed_or_full_stdout_is_one_line(tiny_model_dir, tmp_path, redirect, code, problem):
+    make_png(tmp_path / "a.png", 20, 28)
+    proc = _shell(f"{{edgesr}} upscale a.png -o - {redirect}", tiny_model_dir, tmp_path)
+    err = proc.stderr.decode()
+    assert proc.returncode == code, err
+    assert err.strip().splitlines() == [problem]
+
+
+def test_closed_stdin_is_one_line(tiny_model_dir, tmp_path):
+    proc = _shell("{edgesr} upscale - -o out.png <&-", tiny_model_dir, tmp_path)
+    assert proc.returncode == 2 and proc.stderr.decode().strip().splitlines() == ["error: - (stdin): stdin is closed"]
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- 9. minor: a dangling-symlink output, an unwritable output folder found first ------------------
+
+
+def test_dangling_symlink_output_is_not_replaced_without_overwrite(tiny_model_dir, tmp_path):
+    src = make_png(tmp_path / "a.png", 20, 28)
+    dst = tmp_path / "out.png"
+    dst.symlink_to(tmp_path / "elsewhere.png")
+    result = upscale(tiny_model_dir, src, "-o", dst, ok_codes=(1,))
+    assert error_lines(result) == [f"error: {dst}: exists (a broken symlink) (use --overwrite to replace it or "
+                                   "--skip-existing)"]
+    assert dst.is_symlink() and not dst.exists()
+    upscale(tiny_model_dir, src, "-o", dst, "--skip-existing", "-q")
+    assert dst.is_symlink()
+    upscale(tiny_model_dir, src, "-o", dst, "--overwrite", "-q")
+    assert not dst.is_symlink() and size_of(dst) == (4 * 28, 4 * 20)
+
+
+def test_unwritable_output_folder_is_found_before_upscaling(tiny_model_dir, tmp_path, monkeypatch):
+    import edgesr_cli.cli_upscale as cli_upscale
+
+    calls = []
+    monkeypatch.setattr(cli_upscale, "upscale_photo", lambda *a, **k: calls.append(a) or a[1])
+    src = tmp_path / "in"
+    make_png(src / "a.png", 20, 28)
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file")
+    result = upscale(tiny_model_dir, src, "-o", blocker / "out", ok_codes=(1,))
+    assert error_lines(result) == [f"error: {blocker / 'out' / 'a.png'}: cannot write (a parent of "
+                                   f"{blocker / 'out'} is a file)"]
+    assert calls == []
