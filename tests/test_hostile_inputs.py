@@ -399,3 +399,99 @@ def test_unwritable_output_folder_is_found_before_upscaling(tiny_model_dir, tmp_
     assert error_lines(result) == [f"error: {blocker / 'out' / 'a.png'}: cannot write (a parent of "
                                    f"{blocker / 'out'} is a file)"]
     assert calls == []
+
+
+# ---- 6, 8, 9. config.json and manifest.json validated field by field ------------------------------
+
+
+def _model_copy(tiny_model_dir: Path, tmp_path: Path, edit) -> Path:
+    import shutil
+
+    d = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, d)
+    cfg = json.loads((d / "config.json").read_text())
+    edit(cfg)
+    (d / "config.json").write_text(json.dumps(cfg))
+    return d
+
+
+def _set(dotted: str, value):
+    def edit(cfg):
+        *parents, last = dotted.split(".")
+        for key in parents:
+            cfg = cfg[key]
+        cfg[last] = value
+    return edit
+
+
+BAD_CONFIGS = {
+    "scale-string": ("scale", "4", "field scale: expected an integer, got '4'"),
+    "float-channels": ("latent_channels", 4.0, "field latent_channels: expected an integer, got 4.0"),
+    "zero-timesteps": ("schedule.num_timesteps", 0, "field schedule.num_timesteps: must be an integer >= 1, got 0"),
+    "variance-no": ("variance", "no", "field variance: expected true or false, got 'no'"),
+    "channels-not-a-list": ("unet.channel_mult", 2, "field unet.channel_mult: expected a list of integers, got 2"),
+    "negative-width": ("decoder.channels", [8, -8, 8], "field decoder.channels: must be integers >= 1, got [8, -8, 8]"),
+    "sigma-order": ("lr_encoder.sigma_max", 0.0001, "field lr_encoder.sigma_max: must be a number > sigma_min"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_CONFIGS))
+def test_bad_config_field_is_one_line_naming_file_field_and_value(tiny_model_dir, tmp_path, kind):
+    field_name, value, problem = BAD_CONFIGS[kind]
+    model = _model_copy(tiny_model_dir, tmp_path, _set(field_name, value))
+    src = make_png(tmp_path / "a.png", 20, 28)
+    result = CliRunner().invoke(app, ["upscale", str(src), "-m", str(model), "--dtype", "fp32"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {model / 'config.json'}: ") and problem in line, line
+    assert not (tmp_path / "a_x4.png").exists()
+
+
+def _manifest(tiny_model_dir: Path) -> dict:
+    return {"edgesr_export": 1, "format": "onnx", "scale": 4,
+            "tile": {"lr": [32, 32], "latent": [32, 32], "hr": [128, 128], "lr_multiple": 1},
+            "batch": "dynamic", "graphs": {"fused": {"file": "fused.onnx"}},
+            "model": {"config": json.loads((tiny_model_dir / "config.json").read_text())}, "files": {}}
+
+
+BAD_MANIFESTS = {
+    "scale-string": (("scale",), "4", 'field scale must be 2, 4 or 8, got "4"'),
+    "tile-float": (("tile", "lr"), [32.5, 32], "field tile.lr must be a list of two integers >= 1, got [32.5, 32]"),
+    "batch-zero": (("batch",), 0, 'field batch must be "dynamic" or an integer >= 1, got 0'),
+    "config-type": (("model", "config", "latent_channels"), "4",
+                    "field model.config.latent_channels: expected an integer, got '4'"),
+    "config-range": (("model", "config", "schedule"), {"kind": "cosine", "num_timesteps": 0},
+                     "field model.config.schedule.num_timesteps: must be an integer >= 1, got 0"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BAD_MANIFESTS))
+def test_bad_manifest_field_is_named(tiny_model_dir, tmp_path, kind):
+    from edgesr_cli.export import read_manifest
+    from edgesr_cli.model import ModelFileError
+
+    keys, value, problem = BAD_MANIFESTS[kind]
+    manifest = _manifest(tiny_model_dir)
+    read_manifest_dir = tmp_path / "export"
+    read_manifest_dir.mkdir()
+    (read_manifest_dir / "manifest.json").write_text(json.dumps(manifest))
+    read_manifest(read_manifest_dir, verify=False)  # the base manifest is valid
+    target = manifest
+    for key in keys[:-1]:
+        target = target[key]
+    target[keys[-1]] = value
+    (read_manifest_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError) as info:
+        read_manifest(read_manifest_dir, verify=False)
+    assert str(info.value) == f"{read_manifest_dir / 'manifest.json'}: {problem}"
+
+
+def test_invalid_manifest_json_is_named_not_called_missing(tiny_model_dir, tmp_path):
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "manifest.json").write_text('{"format": "onnx", ')
+    src = make_png(tmp_path / "a.png", 20, 28)
+    result = CliRunner().invoke(app, ["upscale", str(src), "-m", str(export)])
+    assert result.exit_code == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {export / 'manifest.json'}: not a readable JSON manifest"), line
