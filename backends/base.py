@@ -129,10 +129,17 @@ def detect_model_format(model_dir: str | Path) -> str | None:
     if manifest.is_file():
         import json
 
+        from edgesr_cli.model import ModelFileError
+
         try:
-            return str(json.loads(manifest.read_text()).get("format"))
-        except (ValueError, OSError):
-            return None
+            data = json.loads(manifest.read_text())
+        except (ValueError, OSError) as exc:  # a broken manifest is not "no manifest"
+            raise ModelFileError(f"{manifest}: not a readable JSON manifest ({str(exc).splitlines()[0]})") from None
+        fmt = data.get("format") if isinstance(data, dict) else None
+        if not isinstance(fmt, str) or not fmt:
+            raise ModelFileError(f"{manifest}: field format must be the export format's name, "
+                                 f"got {json.dumps(fmt)[:80]}")
+        return fmt
     if (d / "config.json").is_file():
         return "torch"
     return None

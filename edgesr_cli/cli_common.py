@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
+import threading
 from enum import Enum
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import typer
 from rich.console import Console
@@ -23,6 +26,49 @@ class UserError(Exception):
         self.code = code
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised where SIGINT raises KeyboardInterrupt, so that the same cleanup
+    runs (the temp file of the output in progress is removed) and the exit code is 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.code = 128 + signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name
+
+
+def interruption(exc: KeyboardInterrupt) -> tuple[str, int]:
+    """(`interrupted` or `terminated (SIGTERM)`, exit code) for a KeyboardInterrupt or Terminated."""
+    if isinstance(exc, Terminated):
+        return f"terminated ({exc.name})", exc.code
+    return "interrupted", 130
+
+
+@contextlib.contextmanager
+def signals_as_interrupts() -> Iterator[None]:
+    """While inside, SIGTERM (timeout, Slurm, docker stop) and SIGHUP (a closed terminal) raise
+    Terminated in the main thread; later ones of the same run are ignored while it cleans up."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        for s in wanted:
+            signal.signal(s, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    wanted = [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None]
+    old = {s: signal.signal(s, handler) for s in wanted}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     from backends.base import BackendUnavailable
 
@@ -35,11 +81,35 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return (UserError, BackendUnavailable, DataError, ImageError, MetricUnavailable, ModelFileError, TrainError)
 
 
-def fail(message: str, code: int = 2) -> "typer.Exit":
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), 127)} | {9: "\\t", 10: "\\n", 13: "\\r"}
+
+
+def printable(text: str) -> str:
+    """`text` on one line: control characters (a newline in a file name, ...) written as escapes."""
+    return text.translate(_CONTROL)
+
+
+def print_error(message: str) -> None:
+    """`error: <message>` on one line of stderr, whatever characters the file names in it hold."""
     from rich.markup import escape
 
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(printable(message))}", highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: int = 2) -> "typer.Exit":
+    print_error(message)
     return typer.Exit(code)
+
+
+def _one_line(exc: BaseException) -> str:
+    """Our own messages are one line by design (a newline in them is part of a file name, shown
+    escaped); a library's may run on, and only its first line is shown."""
+    from .io import ImageError
+
+    text = str(exc)
+    if not text:
+        return type(exc).__name__
+    return text if isinstance(exc, (UserError, ImageError)) else text.splitlines()[0]
 
 
 def friendly_errors(fn: F) -> F:
@@ -53,13 +123,13 @@ def friendly_errors(fn: F) -> F:
         except _user_errors() as exc:
             if os.environ.get("EDGESR_DEBUG"):
                 raise
-            raise fail(str(exc).splitlines()[0] if str(exc) else type(exc).__name__, getattr(exc, "code", 2)) from None
+            raise fail(_one_line(exc), getattr(exc, "code", 2)) from None
         except ValueError as exc:  # library input validation (config, shapes, options)
             if os.environ.get("EDGESR_DEBUG"):
                 raise
             raise fail(str(exc).splitlines()[0], 2) from None
-        except KeyboardInterrupt:
-            raise fail("interrupted", 130) from None
+        except KeyboardInterrupt as exc:
+            raise fail(*interruption(exc)) from None
 
     return wrapper  # type: ignore[return-value]
 

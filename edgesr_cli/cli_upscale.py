@@ -7,11 +7,15 @@ errors); --skip-existing resumes a half-done folder; --shard i/n splits a folder
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import glob
 import hashlib
 import json
+import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -21,8 +25,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .cli_common import Device, UserError, default_model_dir, err_console, friendly_errors
-from .io import DEFAULT_MAX_PIXELS, ImageError, Photo, encode_image, find_images, read_image, write_image
+from .cli_common import (Device, UserError, default_model_dir, err_console, friendly_errors, interruption,
+                         print_error, printable, signals_as_interrupts)
+from .io import DEFAULT_MAX_PIXELS, ImageError, Photo, check_writable, encode_image, find_inputs, read_image, write_image
 from .upscale import UpscaleOptions, upscale_photo
 
 
@@ -59,6 +64,14 @@ class Job:
     label: str
 
 
+@dataclass
+class Plan:
+    jobs: list[Job]
+    failures: list[ImageError] = field(default_factory=list)  # inputs that cannot be processed
+    skipped: list[str] = field(default_factory=list)  # notes: special files met in folders
+    found: bool = True  # some input exists (else the run is a usage error)
+
+
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """'i/n' with 0 <= i < n."""
     if text is None:
@@ -86,21 +99,30 @@ def out_name(rel: Path, ext: str | None, suffix: str, src_fmt_ext: str) -> Path:
 
 
 def plan_jobs(inputs: list[str], out: str | None, ext: str | None, suffix: str | None, scale: int,
-              shard: tuple[int, int] | None) -> list[Job]:
+              shard: tuple[int, int] | None) -> Plan:
     if not inputs:
         raise UserError("no input: give files, folders, globs or - for stdin")
     if "-" in inputs:
         if len(inputs) > 1:
             raise UserError("- (stdin) cannot be mixed with other inputs")
+        if sys.stdin is None:
+            raise UserError("- (stdin): stdin is closed")
         if out in (None, "-"):
-            return [Job(None, None, "<stdin>")]
-        return [Job(None, Path(out), "<stdin>")]
-    pairs = find_images(inputs)
-    single_file = len(inputs) == 1 and Path(inputs[0]).is_file()
+            return Plan([Job(None, None, "<stdin>")])
+        if out.endswith(("/", os.sep)) or Path(out).is_dir():
+            example = Path(out) / "photo.png"
+            raise UserError(f"-o {out}: is a folder, but stdin has no file name to put in it; "
+                            f"name the output file (e.g. -o {example}) or use -o - for stdout")
+        return Plan([Job(None, Path(out), "<stdin>")])
+    found = find_inputs(inputs)
+    pairs = found.pairs
+    plan = Plan([], found.failures, found.skipped, found=bool(pairs))
+    single_file = len(inputs) == 1 and not Path(inputs[0]).is_dir() and not glob.has_magic(inputs[0])
     if out == "-":
         if not single_file:
             raise UserError("-o - (stdout) takes exactly one input image")
-        return [Job(f, None, str(f)) for f, r in pairs if in_shard(r, shard)]
+        plan.jobs = [Job(f, None, str(f)) for f, r in pairs if in_shard(r, shard)]
+        return plan
     jobs: list[tuple[Path, Job]] = []
     for src, rel in pairs:
         src_ext = _SUFFIX_EXT.get(src.suffix.lower().lstrip("."), "png")
@@ -126,7 +148,8 @@ def plan_jobs(inputs: list[str], out: str | None, ext: str | None, suffix: str |
             raise UserError(f"{claimed[key]} and {job.src} would both be written to {job.dst}; "
                             "rename one or use --suffix/--ext")
         claimed[key] = job.src
-    return [job for rel, job in jobs if in_shard(rel, shard)]
+    plan.jobs = [job for rel, job in jobs if in_shard(rel, shard)]
+    return plan
 
 
 def _detail_used(model_dir: Path, detail: float | None) -> float | None:
@@ -158,7 +181,7 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Seed of the noise field (same seed, same bytes).")] = 0,
         backend: Annotated[BackendName, typer.Option(help="auto picks the fastest available for the model.")] = BackendName.auto,
         device: Annotated[Device, typer.Option(help="torch backend device.")] = Device.auto,
-        dtype: Annotated[DType, typer.Option(help="torch backend precision (auto: bf16 on CPUs with AVX512-BF16 or AMX, and on CUDA).")] = DType.auto,
+        dtype: Annotated[DType, typer.Option(help="torch backend precision (auto: bf16 on CPUs with AVX512-BF16 or AMX, and on CUDA; 16-bit inputs always run in fp32, since bf16 keeps only about 8 bits).")] = DType.auto,
         threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
         ext: Annotated[Optional[Ext], typer.Option("--ext", "-f", help="Output format (default: the input's).")] = None,
         quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
@@ -183,12 +206,21 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"--overlap {overlap}: must be a fraction in [0, 0.5)")
         if as_json and output == "-":
             raise UserError("--json prints on stdout, which -o - uses for the image")
+        if not -(2 ** 63) <= seed < 2 ** 64:
+            raise UserError(f"--seed {seed}: must fit in 64 bits (-2**63 to 2**64 - 1)")
+        if sys.stdout is None and (output == "-" or (output is None and "-" in inputs) or as_json):
+            raise UserError("stdout is closed: nowhere to write " + ("the JSON summary" if as_json else "the image"))
         sh = parse_shard(shard)
         if threads is not None:
             if threads < 1:
                 raise UserError(f"--threads must be >= 1, got {threads}")
             torch.set_num_threads(threads)
-        jobs = plan_jobs(inputs, output, ext.value if ext else None, suffix, scale, sh)
+        plan = plan_jobs(inputs, output, ext.value if ext else None, suffix, scale, sh)
+        if not plan.found and plan.failures:  # nothing to do at all: a usage error
+            for problem in plan.failures:
+                print_error(str(problem))
+            raise typer.Exit(2)
+        jobs = plan.jobs
         model_dir = model if model is not None else default_model_dir()
         if detect_model_format(model_dir) is None:
             raise UserError(f"{model_dir}: not a model directory (no config.json or manifest.json)")
@@ -204,63 +236,136 @@ def register(app: typer.Typer) -> None:
         if tile % runner.lr_multiple:
             raise UserError(f"--tile {tile}: must be a multiple of {runner.lr_multiple} for this model")
         opts = UpscaleOptions(tile=tile, overlap=overlap, batch=batch, steps=steps, seed=seed)
-        summary = run_jobs(jobs, runner, opts, ext.value if ext else None, quality, skip_existing, overwrite,
-                           max_pixels, quiet or as_json or any(j.dst is None for j in jobs))
-        summary.update(backend=name, model=str(model_dir), detail=_detail_used(model_dir, detail))
-        if as_json:
-            typer.echo(json.dumps(summary, indent=2))
-        elif not quiet and not any(j.dst is None for j in jobs):
-            err_console.print(f"{summary['done']} upscaled, {summary['skipped']} skipped, {summary['failed']} failed "
-                              f"in {summary['seconds']:.1f} s ({name})")
+        runner16 = fp32_twin(runner) if dtype is DType.auto else None
+        if not quiet:
+            for note in plan.skipped:
+                err_console.print(f"note: {escape(printable(note))}", highlight=False, soft_wrap=True)
+        with signals_as_interrupts():
+            summary, stopped = run_jobs(jobs, runner, opts, ext.value if ext else None, quality, skip_existing,
+                                        overwrite, max_pixels, quiet or as_json or any(j.dst is None for j in jobs),
+                                        runner16=runner16, failures=plan.failures)
+            summary.update(backend=name, model=str(model_dir), detail=_detail_used(model_dir, detail))
+            if as_json:
+                typer.echo(json.dumps(summary, indent=2))
+            elif not quiet and (stopped is not None or not any(j.dst is None for j in jobs)):
+                late = f", {summary['not_started']} not started" if stopped is not None else ""
+                err_console.print(f"{summary['done']} upscaled, {summary['skipped']} skipped, {summary['failed']} failed"
+                                  f"{late} in {summary['seconds']:.1f} s ({name})")
+        if stopped is not None:
+            raise stopped
         if summary["failed"]:
             raise typer.Exit(1)
 
 
+def fp32_twin(runner):
+    """The same backend computing in fp32, for 16-bit photos: bf16 keeps 8 bits of mantissa, so a
+    16-bit photo run in bf16 comes back holding about 8 bits. None when the runner has no reduced
+    precision to leave (fp32 already, or an exported model with its own fixed precision)."""
+    import copy
+
+    import torch
+
+    dt = getattr(runner, "dtype", None)
+    if not isinstance(dt, torch.dtype) or dt == torch.float32:
+        return None
+    twin = copy.copy(runner)  # shares the loaded model; only the autocast dtype differs
+    twin.dtype = torch.float32
+    return twin
+
+
 def run_jobs(jobs: list[Job], runner, opts: UpscaleOptions, ext: str | None, quality: int, skip_existing: bool,
-             overwrite: bool, max_pixels: int, quiet: bool) -> dict:
+             overwrite: bool, max_pixels: int, quiet: bool, runner16=None,
+             failures: list[ImageError] = ()) -> tuple[dict, KeyboardInterrupt | None]:
+    """Run every job; one failure is one record and one line. Returns the summary, and the
+    interruption (SIGINT, SIGTERM, SIGHUP) that stopped the run early, if one did."""
     results = []
+    for problem in failures:
+        results.append({"input": problem.path, "output": None, "status": "failed", "error": str(problem)})
+        print_error(str(problem))
     t0 = time.perf_counter()
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=Console(stderr=True), disable=quiet, transient=True)
+    stopped: KeyboardInterrupt | None = None
+    started = 0
     with progress:
         overall = progress.add_task("images", total=len(jobs))
-        for job in jobs:
-            rec = {"input": job.label, "output": str(job.dst) if job.dst else "-"}
-            try:
-                if job.dst is not None and job.dst.exists():
-                    if skip_existing:
-                        rec["status"] = "skipped"
-                        results.append(rec)
-                        progress.advance(overall)
-                        continue
-                    if not overwrite:
-                        raise ImageError(job.dst, "exists (use --overwrite to replace it or --skip-existing)")
-                data = sys.stdin.buffer.read() if job.src is None else job.src
-                photo = read_image(data, name=job.label, max_pixels=max_pixels)
-                tiles = progress.add_task(f"  {Path(job.label).name}", total=None)
-                t1 = time.perf_counter()
-                out = upscale_photo(runner, photo, opts, progress=lambda d, n: progress.update(tiles, completed=d, total=n))
-                progress.remove_task(tiles)
-                fmt = ext or _fmt_for(job, photo)
-                if job.dst is None:
-                    sys.stdout.buffer.write(encode_image(out, fmt, quality))
-                    sys.stdout.buffer.flush()
-                else:
-                    write_image(job.dst, out, fmt=fmt, quality=quality)
-                rec.update(status="ok", seconds=round(time.perf_counter() - t1, 3),
-                           size=[out.width, out.height])
-            except ImageError as exc:
-                rec.update(status="failed", error=str(exc))
-                err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            except ValueError as exc:
-                rec.update(status="failed", error=f"{job.label}: {exc}")
-                err_console.print(f"[bold red]error:[/] {escape(f'{job.label}: {exc}')}", highlight=False,
-                                  soft_wrap=True)
-            results.append(rec)
-            progress.advance(overall)
+        try:
+            for job in jobs:
+                rec = {"input": job.label, "output": str(job.dst) if job.dst else "-", "status": "interrupted"}
+                results.append(rec)
+                started += 1
+                try:
+                    rec.update(_run_one(job, runner, runner16, opts, ext, quality, skip_existing, overwrite,
+                                        max_pixels, progress))
+                except ImageError as exc:
+                    rec.update(status="failed", error=str(exc))
+                    print_error(str(exc))
+                except ValueError as exc:
+                    rec.update(status="failed", error=f"{job.label}: {exc}")
+                    print_error(f"{job.label}: {exc}")
+                progress.advance(overall)
+        except KeyboardInterrupt as exc:  # Terminated too: the output in progress was cleaned up
+            stopped = exc
     count = lambda s: sum(r["status"] == s for r in results)  # noqa: E731
-    return {"done": count("ok"), "skipped": count("skipped"), "failed": count("failed"),
-            "seconds": round(time.perf_counter() - t0, 3), "images": results}
+    summary = {"done": count("ok"), "skipped": count("skipped"), "failed": count("failed"),
+               "seconds": round(time.perf_counter() - t0, 3), "images": results}
+    if stopped is not None:
+        summary.update(interrupted=interruption(stopped)[0], not_started=len(jobs) - started)
+    return summary, stopped
+
+
+def _run_one(job: Job, runner, runner16, opts: UpscaleOptions, ext: str | None, quality: int, skip_existing: bool,
+             overwrite: bool, max_pixels: int, progress: Progress) -> dict:
+    """One job: the fields of its record."""
+    if job.dst is not None and (job.dst.exists() or job.dst.is_symlink()):
+        if skip_existing:
+            return {"status": "skipped"}
+        if not overwrite:
+            what = "exists" if job.dst.exists() else "exists (a broken symlink)"
+            raise ImageError(job.dst, f"{what} (use --overwrite to replace it or --skip-existing)")
+    if job.dst is not None:
+        check_writable(job.dst)  # before the upscaling, not after it
+    photo = read_image(_read_stdin() if job.src is None else job.src, name=job.label, max_pixels=max_pixels)
+    tiles = progress.add_task(f"  {printable(Path(job.label).name)}", total=None)
+    t1 = time.perf_counter()
+    use = runner16 if runner16 is not None and photo.bit_depth > 8 else runner
+    out = upscale_photo(use, photo, opts, progress=lambda d, n: progress.update(tiles, completed=d, total=n))
+    progress.remove_task(tiles)
+    fmt = ext or _fmt_for(job, photo)
+    if job.dst is None:
+        _write_stdout(encode_image(out, fmt, quality))
+    else:
+        write_image(job.dst, out, fmt=fmt, quality=quality)
+    return {"status": "ok", "seconds": round(time.perf_counter() - t1, 3), "size": [out.width, out.height]}
+
+
+def _read_stdin() -> bytes:
+    if sys.stdin is None:
+        raise ImageError("<stdin>", "cannot read (stdin is closed)")
+    try:
+        return sys.stdin.buffer.read()
+    except (OSError, ValueError) as exc:
+        raise ImageError("<stdin>", f"cannot read ({getattr(exc, 'strerror', None) or exc})") from exc
+
+
+def _write_stdout(data: bytes) -> None:
+    """Write the image to stdout; a closed, full or broken stdout is one line, not a traceback (and
+    stdout is then pointed at /dev/null so that Python's own flush at exit stays quiet too)."""
+    try:
+        if sys.stdout is None:
+            raise OSError(errno.EBADF, "stdout is closed")
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except (OSError, ValueError) as exc:
+        _silence_stdout()
+        raise ImageError("<stdout>", f"cannot write ({getattr(exc, 'strerror', None) or exc})") from exc
+
+
+def _silence_stdout() -> None:
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def _fmt_for(job: Job, photo: Photo) -> str:

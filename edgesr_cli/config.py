@@ -15,28 +15,86 @@ import json
 import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
 
 
-def _from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Build a (possibly nested) frozen dataclass from a dict; lists become tuples; unknown keys fail."""
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# Field annotation (a string: `from __future__ import annotations`) -> (check, what it expects).
+_TYPES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "int": (_is_int, "an integer"),
+    "float": (lambda v: _is_int(v) or isinstance(v, float), "a number"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "tuple[int, ...]": (lambda v: isinstance(v, (list, tuple)) and all(map(_is_int, v)), "a list of integers"),
+}
+
+
+def _from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
+    """Build a (possibly nested) frozen dataclass from a dict; lists become tuples; unknown keys and
+    values of the wrong JSON type fail with the field's dotted name and the value."""
     if not isinstance(data, dict):
-        raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
+        what = f"field {where.rstrip('.')}" if where else cls.__name__
+        raise ValueError(f"{what}: expected a JSON object, got {data!r}")
     known = {f.name: f for f in fields(cls)}
     unknown = set(data) - set(known)
     if unknown:
-        raise ValueError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}")
+        raise ValueError(f"{cls.__name__}: unknown field(s) {sorted(where + u for u in unknown)}")
     kwargs = {}
     for name, value in data.items():
         sub = _NESTED.get((cls.__name__, name))
         if sub is not None:
-            value = _from_dict(sub, value)
-        elif isinstance(value, list):
-            value = tuple(value)
+            value = _from_dict(sub, value, f"{where}{name}.")
+        else:
+            check = _TYPES.get(str(known[name].type))
+            if check is not None and not check[0](value):
+                raise ValueError(f"field {where}{name}: expected {check[1]}, got {value!r}")
+            if isinstance(value, list):
+                value = tuple(value)
+            elif str(known[name].type) == "float":
+                value = float(value)
         kwargs[name] = value
     return cls(**kwargs)
+
+
+def _require(ok: bool, field_name: str, rule: str, value: Any) -> None:
+    if not ok:
+        raise ValueError(f"field {field_name}: must be {rule}, got {value!r}")
+
+
+def _check_ranges(cfg: "ModelConfig") -> None:
+    """Values a model cannot be built from (or that would build a silently useless one)."""
+    positive = lambda v: _is_int(v) and v >= 1  # noqa: E731
+    _require(positive(cfg.latent_channels), "latent_channels", "an integer >= 1", cfg.latent_channels)
+    lists = [("lr_encoder.channels", cfg.lr_encoder.channels, 1), ("lr_encoder.blocks", cfg.lr_encoder.blocks, 0),
+             ("autoencoder.enc_channels", cfg.autoencoder.enc_channels, 1),
+             ("autoencoder.enc_blocks", cfg.autoencoder.enc_blocks, 0),
+             ("autoencoder.dec_channels", cfg.autoencoder.dec_channels, 1),
+             ("autoencoder.dec_blocks", cfg.autoencoder.dec_blocks, 0),
+             ("decoder.channels", cfg.decoder.channels, 1), ("decoder.blocks", cfg.decoder.blocks, 0),
+             ("unet.channel_mult", cfg.unet.channel_mult, 1)]
+    for name, values, low in lists:
+        _require(all(_is_int(v) and v >= low for v in values), name, f"integers >= {low}", list(values))
+    enc = cfg.lr_encoder
+    _require(enc.sigma_min > 0 and math.isfinite(enc.sigma_min), "lr_encoder.sigma_min", "a number > 0",
+             enc.sigma_min)
+    _require(enc.sigma_max > enc.sigma_min and math.isfinite(enc.sigma_max), "lr_encoder.sigma_max",
+             f"a number > sigma_min ({enc.sigma_min})", enc.sigma_max)
+    u = cfg.unet
+    _require(len(u.channel_mult) >= 1, "unet.channel_mult", "a non-empty list", list(u.channel_mult))
+    for name in ("base_channels", "head_channels", "ff_mult", "norm_groups", "time_embed_mult"):
+        _require(positive(getattr(u, name)), f"unet.{name}", "an integer >= 1", getattr(u, name))
+    for name in ("num_res_blocks", "transformer_depth"):
+        _require(_is_int(getattr(u, name)) and getattr(u, name) >= 0, f"unet.{name}", "an integer >= 0",
+                 getattr(u, name))
+    _require(all(_is_int(v) and 0 <= v < len(u.channel_mult) for v in u.attention_levels), "unet.attention_levels",
+             f"levels in 0..{len(u.channel_mult) - 1}", list(u.attention_levels))
+    _require(positive(cfg.schedule.num_timesteps), "schedule.num_timesteps", "an integer >= 1",
+             cfg.schedule.num_timesteps)
 
 
 class JsonConfig:
@@ -49,8 +107,9 @@ class JsonConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]):
-        return _from_dict(cls, data)
+    def from_dict(cls, data: dict[str, Any], where: str = ""):
+        """`where`: the dotted prefix naming this object in its file, for messages."""
+        return _from_dict(cls, data, where)
 
     @classmethod
     def from_json(cls, text: str):
@@ -140,10 +199,11 @@ class ModelConfig(JsonConfig):
 
     def __post_init__(self) -> None:
         f = self.latent_factor
-        if f < 2 or f & (f - 1):
-            raise ValueError(f"latent_factor must be a power of two >= 2, got {f}")
-        if self.scale not in (2, 4, 8):
-            raise ValueError(f"scale must be 2, 4 or 8, got {self.scale}")
+        if not _is_int(f) or f < 2 or f & (f - 1):
+            raise ValueError(f"latent_factor must be a power of two >= 2, got {f!r}")
+        if not _is_int(self.scale) or self.scale not in (2, 4, 8):
+            raise ValueError(f"scale must be 2, 4 or 8, got {self.scale!r}")
+        _check_ranges(self)
         if self.conditioning not in ("bidirectional", "unidirectional"):
             raise ValueError(f"conditioning must be 'bidirectional' or 'unidirectional', got {self.conditioning!r}")
         stages = int(math.log2(f))

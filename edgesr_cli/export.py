@@ -979,11 +979,60 @@ def read_manifest(export_dir: str | Path, expect: Sequence[str] | None = None, v
     if version != EXPORT_VERSION:
         raise ModelFileError(f"{path}: export format version {version!r} is not supported by edgesr {__version__} "
                              f"(expects {EXPORT_VERSION}); re-export the model")
+    check_manifest(path, manifest)
     if expect is not None and manifest["format"] not in expect:
         raise ModelFileError(f"{d}: is a {manifest['format']} export; use --backend {manifest['format']}")
     if verify:
         verify_files(d, manifest)
     return manifest
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _pair(v: Any) -> bool:
+    return isinstance(v, list) and len(v) == 2 and all(_is_int(x) and x >= 1 for x in v)
+
+
+def _lookup(manifest: dict, dotted: str) -> Any:
+    value: Any = manifest
+    for key in dotted.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+# Every field the loaders read: (dotted name, check, what it must be).
+_MANIFEST_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("format", lambda v: isinstance(v, str) and v != "", "the export format's name"),
+    ("scale", lambda v: _is_int(v) and v in (2, 4, 8), "2, 4 or 8"),
+    ("tile.lr", _pair, "a list of two integers >= 1"),
+    ("tile.latent", _pair, "a list of two integers >= 1"),
+    ("tile.lr_multiple", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    ("batch", lambda v: v is None or v == "dynamic" or (_is_int(v) and v >= 1), '"dynamic" or an integer >= 1'),
+    ("graphs", lambda v: isinstance(v, dict) and v and all(isinstance(g, dict) and isinstance(g.get("file"), str)
+                                                           for g in v.values()),
+     "an object of graphs, each with a file name"),
+    ("files", lambda v: v is None or (isinstance(v, dict) and all(
+        isinstance(f, dict) and isinstance(f.get("sha256"), str) for f in v.values())),
+     "an object of files, each with a sha256"),
+    ("model.config", lambda v: isinstance(v, dict), "an object (the model's config)"),
+)
+
+
+def check_manifest(path: Path, manifest: dict) -> None:
+    """Validate the manifest field by field; ModelFileError names the file, the field and the value."""
+    for name, ok, rule in _MANIFEST_FIELDS:
+        value = _lookup(manifest, name)
+        if not ok(value):
+            raise ModelFileError(f"{path}: field {name} must be {rule}, got {json.dumps(value)[:80]}")
+    try:
+        ModelConfig.from_dict(manifest["model"]["config"], where="model.config.")
+    except (ValueError, TypeError) as exc:
+        text = str(exc)
+        if text.startswith("field ") and not text.startswith("field model.config."):  # a range check
+            text = "field model.config." + text[len("field "):]
+        raise ModelFileError(f"{path}: {text}") from None
 
 
 def verify_files(export_dir: Path, manifest: dict) -> None:

@@ -16,7 +16,9 @@ This is the layer a photographer's pipeline trusts, so it follows three rules:
 
 Reading (:func:`read_image`)
 ----------------------------
-Anything Pillow can open is accepted (first frame only for animations);
+Anything Pillow can open is accepted, except animations and multi-page TIFFs (refused:
+upscaling only the first frame would drop the others silently; an MPO's extra pictures and a
+TIFF's reduced-resolution thumbnail pages are not counted as frames);
 :data:`EXTENSIONS` lists the suffixes :func:`find_images` picks up in folders.
 Supported Pillow modes and what they become:
 
@@ -30,7 +32,10 @@ Supported Pillow modes and what they become:
                                 one (the photo then carries an sRGB profile),
                                 else Pillow's naive conversion
 ``I;16``, ``I;16B``/``L``/``N`` grayscale, 16-bit (exact)
-``I`` (32-bit int)              grayscale, 16-bit, clipped to 0..65535
+``I`` (32-bit int)              grayscale, 16-bit, when every sample is in
+                                0..65535 (else rejected, never clipped)
+signed integer TIFF (int8/16)   rejected with :class:`ImageError` (Pillow
+                                would wrap int8 and clip negative int16)
 16-bit RGB / RGBA PNG & TIFF    RGB(+alpha), 16-bit (exact, see below)
 16-bit gray + alpha PNG         grayscale + alpha, 16-bit (exact)
 ``F`` (32-bit float), others    rejected with :class:`ImageError`
@@ -110,8 +115,10 @@ __all__ = [
     "WRITE_FORMATS",
     "ImageError",
     "Photo",
+    "check_writable",
     "encode_image",
     "find_images",
+    "find_inputs",
     "read_image",
     "write_image",
 ]
@@ -223,18 +230,14 @@ def read_image(
         path = Path(src)
         label = name or str(src)
         source = str(src)
-        if path.is_dir():
-            raise ImageError(label, "is a folder, not an image")
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ImageError(label, f"cannot read ({_describe(exc)})") from exc
+        data = _read_regular_file(path, label)
 
     if not data:
         raise ImageError(label, "empty file (0 bytes)")
 
     with _pillow_limits(max_pixels):
         im = _open(data, label, max_pixels)
+        _refuse_frames(im, label)
         values, maxval, grayscale, icc = _decode(im, data, label)
 
     alpha = None
@@ -262,6 +265,52 @@ def read_image(
         format=im.format or "",
         source=source,
     )
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+               (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+
+
+def _not_regular(label: str, mode: int) -> ImageError:
+    if stat.S_ISDIR(mode):
+        return ImageError(label, "is a folder, not an image")
+    return ImageError(label, f"not a regular file ({_kind(mode)}); only image files are read")
+
+
+def _read_regular_file(path: Path, label: str) -> bytes:
+    """The bytes of a regular file. A FIFO, device or socket is refused before a single byte is
+    read (opened non-blocking, so a FIFO without a writer cannot hang us, and checked with fstat
+    on the open descriptor, so a file swapped after a check is caught too)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ImageError(label, _open_problem(exc)) from exc
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise _not_regular(label, st.st_mode)
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as fp:
+            return fp.read()
+    except OSError as exc:
+        raise ImageError(label, f"cannot read ({_describe(exc)})") from exc
+    finally:
+        os.close(fd)
+
+
+def _open_problem(exc: OSError) -> str:
+    import errno
+
+    if exc.errno == errno.ELOOP:
+        return "symlink loop (too many levels of symbolic links)"
+    if exc.errno == errno.EISDIR:
+        return "is a folder, not an image"
+    return f"cannot read ({_describe(exc)})"
 
 
 _PIL_LIMIT_LOCK = threading.Lock()
@@ -315,6 +364,34 @@ def _open(data: bytes, label: str, max_pixels: int | None) -> Image.Image:
     return im
 
 
+def _frame_count(im: Image.Image) -> int:
+    """Frames that are images of their own: an MPO's extra pictures (a camera's preview or depth
+    map) and a TIFF's reduced-resolution pages (NewSubfileType bit 0: thumbnails) do not count."""
+    n = int(getattr(im, "n_frames", 1) or 1)
+    if n <= 1 or im.format == "MPO":
+        return 1
+    if im.format != "TIFF":
+        return n
+    full = 0
+    for i in range(n):
+        im.seek(i)
+        full += not int(im.tag_v2.get(254, 0) or 0) & 1
+    im.seek(0)
+    return max(full, 1)
+
+
+def _refuse_frames(im: Image.Image, label: str) -> None:
+    """Upscaling only the first frame of an animation or a multi-page TIFF would drop the rest
+    without a word; refuse instead."""
+    try:
+        n = _frame_count(im)
+    except _DECODE_ERRORS as exc:
+        raise ImageError(label, f"corrupt or unsupported image ({_describe(exc)})") from exc
+    if n > 1:
+        what = f"{n} pages (a multi-page TIFF)" if im.format == "TIFF" else f"{n} frames (an animated {im.format})"
+        raise ImageError(label, f"has {what}; only single-frame images are supported, split it first")
+
+
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,
                   KeyError, TypeError, zlib.error)
 
@@ -341,6 +418,7 @@ def _decode(im: Image.Image, data: bytes, label: str
     """
     icc = im.info.get("icc_profile") or None
     rawmode = _single_rawmode(im)  # before loading: Pillow clears the tiles
+    _refuse_signed(im, rawmode, label)
     _load(im, label)
     if rawmode is not None and _RAW16_COLOUR.match(rawmode):
         values = _decode_16bit_colour(im, data, rawmode)
@@ -358,7 +436,12 @@ def _decode(im: Image.Image, data: bytes, label: str
         values = np.asarray(im).astype(np.uint16)[..., None]
         return _apply_colour_key(values, im.info.get("transparency"), 65535), 65535, True, icc
     if mode == "I":
-        values = np.clip(np.asarray(im), 0, 65535).astype(np.uint16)[..., None]
+        values = np.asarray(im)
+        low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+        if low < 0 or high > 65535:
+            raise ImageError(label, f"32-bit integer samples from {low} to {high} do not fit 16 bits "
+                                    f"(0..65535); convert the image to 16-bit first")
+        values = values.astype(np.uint16)[..., None]
         return _apply_colour_key(values, im.info.get("transparency"), 65535), 65535, True, icc
     if mode in ("L", "LA", "La"):
         target = "LA" if mode != "L" or "transparency" in im.info else "L"
@@ -376,6 +459,26 @@ def _decode(im: Image.Image, data: bytes, label: str
         return _array(im, "RGB"), 255, False, icc
     raise ImageError(label, f"unsupported pixel format {mode!r} "
                             f"(supported: 8/16-bit gray, RGB, RGBA, palette, CMYK)")
+
+
+_SAMPLE_FORMAT = 339  # TIFF SampleFormat: 1 unsigned, 2 signed, 3 float
+_SIGNED_RAWMODE = re.compile(r"^(I|L|F);\d*B?S$")  # e.g. I;16S, I;16BS, I;32S
+
+
+def _refuse_signed(im: Image.Image, rawmode: str | None, label: str) -> None:
+    """Signed integer samples have no faithful place in a photo: Pillow decodes signed 8-bit TIFF
+    as if unsigned (-100 becomes 156) and signed 16-bit into a 32-bit mode whose negative half
+    would be clipped to black. Refuse them, before decoding, rather than damage them silently."""
+    tags = getattr(im, "tag_v2", None)
+    fmt = tags.get(_SAMPLE_FORMAT) if tags is not None else None
+    fmts = set(fmt) if isinstance(fmt, tuple) else {fmt}
+    signed = 2 in fmts or (rawmode is not None and _SIGNED_RAWMODE.match(rawmode) is not None)
+    if signed:
+        bits = tags.get(258) if tags is not None else None
+        bits = bits[0] if isinstance(bits, tuple) and bits else bits
+        kind = f"signed {bits}-bit integer" if isinstance(bits, int) else "signed integer"
+        raise ImageError(label, f"{kind} samples are not supported (a photo is unsigned); "
+                                f"convert the image to unsigned 8 or 16-bit first")
 
 
 def _array(im: Image.Image, mode: str) -> np.ndarray:
@@ -483,7 +586,7 @@ def _cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes
 
 # IFD0 tags worth carrying between TIFF files (the rest describe the pixel layout).
 _TIFF_IFD0_KEEP = frozenset({
-    270,    # ImageDescription
+    270,    # ImageDescription (unless it is a library's layout record, see _is_layout_record)
     271,    # Make
     272,    # Model
     274,    # Orientation
@@ -529,6 +632,19 @@ def _exif_for(im: Image.Image) -> tuple[bytes | None, int]:
     return None, orientation
 
 
+_IMAGE_DESCRIPTION = 270
+# ImageDescription values written by imaging libraries to describe the pixel layout (tifffile's
+# JSON or older "shape=(...)" record, ImageJ's header, OME-XML): they would no longer match the
+# upscaled output. A person's caption is kept.
+_LAYOUT_RECORD = re.compile(r'^\s*(\{\s*"shape"\s*:|shape=\(|ImageJ=|<\?xml[^>]*>\s*<OME[\s>]|<OME[\s>])')
+
+
+def _is_layout_record(value: Any) -> bool:
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return isinstance(value, str) and _LAYOUT_RECORD.match(value) is not None
+
+
 def _clean_exif(exif: Image.Exif | bytes | None) -> Image.Exif | None:
     """Keep descriptive IFD0 tags + Exif/GPS sub-IFDs; None if nothing is left.
 
@@ -551,6 +667,8 @@ def _clean_exif(exif: Image.Exif | bytes | None) -> Image.Exif | None:
     for tag in list(exif):
         if tag not in _TIFF_IFD0_KEEP and tag not in _SUB_IFDS:
             del exif[tag]
+    if _is_layout_record(exif.get(_IMAGE_DESCRIPTION)):
+        del exif[_IMAGE_DESCRIPTION]
     for tag in _SUB_IFDS:
         if tag in exif and not exif.get_ifd(tag):
             del exif[tag]
@@ -940,6 +1058,21 @@ def _write_tiff(fp: IO[bytes], values: np.ndarray, icc: bytes | None, exif: byte
 # ---- atomic-write helpers ---------------------------------------------------------------
 
 
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Raise the ImageError that :func:`write_image` would, for a folder it cannot write into,
+    without creating anything: call it before spending time on an image."""
+    target = Path(path)
+    folder = target.parent
+    existing = folder
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = f"{existing} is a file, not a folder" if existing == folder else f"a parent of {folder} is a file"
+        raise ImageError(target, f"cannot write ({where})")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ImageError(target, f"cannot write ({existing} is not writable)")
+
+
 def _ensure_folder(folder: Path, target: Path) -> None:
     """Create the output folder (and parents) if needed."""
     if folder.exists() and not folder.is_dir():
@@ -987,15 +1120,35 @@ def _is_image_name(name: str) -> bool:
 
 
 def _walk_images(folder: Path) -> list[Path]:
-    """Image files under ``folder``, recursively, skipping hidden files and folders.
+    """Image-named entries under ``folder``, recursively, skipping hidden files and folders.
 
-    Symlinked folders are not followed (no cycles); the order is sorted by path.
+    Symlinked folders are not followed (no cycles); the order is sorted by path. Entries are
+    returned whatever they are (:func:`_entry_problem` sorts out FIFOs, devices and loops).
     """
     found = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         found.extend(Path(root, f) for f in files if _is_image_name(f))
     return sorted(found, key=lambda p: p.relative_to(folder).parts)
+
+
+def _entry_problem(path: Path) -> tuple[str, bool] | None:
+    """None for a regular file (after symlinks); else ``(problem, is_failure)``: a symlink loop or a
+    broken link is a failure (an image was meant to be there), a FIFO, device or socket is not an
+    image file at all and is only skipped."""
+    import errno
+
+    try:
+        st = path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop (too many levels of symbolic links)", True
+        if path.is_symlink():
+            return "broken symlink (its target does not exist)", True
+        return f"cannot read ({_describe(exc)})", True
+    if stat.S_ISREG(st.st_mode):
+        return None
+    return f"not a regular file ({_kind(st.st_mode)})", False
 
 
 def _glob_base(pattern: str) -> Path:
@@ -1008,7 +1161,66 @@ def _glob_base(pattern: str) -> Path:
     return Path(*parts) if parts else Path(".")
 
 
-def find_images(inputs: list[str]) -> list[tuple[Path, Path]]:
+@dataclass
+class Inputs:
+    """What :func:`find_inputs` found: ``pairs`` to process, ``failures`` (one :class:`ImageError`
+    per input that cannot be processed: missing, a symlink loop, a FIFO named explicitly, an empty
+    folder) and ``skipped`` (one-line notes on special files met inside folders and globs)."""
+
+    pairs: list[tuple[Path, Path]]
+    failures: list[ImageError]
+    skipped: list[str]
+
+
+def _expand(raw: str, failures: list[ImageError], skipped: list[str]) -> list[tuple[Path, Path]]:
+    """One CLI input -> its (file, relative path) pairs, problems appended to the lists."""
+    path = Path(raw)
+
+    def keep(files: list[Path], base: Path) -> list[tuple[Path, Path]]:
+        out = []
+        for f in files:
+            problem = _entry_problem(f)
+            if problem is None:
+                out.append((f, f.relative_to(base)))
+            elif problem[1]:
+                failures.append(ImageError(f, problem[0]))
+            else:
+                skipped.append(f"{f}: skipped, {problem[0]}")
+        return out
+
+    if path.is_dir():
+        files = _walk_images(path)
+        if not files:
+            failures.append(ImageError(raw, "no images found in this folder "
+                                            f"(looking for .{', .'.join(sorted(EXTENSIONS))})"))
+        return keep(files, path)
+    if os.path.lexists(path):  # a file, or something that is not: named explicitly, so a failure
+        problem = _entry_problem(path)
+        if problem is not None:
+            failures.append(ImageError(raw, problem[0]))
+            return []
+        return [(path, Path(path.name))]
+    if glob.has_magic(raw):
+        base = _glob_base(raw)
+        found: list[tuple[Path, Path]] = []
+        matched = False
+        for match in sorted(glob.glob(raw, recursive=True)):
+            m = Path(match)
+            if m.is_dir():
+                files = _walk_images(m)
+                matched |= bool(files)
+                found.extend((f, f.relative_to(base)) for f, _ in keep(files, m))
+            elif _is_image_name(m.name):
+                matched = True
+                found.extend(keep([m], base))
+        if not matched:
+            failures.append(ImageError(raw, "no images match this pattern"))
+        return found
+    failures.append(ImageError(raw, "no such file or folder"))
+    return []
+
+
+def find_inputs(inputs: list[str]) -> Inputs:
     """Expand CLI inputs into ``(file, relative path for mirroring)`` pairs.
 
     * a file is taken as is (whatever its suffix); relative path = its name;
@@ -1018,39 +1230,17 @@ def find_images(inputs: list[str]) -> list[tuple[Path, Path]]:
       files (and searches matching folders); relative path = below the
       pattern's fixed leading folder, e.g. ``shots/**/*.jpg`` -> ``2024/a.jpg``.
 
-    A file reached twice is listed once.  ``"-"`` (stdin) is not handled here.
+    Only regular files (after symlinks) are taken: FIFOs, devices and sockets met in folders and
+    globs are skipped with a note; symlink loops and broken links are failures of their own, as
+    are inputs that do not exist; the other inputs are still expanded. A file reached twice is
+    listed once. ``"-"`` (stdin) is not handled here.
 
     Raises:
-        ImageError: an input does not exist, matches nothing, or a folder/glob
-            holds no images; or two different files would be mirrored to the
-            same relative path.
+        ImageError: two different files would be mirrored to the same relative path.
     """
-    pairs: list[tuple[Path, Path]] = []
-    for raw in inputs:
-        path = Path(raw)
-        if path.is_file():
-            pairs.append((path, Path(path.name)))
-        elif path.is_dir():
-            files = _walk_images(path)
-            if not files:
-                raise ImageError(raw, "no images found in this folder "
-                                      f"(looking for .{', .'.join(sorted(EXTENSIONS))})")
-            pairs.extend((f, f.relative_to(path)) for f in files)
-        elif glob.has_magic(raw):
-            base = _glob_base(raw)
-            found: list[tuple[Path, Path]] = []
-            for match in sorted(glob.glob(raw, recursive=True)):
-                m = Path(match)
-                if m.is_dir():
-                    found.extend((f, f.relative_to(base)) for f in _walk_images(m))
-                elif m.is_file() and _is_image_name(m.name):
-                    found.append((m, m.relative_to(base)))
-            if not found:
-                raise ImageError(raw, "no images match this pattern")
-            pairs.extend(found)
-        else:
-            raise ImageError(raw, "no such file or folder")
-
+    failures: list[ImageError] = []
+    skipped: list[str] = []
+    pairs = [pair for raw in inputs for pair in _expand(raw, failures, skipped)]
     unique: list[tuple[Path, Path]] = []
     seen_files: set[Path] = set()
     seen_rel: dict[Path, Path] = {}
@@ -1063,4 +1253,18 @@ def find_images(inputs: list[str]) -> list[tuple[Path, Path]]:
             raise ImageError(file, f"would be written to the same output {rel} as {seen_rel[rel]}")
         seen_rel[rel] = file
         unique.append((file, rel))
-    return unique
+    return Inputs(unique, failures, skipped)
+
+
+def find_images(inputs: list[str]) -> list[tuple[Path, Path]]:
+    """:func:`find_inputs`'s pairs, for callers that want all or nothing.
+
+    Raises:
+        ImageError: the first input that cannot be processed (does not exist, matches nothing,
+            a folder/glob holds no images, a symlink loop, not a regular file); or two different
+            files would be mirrored to the same relative path.
+    """
+    found = find_inputs(inputs)
+    if found.failures:
+        raise found.failures[0]
+    return found.pairs
