@@ -53,17 +53,27 @@ def info(
         typer.echo(json.dumps(report, indent=2))
         return
     table = Table(title=f"{cfg.name}: one {tile}x{tile} LR tile -> {tile * 4}x{tile * 4} (x4), latent {report['latent']}")
-    for col in ("component", "params (M)", "GFLOPs", "paper params (M)", "paper GFLOPs"):
-        table.add_column(col, justify="right" if col != "component" else "left")
+    cols = ("component", "params (M)", "paper params (M)", "GFLOPs (paper conv.)", "paper GFLOPs", "GFLOPs (2xMACs)")
+    for col in cols:
+        if col == "component":
+            table.add_column(col, justify="left", no_wrap=True, min_width=len("lr_encoder+decoder"))
+        else:
+            table.add_column(col, justify="right")
     paper = report["paper"]
     rows = [("lr_encoder", None), ("unet", "unet"), ("decoder", None), ("lr_encoder+decoder", "autoencoder"), ("total", "total")]
     for name, pkey in rows:
         c = report["components"][name]
         p = paper.get(pkey) if pkey else None
-        table.add_row(name, f"{c['params'] / 1e6:.2f}", f"{c['gflops']:.1f}",
-                      f"{p['params_m']:.0f}" if p else "", f"{p['gflops']:.0f}" if p else "")
+        table.add_row(name, f"{c['params'] / 1e6:.2f}", f"{p['params_m']:.0f}" if p else "",
+                      f"{c['gmacs_conv']:.1f}", f"{p['gflops']:.0f}" if p else "", f"{c['gflops']:.1f}")
     console.print(table)
-    console.print(f"[dim]{report['flop_convention']}. The paper does not state its convention.[/]")
+    console.print(
+        "[dim]GFLOPs (paper conv.) is the paper's convention: 1 FLOP = 1 multiply-accumulate of a convolution "
+        "(linear layers and attention matmuls not counted), the decoder run to the full HR tile. The paper does "
+        "not state it; its SD 1.5 figures imply it (docs/paper_cost.md). The paper's columns compare with this one.[/]"
+    )
+    console.print("[dim]GFLOPs (2xMACs): every conv/linear/matmul/attention multiply-accumulate as 2 FLOPs "
+                  "(torch.utils.flop_counter), what `edgesr bench` divides by time.[/]")
 
 
 def _not_implemented(name: str):

@@ -3,7 +3,8 @@
 Every checkpoint and model directory stores its `ModelConfig` as JSON (`config.json`); loading never
 unpickles. Presets:
 
-- ``edge-sd-sr``: the paper's sizes (UNet ~158M, LR encoder + small decoder ~11M, latent /8, C=8).
+- ``edge-sd-sr``: the paper's sizes and cost (UNet ~158M and ~40 G, LR encoder + small decoder ~14M and
+  ~102 G for one 128x128 LR tile, in the paper's convention: conv MACs, see docs/paper_cost.md), latent /8, C=8.
 - ``edge-tiny``: the shipped default, sized for two CPU cores (latent /4, see weights/MODEL_CARD.md).
 - ``test-tiny``: a few-thousand-parameter model for unit tests.
 """
@@ -152,20 +153,31 @@ class AutoencoderConfig(JsonConfig):
 
 @dataclass(frozen=True)
 class DecoderConfig(JsonConfig):
-    """The small decoder that inference uses (same block structure as the autoencoder's decoder)."""
+    """The small decoder that inference uses (same block structure as the autoencoder's decoder).
 
-    channels: tuple[int, ...] = (256, 256, 128, 64)  # the autoencoder decoder's channels, halved
-    blocks: tuple[int, ...] = (2, 2, 1, 1)  # and its blocks, halved
+    Defaults (the paper preset): the autoencoder decoder's blocks halved, its latent-grid width (512, SD's)
+    kept, where a 3x3 conv holds 2.4M parameters for 9.7 G MACs, and its widths above quartered, where the
+    same MACs buy 4-64x fewer parameters: 10.8M parameters and 78 G conv MACs from a 64x64 latent to
+    512x512 (docs/paper_cost.md).
+    """
+
+    channels: tuple[int, ...] = (512, 128, 64, 32)  # latent grid, then one per nearest-x2 stage
+    blocks: tuple[int, ...] = (2, 2, 1, 1)
 
 
 @dataclass(frozen=True)
 class UNetConfig(JsonConfig):
-    """SD-1.5-style UNet without text cross-attention; attention only at the listed (low-res) levels."""
+    """SD-1.5-style UNet without text cross-attention; attention only at the listed (low-res) levels.
+
+    Defaults (the paper preset, sec. 3.5): SD's base channels halved (160), FFN expansion halved, and
+    the transformer blocks only at the lowest level and the middle; the width sits at the two lowest
+    levels so that ~158M parameters cost ~40 G conv MACs on a 64x64 latent (docs/paper_cost.md).
+    """
 
     base_channels: int = 160
-    channel_mult: tuple[int, ...] = (1, 2, 3, 4)
+    channel_mult: tuple[int, ...] = (1, 1, 4, 4)
     num_res_blocks: int = 2
-    attention_levels: tuple[int, ...] = (2, 3)
+    attention_levels: tuple[int, ...] = (3,)
     mid_attention: bool = True
     transformer_depth: int = 1
     head_channels: int = 64
@@ -253,6 +265,9 @@ _NESTED: dict[tuple[str, str], type] = {
 
 
 def _edge_sd_sr() -> ModelConfig:
+    # The class defaults are the paper's model: sized to its parameters (UNet ~158M, LR encoder + decoder
+    # ~14M) and its cost in its own convention (conv MACs: UNet ~40 G, LR encoder + decoder ~102 G for one
+    # 128x128 LR tile at x4); `edgesr info -c edge-sd-sr` measures both, docs/paper_cost.md explains.
     return ModelConfig(name="edge-sd-sr")
 
 

@@ -721,11 +721,34 @@ def test_edge_sd_sr_parameter_counts_match_the_paper(sd_report):
     comp = sd_report["components"]
     assert comp["total"]["params"] == pytest.approx(169e6, rel=0.05)
     assert comp["unet"]["params"] == pytest.approx(158e6, rel=0.05)
+    assert comp["lr_encoder+decoder"]["params"] == pytest.approx(14e6, rel=0.05)  # the inference autoencoder
     assert comp["total"]["params"] == sum(comp[k]["params"] for k in ("lr_encoder", "unet", "decoder"))
     for name in ("lr_encoder", "unet", "decoder", "total", "lr_encoder+decoder"):
         assert comp[name]["gflops"] > 0, name
     assert sd_report["latent"] == [8, 8, 8]  # 16 LR px at x4 = 64 HR px, /8
     assert sd_report["paper"]["total"]["params_m"] == 169.0
+
+
+def test_model_report_counts_on_the_meta_device_what_a_real_forward_costs():
+    # model_report counts shapes on the meta device; a real forward of the same modules counts the same
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    cfg = tiny()
+    report = model_report(cfg, tile=16)["components"]
+    model = EdgeSR(cfg).eval()
+    lr = rand(1, 3, 16, 16)
+    with torch.no_grad():
+        mu, sigma = model.lr_encoder(lr)
+        calls = {"lr_encoder": lambda: model.lr_encoder(lr), "unet": lambda: model.unet(mu, torch.ones(1)),
+                 "decoder": lambda: model.decoder(mu)}
+        for name, call in calls.items():
+            with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+                call()
+            conv = {str(k): v for k, v in counter.get_flop_counts()["Global"].items()}.get("aten.convolution", 0)
+            assert report[name]["gflops"] == pytest.approx(counter.get_total_flops() / 1e9, rel=1e-9), name
+            assert report[name]["gmacs_conv"] == pytest.approx(conv / 2e9, rel=1e-9), name
+            assert 0 < report[name]["gmacs_conv"] <= report[name]["gflops"] / 2, name
 
 
 def test_model_report_tiny_counts_and_flop_scaling():

@@ -10,6 +10,7 @@ from PIL import Image
 
 from backends.torch_backend import from_model
 from edgesr_cli.cli_common import default_model_dir
+from edgesr_cli.config import ModelConfig, get_preset
 from edgesr_cli.metrics import bicubic_upscale, psnr_y
 from edgesr_cli.model import count_parameters, load_model_dir
 from edgesr_cli.tiling import upscale_tensor
@@ -30,6 +31,12 @@ def test_default_model_is_found_and_small(shipped):
     size = sum(p.stat().st_size for p in d.iterdir())
     assert size < 20e6
     assert count_parameters(model) > 1e6
+
+
+def test_edge_tiny_preset_is_the_shipped_config(shipped):
+    # The preset defaults belong to edge-sd-sr; edge-tiny spells out every size, so changing them leaves it alone.
+    d, model = shipped
+    assert ModelConfig.load(d / "config.json") == get_preset("edge-tiny") == model.cfg
 
 
 def _hr_photo() -> np.ndarray:
