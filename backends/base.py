@@ -100,7 +100,7 @@ def load_backend(name: str, model_dir: str | Path, **options) -> Backend:
     if reason is not None:
         raise BackendUnavailable(f"backend {name!r} is not usable here: {reason}")
     detail = options.pop("detail", None)
-    if detect_model_format(model_dir) == "torch":
+    if not (Path(model_dir) / "manifest.json").is_file():  # a model dir (the loader reports a broken export)
         options["detail"] = detail
     elif detail is not None:
         baked = export_detail(model_dir)
