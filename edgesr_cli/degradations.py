@@ -89,8 +89,25 @@ _MIN_KERNEL_SIZE = 7
 # ----------------------------------------------------------------------------
 
 
+class _JsonConfig:
+    """to_dict / from_dict of a frozen dataclass config (tuples <-> lists, unknown keys refused)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict (tuples become lists)."""
+        return {f.name: _to_json_value(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        """Inverse of :meth:`to_dict`; lists become tuples again, unknown keys raise ValueError."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} keys: {unknown}")
+        return cls(**{k: _from_json_value(v) for k, v in data.items()})
+
+
 @dataclass(frozen=True)
-class DegradationConfig:
+class DegradationConfig(_JsonConfig):
     """All probabilities and ranges of the second-order degradation.
 
     Defaults are Real-ESRGAN x4plus' published training values.  Fields ending
@@ -175,18 +192,6 @@ class DegradationConfig:
         if not self.resize_modes or any(m not in RESIZE_MODES for m in self.resize_modes):
             raise ValueError(f"resize_modes must be a non-empty subset of {RESIZE_MODES}, got {self.resize_modes}")
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-serialisable dict (tuples become lists)."""
-        return {f.name: _to_json_value(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "DegradationConfig":
-        """Inverse of :meth:`to_dict`; lists become tuples again, unknown keys raise ValueError."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown DegradationConfig keys: {unknown}")
-        return cls(**{k: _from_json_value(v) for k, v in data.items()})
 
 
 def _to_json_value(value: Any) -> Any:
@@ -897,7 +902,7 @@ def bicubic_lr(hr: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class PhotoDegradationConfig:
+class PhotoDegradationConfig(_JsonConfig):
     """The two first-order photo pipelines beside Real-ESRGAN's (ranges in the units of the draw).
 
     ``jpeg``: optional mild blur (prob ``jpeg_blur_prob``), bicubic down, JPEG with quality from ``jpeg_heavy``,
@@ -918,16 +923,20 @@ class PhotoDegradationConfig:
     camera_gray_prob: float = 0.2
     camera_jpeg: tuple[float, float] = (60.0, 95.0)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {f.name: _to_json_value(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PhotoDegradationConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown photo degradation option(s) {sorted(unknown)}")
-        return cls(**{k: _from_json_value(v) for k, v in d.items()})
+    def __post_init__(self) -> None:
+        if not isinstance(self.blur_kernel_size, int) or self.blur_kernel_size < _MIN_KERNEL_SIZE \
+                or self.blur_kernel_size % 2 == 0:
+            raise ValueError(f"blur_kernel_size must be an odd int >= {_MIN_KERNEL_SIZE}, got {self.blur_kernel_size!r}")
+        for name in ("blur_sigma", "jpeg_heavy", "jpeg_resave", "camera_sigma", "camera_poisson", "camera_jpeg"):
+            _check_range(name, getattr(self, name))
+        for name in ("jpeg_blur_prob", "jpeg_twice_prob", "camera_blur_prob", "camera_gray_prob"):
+            _check_prob(name, getattr(self, name))
+        for name in ("jpeg_heavy", "jpeg_resave", "camera_jpeg"):
+            lo, hi = getattr(self, name)
+            if lo < 1 or hi > 100:
+                raise ValueError(f"{name} must lie in [1, 100], got {(lo, hi)}")
+        if self.blur_sigma[0] <= 0:
+            raise ValueError("blur_sigma must be positive")
 
 
 @dataclass(frozen=True)

@@ -272,3 +272,16 @@ def test_cli_degradation_mix_options_are_checked(tiny_model_dir, photo_dir, tmp_
     r = CliRunner().invoke(app, ["finetune-decoder", "-m", str(tiny_model_dir), "-d", str(photo_dir), "-o",
                                  str(tmp_path / "run"), "--camera-prob", "-0.1"])
     assert r.exit_code == 2 and "--camera-prob must be in [0, 1]" in r.output
+
+
+def test_photo_degradation_config_is_validated_and_round_trips():
+    cfg = deg.PhotoDegradationConfig()
+    assert deg.PhotoDegradationConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ValueError, match=r"unknown PhotoDegradationConfig keys: \['fog'\]"):
+        deg.PhotoDegradationConfig.from_dict({"fog": 1})
+    with pytest.raises(ValueError, match="jpeg_heavy must lie in"):
+        deg.PhotoDegradationConfig(jpeg_heavy=(0.0, 60.0))
+    with pytest.raises(ValueError, match="camera_gray_prob"):
+        deg.PhotoDegradationConfig(camera_gray_prob=1.5)
+    with pytest.raises(ValueError, match="blur_kernel_size"):
+        deg.PhotoDegradationConfig(blur_kernel_size=8)
