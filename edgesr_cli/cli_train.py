@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 class Stage(str, Enum):
     autoencoder = "autoencoder"
     joint = "joint"
+    encoder = "encoder"
 
 
 class PixelLoss(str, Enum):
@@ -47,6 +48,9 @@ JpegProbOpt = Annotated[Optional[float], typer.Option(
     "--jpeg-prob", help="Share of crops made heavy-JPEG LR (bicubic, quality 20-60, sometimes saved twice).")]
 CameraProbOpt = Annotated[Optional[float], typer.Option(
     "--camera-prob", help="Share of crops made camera LR (mild blur, sensor noise, the camera's JPEG).")]
+FreezeEncoderOpt = Annotated[bool, typer.Option(
+    "--freeze-encoder",
+    help="Ablation (Table 3, independent encoder): keep the LR encoder as loaded; the diffusion loss never trains it.")]
 WorkersOpt = Annotated[Optional[int], typer.Option(
     "--workers", min=0,
     help="Processes that make training batches ahead of the loop (default: none on the CPU; on CUDA the free "
@@ -113,9 +117,14 @@ def register(app: typer.Typer) -> None:
     def train(
         data: DataOpt = [],  # noqa: B006
         out: OutOpt = Path("runs/train"),
-        stage: Annotated[Stage, typer.Option(help="autoencoder (stage 0) or joint (LR encoder + UNet, eq. 8).")] = Stage.joint,
+        stage: Annotated[Stage, typer.Option(help="autoencoder (stage 0), joint (LR encoder + UNet, eq. 8) or encoder "
+                                                  "(ablation: the LR encoder alone, regressing the HR latent).")] = Stage.joint,
         config: Annotated[str, typer.Option("--config", "-c", help=f"Model preset ({', '.join(PRESETS)}) or a config.json.")] = "edge-tiny",
-        autoencoder: Annotated[Optional[Path], typer.Option(help="Stage-0 model dir (OUT/model of --stage autoencoder); needed by --stage joint.")] = None,
+        autoencoder: Annotated[Optional[Path], typer.Option(help="Stage-0 model dir (OUT/model of --stage autoencoder); needed by --stage joint and encoder.")] = None,
+        init_encoder: Annotated[Optional[Path], typer.Option(
+            "--init-encoder", exists=True, file_okay=False,
+            help="--stage joint: start the LR encoder from this model dir (OUT/model of --stage encoder).")] = None,
+        freeze_encoder: FreezeEncoderOpt = False,
         scale: Annotated[int, typer.Option("--scale", "-s", help="Training scale (2 for the teacher).")] = 2,
         conditioning: Annotated[Conditioning, typer.Option(help="Ablation: unidirectional = LR latent concatenated, N(0, I) start.")] = Conditioning.bidirectional,
         mean_only: Annotated[bool, typer.Option("--mean-only", help="Ablation eq. 7: sigma = 1.")] = False,
@@ -146,18 +155,25 @@ def register(app: typer.Typer) -> None:
         cfg = _train_config(stage.value, train_config, dict(
             steps=steps, batch_size=batch_size, crop=crop, lr=lr, lr_drop_at=lr_drop_at, lr_drop_to=lr_drop_to,
             p_t1_start=p_t1_start, p_t1_decay_steps=p_t1_decay_steps, val_every=val_every, ckpt_every=ckpt_every,
-            seed=seed, precision=precision.value, lr_pipeline=_lr_pipeline(realesrgan_prob)))
+            seed=seed, precision=precision.value, lr_pipeline=_lr_pipeline(realesrgan_prob),
+            freeze_encoder=freeze_encoder or None))
+        if stage is not Stage.joint and (init_encoder is not None or cfg.freeze_encoder):
+            raise UserError("--init-encoder and --freeze-encoder belong to --stage joint")
         if stage is Stage.autoencoder:
             from .training.autoencoder import train_autoencoder
 
             result = train_autoencoder(model_cfg, cfg, data, val, out, resume, device.value, not quiet, workers=workers)
         else:
             if autoencoder is None:
-                raise UserError("--stage joint needs --autoencoder DIR (the model/ folder of a stage-0 run)")
-            from .training.joint import train_joint
+                raise UserError(f"--stage {stage.value} needs --autoencoder DIR (the model/ folder of a stage-0 run)")
+            from .training.joint import train_encoder, train_joint
 
-            result = train_joint(model_cfg, cfg, data, val, out, autoencoder, resume, device.value, not quiet,
-                                 workers=workers)
+            if stage is Stage.encoder:
+                result = train_encoder(model_cfg, cfg, data, val, out, autoencoder, resume, device.value, not quiet,
+                                       workers=workers)
+            else:
+                result = train_joint(model_cfg, cfg, data, val, out, autoencoder, resume, device.value, not quiet,
+                                     workers=workers, encoder_dir=init_encoder)
         typer.echo(f"model written to {result}")
 
     @app.command()
@@ -183,6 +199,7 @@ def register(app: typer.Typer) -> None:
             "--init", exists=True, file_okay=False,
             help="Start the student from this x4 model (OUT/model of an earlier distill) instead of the teacher.")] = None,
         realesrgan_prob: Annotated[Optional[float], typer.Option()] = None,
+        freeze_encoder: FreezeEncoderOpt = False,
         val_every: Annotated[Optional[int], typer.Option()] = None,
         ckpt_every: Annotated[Optional[int], typer.Option()] = None,
         seed: Annotated[Optional[int], typer.Option()] = None,
@@ -199,7 +216,8 @@ def register(app: typer.Typer) -> None:
             steps=steps, batch_size=batch_size, crop=crop, lr=lr, lr_drop_at=lr_drop_at, lr_drop_to=lr_drop_to,
             p_t1_start=p_t1, p_t1_end=p_t1, p_t1_decay_steps=0,
             hr_target_weight=hr_weight, val_every=val_every, ckpt_every=ckpt_every, seed=seed,
-            precision=precision.value, lr_pipeline=_lr_pipeline(realesrgan_prob)))
+            precision=precision.value, lr_pipeline=_lr_pipeline(realesrgan_prob),
+            freeze_encoder=freeze_encoder or None))
         from .training.joint import train_distill
 
         result = train_distill(cfg, data, val, out, teacher, scale, resume, device.value, not quiet, init, workers=workers)

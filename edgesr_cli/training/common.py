@@ -68,6 +68,9 @@ class TrainConfig:
     hr_target_weight: float = 0.0
     # decoder stage: also train the LR encoder and UNet through the pixel loss (end-to-end one-step finetune)
     finetune_generator: bool = False
+    # ablation (paper Table 3, "independent encoder"): the LR encoder stays as loaded (`--init-encoder`, trained
+    # alone by `--stage encoder`) and never receives the diffusion loss, in the joint stage and in distillation
+    freeze_encoder: bool = False
     lr_pipeline: dict = field(default_factory=lambda: LRPipelineConfig().to_dict())
 
     def lr_at(self, step: int) -> float:

@@ -2,7 +2,11 @@
 encoder's stop-gradient for t < 1 and the decaying P(t = 1) schedule (paper 3.3).
 
 The encoder has its own optimizer, stepped only when some sample of the (global) batch has t = 1,
-so its weights change only on t = 1 batches (Adam's momentum would move them otherwise)."""
+so its weights change only on t = 1 batches (Adam's momentum would move them otherwise).
+
+Ablation of paper Table 3 ("independent encoder"): `train_encoder` (`edgesr train --stage encoder`) trains
+the LR encoder alone to regress the HR latent; `cfg.freeze_encoder` then keeps it as loaded through the
+joint stage and distillation (no optimizer, no gradient: the diffusion loss never reaches it)."""
 
 from __future__ import annotations
 
@@ -45,13 +49,101 @@ def load_autoencoder_into(model: EdgeSR, ae_dir: Path) -> None:
     model.decoder.load_state_dict(src.decoder.state_dict())
 
 
+def load_encoder_into(model: EdgeSR, encoder_dir: Path) -> None:
+    """The LR encoder of `encoder_dir` (OUT/model of `--stage encoder`, or any model of this config)."""
+    src = load_model_dir(encoder_dir, with_autoencoder=False)
+    if src.cfg.architecture_dict()["lr_encoder"] != model.cfg.architecture_dict()["lr_encoder"] or \
+            src.cfg.latent_channels != model.cfg.latent_channels or src.cfg.variance != model.cfg.variance:
+        raise TrainError(f"{encoder_dir}: LR encoder is from another config ({src.cfg.name}); "
+                         "train it with the same --config and --mean-only")
+    model.lr_encoder.load_state_dict(src.lr_encoder.state_dict())
+
+
 def train_joint(model_cfg: ModelConfig, cfg: TrainConfig, data: list[Path], val: Path | None, out: Path,
                 autoencoder_dir: Path, resume: bool = False, device: str = "auto", show_progress: bool = True,
-                workers: int | None = None) -> Path:
+                workers: int | None = None, encoder_dir: Path | None = None) -> Path:
+    """Eq. 8 at `model_cfg.scale`. `encoder_dir` starts the LR encoder from that model's (with
+    `cfg.freeze_encoder`, the independent-encoder ablation keeps it there)."""
+    if cfg.freeze_encoder and encoder_dir is None:
+        raise TrainError("a frozen LR encoder needs one to start from: pass --init-encoder DIR "
+                         "(OUT/model of `edgesr train --stage encoder`)")
     ctx = prepare_stage(cfg, data, val, out, resume, device, scales=(model_cfg.scale,), workers=workers)
     model = EdgeSR(model_cfg, with_autoencoder=True)
     load_autoencoder_into(model, autoencoder_dir)
+    if encoder_dir is not None:
+        load_encoder_into(model, encoder_dir)
     return _diffusion_stage(ctx, model, None, cfg, model_cfg, out, "joint", show_progress)
+
+
+def encoder_regression_loss(mu: torch.Tensor, sigma: torch.Tensor, z_h: torch.Tensor, variance: bool) -> torch.Tensor:
+    """The independent LR encoder's loss: mu regresses the HR latent (squared error) and, with variance,
+    sigma is fitted as the Gaussian scale of the residual it leaves (NLL with mu detached, so the mean's
+    gradient is plain regression). All (B,C,h,w); returns a scalar."""
+    loss = torch.mean((mu.float() - z_h.float()) ** 2)
+    if variance:
+        s = sigma.float()
+        r = (z_h.float() - mu.detach().float()) / s
+        loss = loss + torch.mean(0.5 * r * r + torch.log(s))
+    return loss
+
+
+def train_encoder(model_cfg: ModelConfig, cfg: TrainConfig, data: list[Path], val: Path | None, out: Path,
+                  autoencoder_dir: Path, resume: bool = False, device: str = "auto", show_progress: bool = True,
+                  workers: int | None = None) -> Path:
+    """Ablation (paper Table 3, independent encoder training): the LR encoder alone, trained to predict
+    the frozen autoencoder's HR latent of the crop from its LR (`encoder_regression_loss`); no UNet.
+    Writes a model dir whose LR encoder `train_joint(encoder_dir=..., cfg.freeze_encoder)` starts from."""
+    ctx = prepare_stage(cfg, data, val, out, resume, device, scales=(model_cfg.scale,), workers=workers)
+    d = ctx.d
+    model = EdgeSR(model_cfg, with_autoencoder=True)
+    load_autoencoder_into(model, autoencoder_dir)
+    model = model.to(d.device)
+    channels_last(model)
+    ae = model.autoencoder.eval().requires_grad_(False)
+    enc = model.lr_encoder
+    opt = torch.optim.Adam(enc.parameters(), lr=cfg.lr)
+    trainables = [Trainable("lr_encoder", enc, opt, EMA(enc, cfg.ema_decay))]
+    frozen = {"autoencoder": ae, "decoder": model.decoder, "unet": model.unet}
+    start = load_checkpoint(out, model_cfg, trainables, ctx.generator, d)[0] if ctx.resuming else 0
+    net = wrap_ddp(enc, d)
+    scale = model_cfg.scale
+    val_batch = ctx.val.fixed_batch(cfg.val_images, seed=12345)
+    batch_at = ctx.batches(start)
+
+    def step_fn(step: int, g: torch.Generator) -> dict[str, float]:
+        b = batch_at(step)
+        hr, lr = to_dev(b.hr, d), to_dev(b.lr[scale], d)
+        with torch.no_grad(), autocast(d.device, ctx.dtype):
+            z_h = ae.encoder(hr).float()
+        with autocast(d.device, ctx.dtype):
+            mu, sigma = net(lr)
+        loss = encoder_regression_loss(mu, sigma, z_h, model_cfg.variance)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss": float(all_reduce_mean(loss.detach(), d))}
+
+    @torch.no_grad()
+    def val_fn() -> dict[str, float]:
+        enc.eval()
+        hr, lr = to_dev(val_batch.hr, d), to_dev(val_batch.lr[scale], d)
+        with autocast(d.device, ctx.dtype):
+            z_h = ae.encoder(hr).float()
+            mu, sigma = enc(lr)
+            sr = model.decode(mu.float()).float().clamp(0, 1)
+        enc.train()
+        return {"val_loss": float(encoder_regression_loss(mu, sigma, z_h, model_cfg.variance)),
+                "val_psnr": psnr(sr, hr)}  # the LR latent's mean decoded as it is
+
+    run_loop(out=out, cfg=cfg, model_cfg=model_cfg, d=d, trainables=trainables, frozen=frozen, generator=ctx.generator,
+             step_fn=step_fn, val_fn=val_fn, start_step=start, description="encoder", show_progress=show_progress)
+    result = out / RESULT_DIR
+    if d.main:
+        final = EdgeSR(model_cfg, with_autoencoder=True)
+        final.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
+        trainables[0].ema.copy_to(final.lr_encoder)
+        save_model_dir(final, result, inference_only=False, metadata={"stage": "encoder"})
+    return result
 
 
 def _diffusion_stage(ctx, model: EdgeSR, teacher: EdgeSR | None, cfg: TrainConfig, model_cfg: ModelConfig, out: Path,
@@ -65,10 +157,15 @@ def _diffusion_stage(ctx, model: EdgeSR, teacher: EdgeSR | None, cfg: TrainConfi
         channels_last(teacher)
     scale = model_cfg.scale
     opt_unet = torch.optim.Adam(model.unet.parameters(), lr=cfg.lr)
-    opt_enc = torch.optim.Adam(model.lr_encoder.parameters(), lr=cfg.lr)
-    trainables = [Trainable("unet", model.unet, opt_unet, EMA(model.unet, cfg.ema_decay)),
-                  Trainable("lr_encoder", model.lr_encoder, opt_enc, EMA(model.lr_encoder, cfg.ema_decay))]
+    trainables = [Trainable("unet", model.unet, opt_unet, EMA(model.unet, cfg.ema_decay))]
     frozen = {"autoencoder": ae, "decoder": model.decoder}
+    if cfg.freeze_encoder:  # independent-encoder ablation: no optimizer, no gradient
+        model.lr_encoder.requires_grad_(False)
+        frozen["lr_encoder"] = model.lr_encoder
+        opt_enc = None
+    else:
+        opt_enc = torch.optim.Adam(model.lr_encoder.parameters(), lr=cfg.lr)
+        trainables.append(Trainable("lr_encoder", model.lr_encoder, opt_enc, EMA(model.lr_encoder, cfg.ema_decay)))
     start = load_checkpoint(out, model_cfg, trainables, ctx.generator, d)[0] if ctx.resuming else 0
     net = wrap_ddp(DiffusionNet(model), d)
     T = model_cfg.schedule.num_timesteps
@@ -98,10 +195,11 @@ def _diffusion_stage(ctx, model: EdgeSR, teacher: EdgeSR | None, cfg: TrainConfi
         with autocast(d.device, ctx.dtype):
             res = net(lr, target, z_h, t, eps)
         opt_unet.zero_grad(set_to_none=True)
-        opt_enc.zero_grad(set_to_none=True)
+        if opt_enc is not None:
+            opt_enc.zero_grad(set_to_none=True)
         res.loss.backward()
         opt_unet.step()
-        enc_step = any_across(bool((t >= 1.0).any()), d)
+        enc_step = opt_enc is not None and any_across(bool((t >= 1.0).any()), d)
         if enc_step:
             opt_enc.step()
         return {"loss": float(all_reduce_mean(res.loss.detach(), d)), "p_t1": p,
@@ -131,8 +229,8 @@ def _diffusion_stage(ctx, model: EdgeSR, teacher: EdgeSR | None, cfg: TrainConfi
     if d.main:
         final = EdgeSR(model_cfg, with_autoencoder=True)
         final.load_state_dict({k: v.cpu() for k, v in model.state_dict().items()})
-        for tr, module in zip(trainables, (final.unet, final.lr_encoder)):
-            tr.ema.copy_to(module)
+        for tr in trainables:  # a frozen encoder stays as loaded (its weights came in with the state dict)
+            tr.ema.copy_to(getattr(final, tr.name))
         save_model_dir(final, result, inference_only=False, metadata={"stage": description})
     return result
 
