@@ -27,7 +27,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .cli_common import (Device, UserError, default_model_dir, err_console, friendly_errors, interruption,
                          print_error, printable, signals_as_interrupts)
-from .io import DEFAULT_MAX_PIXELS, ImageError, Photo, check_writable, encode_image, find_inputs, read_image, write_image
+from .io import (DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS, ImageError, Photo, check_writable, encode_image,
+                 find_inputs, read_image, stored_dtype, write_image)
 from .upscale import UpscaleOptions, upscale_photo
 
 
@@ -190,6 +191,12 @@ def register(app: typer.Typer) -> None:
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist.")] = False,
         shard: Annotated[Optional[str], typer.Option(help="i/n: process only this deterministic share of the inputs.")] = None,
         max_pixels: Annotated[int, typer.Option(help="Refuse inputs with more pixels (decompression bombs).")] = DEFAULT_MAX_PIXELS,
+        max_output_pixels: Annotated[int, typer.Option(
+            help="Refuse an image whose output would have more pixels (0 = no limit but memory).")] = DEFAULT_MAX_OUTPUT_PIXELS,
+        memory_check: Annotated[bool, typer.Option(
+            "--memory-check/--no-memory-check",
+            help="Before each image, estimate the memory it needs and refuse it when the machine (or the "
+                 "container) has less available.")] = True,
         quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     ) -> None:
@@ -241,8 +248,9 @@ def register(app: typer.Typer) -> None:
             for note in plan.skipped:
                 err_console.print(f"note: {escape(printable(note))}", highlight=False, soft_wrap=True)
         with signals_as_interrupts():
+            limits = Limits(max_pixels, max_output_pixels, memory_check)
             summary, stopped = run_jobs(jobs, runner, opts, ext.value if ext else None, quality, skip_existing,
-                                        overwrite, max_pixels, quiet or as_json or any(j.dst is None for j in jobs),
+                                        overwrite, limits, quiet or as_json or any(j.dst is None for j in jobs),
                                         runner16=runner16, failures=plan.failures)
             summary.update(backend=name, model=str(model_dir), detail=_detail_used(model_dir, detail))
             if as_json:
@@ -273,8 +281,44 @@ def fp32_twin(runner):
     return twin
 
 
+@dataclass(frozen=True)
+class Limits:
+    """What one image may cost: input pixels (read_image refuses before decoding), output pixels, and the
+    memory estimate checked against what the machine has available."""
+
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    max_output_pixels: int = 0  # 0: none
+    memory_check: bool = True
+
+
+def check_limits(label: str, height: int, width: int, runner, opts: UpscaleOptions, stored, channels: int,
+                 alpha: bool, limits: Limits) -> None:
+    """Refuse, with one line naming the image, an output over --max-output-pixels or one whose estimated
+    memory (upscale.estimate_peak_bytes) exceeds what is available now."""
+    s = runner.scale
+    out_h, out_w = height * s, width * s
+    if limits.max_output_pixels and out_h * out_w > limits.max_output_pixels:
+        raise ImageError(label, f"its x{s} output would be {out_w}x{out_h} = {out_h * out_w:,} pixels, over "
+                                f"--max-output-pixels {limits.max_output_pixels:,}")
+    if not limits.memory_check:
+        return
+    from .hw import available_memory
+    from .upscale import PROCESS_BYTES, estimate_peak_bytes
+
+    avail = available_memory()
+    need = estimate_peak_bytes(height, width, s, opts, stored, channels, alpha)
+    if avail is not None and need - PROCESS_BYTES > avail:  # the process itself is already resident
+        raise ImageError(label, f"needs about {need / 2**30:.1f} GiB of memory for its {out_w}x{out_h} output, "
+                                f"{avail / 2**30:.1f} GiB available (--no-memory-check to try anyway)")
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and any(m in str(exc) for m in ("can't allocate memory", "out of memory")))
+
+
 def run_jobs(jobs: list[Job], runner, opts: UpscaleOptions, ext: str | None, quality: int, skip_existing: bool,
-             overwrite: bool, max_pixels: int, quiet: bool, runner16=None,
+             overwrite: bool, limits: Limits, quiet: bool, runner16=None,
              failures: list[ImageError] = ()) -> tuple[dict, KeyboardInterrupt | None]:
     """Run every job; one failure is one record and one line. Returns the summary, and the
     interruption (SIGINT, SIGTERM, SIGHUP) that stopped the run early, if one did."""
@@ -296,13 +340,19 @@ def run_jobs(jobs: list[Job], runner, opts: UpscaleOptions, ext: str | None, qua
                 started += 1
                 try:
                     rec.update(_run_one(job, runner, runner16, opts, ext, quality, skip_existing, overwrite,
-                                        max_pixels, progress))
+                                        limits, progress))
                 except ImageError as exc:
                     rec.update(status="failed", error=str(exc))
                     print_error(str(exc))
                 except ValueError as exc:
                     rec.update(status="failed", error=f"{job.label}: {exc}")
                     print_error(f"{job.label}: {exc}")
+                except (MemoryError, RuntimeError) as exc:  # out of memory: this image fails, the batch goes on
+                    if not _out_of_memory(exc):
+                        raise
+                    msg = f"{job.label}: out of memory while upscaling (try a smaller --batch or --tile)"
+                    rec.update(status="failed", error=msg)
+                    print_error(msg)
                 progress.advance(overall)
         except KeyboardInterrupt as exc:  # Terminated too: the output in progress was cleaned up
             stopped = exc
@@ -315,7 +365,7 @@ def run_jobs(jobs: list[Job], runner, opts: UpscaleOptions, ext: str | None, qua
 
 
 def _run_one(job: Job, runner, runner16, opts: UpscaleOptions, ext: str | None, quality: int, skip_existing: bool,
-             overwrite: bool, max_pixels: int, progress: Progress) -> dict:
+             overwrite: bool, limits: Limits, progress: Progress) -> dict:
     """One job: the fields of its record."""
     if job.dst is not None and (job.dst.exists() or job.dst.is_symlink()):
         if skip_existing:
@@ -325,13 +375,18 @@ def _run_one(job: Job, runner, runner16, opts: UpscaleOptions, ext: str | None, 
             raise ImageError(job.dst, f"{what} (use --overwrite to replace it or --skip-existing)")
     if job.dst is not None:
         check_writable(job.dst)  # before the upscaling, not after it
-    photo = read_image(_read_stdin() if job.src is None else job.src, name=job.label, max_pixels=max_pixels)
+    photo = read_image(_read_stdin() if job.src is None else job.src, name=job.label, max_pixels=limits.max_pixels)
+    fmt = ext or _fmt_for(job, photo)
+    stored = stored_dtype(fmt, photo.bit_depth)  # an unknown format is refused here, before the upscaling
+    check_limits(job.label, photo.height, photo.width, runner, opts, stored, 1 if photo.grayscale else 3,
+                 photo.alpha is not None, limits)
     tiles = progress.add_task(f"  {printable(Path(job.label).name)}", total=None)
     t1 = time.perf_counter()
     use = runner16 if runner16 is not None and photo.bit_depth > 8 else runner
-    out = upscale_photo(use, photo, opts, progress=lambda d, n: progress.update(tiles, completed=d, total=n))
+    out = upscale_photo(use, photo, opts, progress=lambda d, n: progress.update(tiles, completed=d, total=n),
+                        quantize=stored)
+    del photo  # the input's float pixels are not needed while the output is encoded
     progress.remove_task(tiles)
-    fmt = ext or _fmt_for(job, photo)
     if job.dst is None:
         _write_stdout(encode_image(out, fmt, quality))
     else:

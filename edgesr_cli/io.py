@@ -110,6 +110,7 @@ import numpy as np
 from PIL import ExifTags, Image, TiffImagePlugin, TiffTags, UnidentifiedImageError
 
 __all__ = [
+    "DEFAULT_MAX_OUTPUT_PIXELS",
     "DEFAULT_MAX_PIXELS",
     "EXTENSIONS",
     "WRITE_FORMATS",
@@ -120,12 +121,15 @@ __all__ = [
     "find_images",
     "find_inputs",
     "read_image",
+    "stored_dtype",
     "write_image",
 ]
 
 #: Default pixel limit (width * height) for :func:`read_image`; equal to the size at
 #: which Pillow itself refuses images as a decompression bomb (2 x 89478485).
 DEFAULT_MAX_PIXELS = 178_956_970
+# outputs: 2**30 pixels (a 32768 x 32768 image: 3 GiB of 8-bit RGB, a PNG most viewers will not open)
+DEFAULT_MAX_OUTPUT_PIXELS = 1 << 30
 
 #: File suffixes (lower case, no dot) that :func:`find_images` treats as images.
 EXTENSIONS = frozenset({"png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp"})
@@ -819,7 +823,7 @@ def _resolve_format(fmt: str | None, path: Path | None, label: str | None = None
 class _Pixels:
     """Validated write input."""
 
-    rgb: np.ndarray  # float32 (H, W, 3) or (H, W, 1)
+    rgb: np.ndarray  # float32 in [0, 1], or the stored values (uint8 / uint16 for bit_depth 8 / 16); (H, W, 3|1)
     alpha: np.ndarray | None
     grayscale: bool
     bit_depth: int
@@ -832,7 +836,9 @@ def _normalise(photo_like: Any) -> _Pixels:
         rgb, meta = photo_like, None
     else:
         rgb, meta = photo_like.rgb, photo_like
-    rgb = np.asarray(rgb, dtype=np.float32)
+    rgb = np.asarray(rgb)
+    if rgb.dtype not in (np.uint8, np.uint16):
+        rgb = rgb.astype(np.float32, copy=False)
     if rgb.ndim == 2:
         rgb = rgb[..., None]
     if rgb.ndim != 3 or rgb.shape[2] not in (1, 3) or rgb.shape[0] == 0 or rgb.shape[1] == 0:
@@ -847,6 +853,7 @@ def _normalise(photo_like: Any) -> _Pixels:
     bit_depth = int(getattr(meta, "bit_depth", 8) or 8)
     if bit_depth not in (8, 16):
         raise ValueError(f"bit_depth must be 8 or 16, got {bit_depth}")
+
     exif = getattr(meta, "exif", None) or None
     if isinstance(exif, Image.Exif):
         exif = exif.tobytes()
@@ -869,6 +876,30 @@ def _quantize(x: np.ndarray, maxval: int, dtype: type) -> np.ndarray:
 
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's "L"
 
+
+def _stack(planes: list[np.ndarray], maxval: int, dtype: type) -> np.ndarray:
+    """(H, W, len(planes)) of `dtype`: float planes quantized, stored ones converted exactly (8-bit values
+    in a 16-bit file: v * 257; 16-bit values in an 8-bit file: round(v / 257))."""
+    out = np.empty((*planes[0].shape, len(planes)), dtype=dtype)
+    for c, p in enumerate(planes):
+        if p.dtype == np.float32 or p.dtype == np.float64:
+            out[..., c] = _quantize(p, maxval, dtype)
+        elif p.dtype == dtype:
+            out[..., c] = p
+        elif dtype == np.uint8:
+            out[..., c] = ((p.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+        else:
+            out[..., c] = p.astype(np.uint16) * 257
+    return out
+
+
+def stored_dtype(fmt: str, bit_depth: int) -> np.dtype:
+    """The sample type a file of format `fmt` (png, jpg, webp, tif, bmp) stores for a source of
+    `bit_depth` bits: uint16 for 16-bit PNG and TIFF, uint8 otherwise (the writer's rule)."""
+    deep = _resolve_format(fmt, None, fmt) in ("PNG", "TIFF")  # an unknown format raises ImageError here
+    return np.dtype(np.uint16 if bit_depth == 16 and deep else np.uint8)
+
+
 _OPAQUE_FORMATS = {"JPEG": "JPEG", "BMP": "BMP"}
 
 
@@ -889,8 +920,14 @@ def _plan(photo_like: Any, fmt: str, quality: int, label: str) -> Callable[[IO[b
             raise ImageError(label, f"{_OPAQUE_FORMATS[fmt]} cannot store transparency; "
                                     f"write PNG, WebP or TIFF instead")
 
+    stored = px.rgb.dtype != np.float32  # already quantized (upscale_photo(..., quantize=True))
     if px.grayscale:
-        planes = [px.rgb[..., 0] if px.rgb.shape[2] == 1 else px.rgb @ _LUMA]
+        if px.rgb.shape[2] == 1:
+            planes = [px.rgb[..., 0]]
+        elif stored:
+            raise ValueError("quantized grayscale pixels must be one channel (H, W, 1)")
+        else:
+            planes = [px.rgb @ _LUMA]
     else:
         planes = [px.rgb[..., c] for c in range(3)]
     if alpha is not None:
@@ -901,12 +938,14 @@ def _plan(photo_like: Any, fmt: str, quality: int, label: str) -> Callable[[IO[b
         # unreadable by Pillow (and so by read_image), so store those as RGB(A).
         planes[1:1] = [planes[0], planes[0]]
 
+    # the stored image itself when it is all the planes (upscale_photo(..., quantize=...)): no copy of the output
+    whole = stored and len(planes) == px.rgb.shape[2] and alpha is None
     if px.bit_depth == 16 and fmt in ("PNG", "TIFF"):
-        values16 = _quantize(np.stack(planes, axis=2), 65535, np.uint16)
+        values16 = px.rgb if whole and px.rgb.dtype == np.uint16 else _stack(planes, 65535, np.uint16)
         writer16 = _write_png16 if fmt == "PNG" else _write_tiff
         return lambda fp: writer16(fp, values16, px.icc_profile, px.exif)
 
-    values = _quantize(np.stack(planes, axis=2), 255, np.uint8)
+    values = px.rgb if whole and px.rgb.dtype == np.uint8 else _stack(planes, 255, np.uint8)
     if fmt == "TIFF":  # Pillow's libtiff writer cannot store the EXIF sub-IFDs
         return lambda fp: _write_tiff(fp, values, px.icc_profile, px.exif)
     im = Image.fromarray(values[..., 0] if values.shape[2] == 1 else values)

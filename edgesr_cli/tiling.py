@@ -5,7 +5,8 @@ tile is encoded, sampled with the shared sampler and decoded by a backend, and t
 blended with a linear-ramp window and normalised weights (diffusers' tiled-VAE blending). One noise
 field covers the whole image's latent grid, drawn from the seed; each tile reads its window, so
 overlapping tiles agree and the result does not depend on tile or batch size beyond float tolerance.
-Memory for the model is bounded by the batch of tiles, not the image.
+Memory for the model is bounded by the batch of tiles, not the image; `upscale_bands` hands finished HR
+rows to the caller band by band, so the engine's own float state is a few tile rows, not the output.
 """
 
 from __future__ import annotations
@@ -152,9 +153,13 @@ def noise_field(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     return torch.randn(shape, generator=g, dtype=torch.float32)
 
 
-def upscale_tensor(
+Emit = Callable[[int, torch.Tensor], None]
+
+
+def upscale_bands(
     runner: Runner,
     lr: torch.Tensor,
+    emit: Emit,
     *,
     tile: int = 128,
     overlap: float = 0.25,
@@ -163,8 +168,15 @@ def upscale_tensor(
     eta: float = 0.0,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
-) -> torch.Tensor:
-    """Upscale one LR image (3,H,W) float in [0,1] -> (3,H*s,W*s) float32 in [0,1] on the CPU."""
+) -> tuple[int, int]:
+    """Upscale one LR image (3,H,W) float in [0,1] band by band; returns the HR size (H*s, W*s).
+
+    `emit(row, band)` receives the finished HR rows in order, top to bottom, each band (3, n, W*s) float32
+    in [0,1] on the CPU starting at HR row `row`; together they are the whole image. Only the rows that
+    tiles still in flight overlap are kept as float sums, so the engine's own memory is a few tile rows
+    of the output, not the output: the caller decides what to keep (an 8- or 16-bit buffer, a file).
+    Tiles run in the same order and batches whatever the caller keeps, so the pixels are exactly those of
+    a whole-image blend."""
     if lr.dim() != 3 or lr.shape[0] != 3:
         raise ValueError(f"expected an RGB image (3, H, W), got shape {tuple(lr.shape)}")
     if not torch.isfinite(lr).all():
@@ -182,28 +194,74 @@ def upscale_tensor(
     if any(grow):
         noise = F.pad(noise, grow, mode="replicate")
 
-    out_h, out_w = plan.padded_height * s, plan.padded_width * s
-    canvas = torch.zeros(3, out_h, out_w)
-    weight = torch.zeros(1, out_h, out_w)
+    out_w = plan.padded_width * s
     ramp = int(round(tile * overlap)) * s
     win = ramp_window(plan.tile_h * s, ramp)[:, None] * ramp_window(plan.tile_w * s, ramp)[None, :]
     th, tw = plan.tile_h, plan.tile_w
+    top, left = plan.pad_top * s, plan.pad_left * s
+    height, width = plan.height * s, plan.width * s
     positions = plan.positions
+    # the float sums of padded HR rows [lo, lo + canvas rows): grown as tiles arrive, cut as rows finish
+    lo = 0
+    canvas = torch.zeros(3, 0, out_w)
+    weight = torch.zeros(1, 0, out_w)
+    sent = 0  # HR rows of the image (unpadded) emitted so far
+
+    def flush(upto: int) -> None:
+        """Emit the padded rows [lo, upto): no tile still to come touches them."""
+        nonlocal lo, canvas, weight, sent
+        n = upto - lo
+        if n <= 0:
+            return
+        band = canvas[:, :n] / weight[:, :n]
+        a, b = max(lo, top), min(upto, top + height)  # the image's rows among them
+        if b > a:
+            emit(sent, band[:, a - lo:b - lo, left:left + width].clamp_(0.0, 1.0))
+            sent += b - a
+        canvas, weight, lo = canvas[:, n:].clone(), weight[:, n:].clone(), upto
+
     done = 0
     for i in range(0, len(positions), batch):
         chunk = positions[i:i + batch]
         lr_tiles = torch.stack([img[:, y:y + th, x:x + tw] for y, x in chunk])
         eps = [torch.stack([noise[j, :, lat(y):lat(y + th), lat(x):lat(x + tw)] for y, x in chunk]) for j in range(k)]
         hr = upscale_tiles(runner, lr_tiles, eps, steps=steps, eta=eta)
+        need = max(y + th for y, _ in chunk) * s - lo
+        if need > canvas.shape[1]:
+            extra = need - canvas.shape[1]
+            canvas = torch.cat([canvas, torch.zeros(3, extra, out_w)], 1)
+            weight = torch.cat([weight, torch.zeros(1, extra, out_w)], 1)
         for (y, x), t in zip(chunk, hr):
-            canvas[:, y * s:(y + th) * s, x * s:(x + tw) * s] += t * win
-            weight[:, y * s:(y + th) * s, x * s:(x + tw) * s] += win
+            r = y * s - lo
+            canvas[:, r:r + th * s, x * s:(x + tw) * s] += t * win
+            weight[:, r:r + th * s, x * s:(x + tw) * s] += win
         done += len(chunk)
+        flush(positions[done][0] * s if done < len(positions) else lo + canvas.shape[1])
         if progress is not None:
             progress(done, len(positions))
-    out = canvas / weight
-    top, left = plan.pad_top * s, plan.pad_left * s
-    return out[:, top:top + plan.height * s, left:left + plan.width * s].clamp_(0.0, 1.0)
+    if sent != height:
+        raise RuntimeError(f"tiling engine emitted {sent} of {height} rows")
+    return height, width
+
+
+def upscale_tensor(
+    runner: Runner,
+    lr: torch.Tensor,
+    *,
+    tile: int = 128,
+    overlap: float = 0.25,
+    batch: int = 4,
+    steps: int = 1,
+    eta: float = 0.0,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> torch.Tensor:
+    """Upscale one LR image (3,H,W) float in [0,1] -> (3,H*s,W*s) float32 in [0,1] on the CPU
+    (`upscale_bands` into one float image; for an 8- or 16-bit result use upscale.upscale_photo)."""
+    out: list[torch.Tensor] = []
+    upscale_bands(runner, lr, lambda _row, band: out.append(band.clone()), tile=tile, overlap=overlap, batch=batch,
+                  steps=steps, eta=eta, seed=seed, progress=progress)
+    return torch.cat(out, 1)
 
 
 def upscale_tiles(runner: Runner, lr_tiles: torch.Tensor, noise: Sequence[torch.Tensor], steps: int = 1,

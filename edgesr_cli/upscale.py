@@ -4,6 +4,7 @@ through bicubic, grayscale and bit depth and metadata carried over. No CLI conce
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Callable
 
 import numpy as np
@@ -11,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .io import Photo
-from .tiling import Runner, upscale_tensor
+from .tiling import Runner, upscale_bands
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,20 +25,76 @@ class UpscaleOptions:
     seed: int = 0
 
 
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as the writer's and Pillow's "L"
+
+
+# Peak memory of one upscale beyond the photo's own buffers, measured on this project's CI machine with
+# `/usr/bin/time -v` (README, "What happens to your photo"): the process with torch and edge-tiny loaded
+# (~300 MB), and the batch of tiles in flight, whose decoder activations at HR resolution dominate (~270 MB for
+# 4 tiles of 128 px at x4, about 256 bytes per HR tile pixel).
+PROCESS_BYTES = 320 * 2**20
+_TILE_PIXEL_BYTES = 256
+
+
+def estimate_peak_bytes(height: int, width: int, scale: int, opts: UpscaleOptions, stored: np.dtype | type,
+                        channels: int = 3, alpha: bool = False) -> int:
+    """About how much memory `edgesr upscale` needs for an (height, width) photo: the process and the tiles
+    in flight, the LR image in float (and its padded copy), the engine's float band (two tile rows of the
+    output while it grows), the quantized output and the encoder's copy of it, and a float alpha plane."""
+    out_px = height * width * scale * scale
+    tile_hr = opts.tile * scale
+    band = 2 * tile_hr * (width + 2 * opts.tile) * scale * 16  # float sums + weights of a tile row, and a copy
+    stored_bytes = out_px * (channels + alpha) * np.dtype(stored).itemsize
+    step = max(1, int(opts.tile * (1 - opts.overlap)))
+    in_flight = min(opts.batch, math.ceil(height / step) * math.ceil(width / step))
+    return int(PROCESS_BYTES + in_flight * tile_hr * tile_hr * _TILE_PIXEL_BYTES + height * width * 24 + band
+               + 2 * stored_bytes + (out_px * 8 if alpha else 0))
+
+
+def _quantize_band(x: np.ndarray, maxval: int, dtype: np.dtype) -> np.ndarray:
+    """As the writer quantizes a float image (io._quantize): round(clip(x, 0, 1) * maxval)."""
+    return np.rint(np.clip(x, 0.0, 1.0) * np.float32(maxval)).astype(dtype)
+
+
 def upscale_photo(runner: Runner, photo: Photo, opts: UpscaleOptions,
-                  progress: Callable[[int, int], None] | None = None) -> Photo:
+                  progress: Callable[[int, int], None] | None = None,
+                  quantize: np.dtype | type | None = None) -> Photo:
     """Photo (H,W) -> Photo (H*s, W*s) with the same metadata. Alpha is upscaled by bicubic;
-    grayscale sources come back grayscale (the writer takes the gray channel)."""
+    grayscale sources come back grayscale (the writer takes the gray channel).
+
+    quantize=None: the result's rgb is float32 (H*s, W*s, 3) in [0, 1] (what metrics want).
+    quantize=np.uint8 or np.uint16 (io.stored_dtype of the output format): the rows are quantized as the
+    engine finishes them, into the values the writer stores, (H*s, W*s, 3), or (H*s, W*s, 1) for a
+    grayscale source: the same values the writer makes of the float result, at a quarter (8-bit) of its
+    memory and without a float copy of the output."""
     lr = torch.from_numpy(np.ascontiguousarray(photo.rgb.transpose(2, 0, 1))).float()
-    hr = upscale_tensor(runner, lr, tile=opts.tile, overlap=opts.overlap, batch=opts.batch, steps=opts.steps,
-                        eta=opts.eta, seed=opts.seed, progress=progress)
-    rgb = hr.permute(1, 2, 0).numpy()
-    if photo.grayscale:
-        y = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        rgb = np.repeat(y[..., None], 3, axis=2)
+    s = runner.scale
+    h, w = photo.height * s, photo.width * s
+    if quantize is not None:
+        dtype = np.dtype(quantize)
+        if dtype not in (np.uint8, np.uint16):
+            raise ValueError(f"quantize to uint8 or uint16, not {dtype}")
+        maxval = 65535 if dtype == np.uint16 else 255
+        rgb = np.empty((h, w, 1 if photo.grayscale else 3), dtype=dtype)
+    else:
+        rgb = np.empty((h, w, 3), dtype=np.float32)
+
+    def emit(row: int, band: torch.Tensor) -> None:
+        x = band.permute(1, 2, 0).numpy()
+        if photo.grayscale:
+            y = x @ _LUMA
+            if quantize is not None:  # the writer's gray plane of the float result (y, y, y)
+                rgb[row:row + x.shape[0], :, 0] = _quantize_band(np.repeat(y[..., None], 3, axis=2) @ _LUMA,
+                                                                 maxval, dtype)
+                return
+            x = np.repeat(y[..., None], 3, axis=2)
+        rgb[row:row + x.shape[0]] = _quantize_band(x, maxval, dtype) if quantize is not None else x
+
+    upscale_bands(runner, lr, emit, tile=opts.tile, overlap=opts.overlap, batch=opts.batch, steps=opts.steps,
+                  eta=opts.eta, seed=opts.seed, progress=progress)
     alpha = None
     if photo.alpha is not None:
         a = torch.from_numpy(np.ascontiguousarray(photo.alpha))[None, None].float()
-        alpha = F.interpolate(a, scale_factor=float(runner.scale), mode="bicubic", align_corners=False)[0, 0]
+        alpha = F.interpolate(a, scale_factor=float(s), mode="bicubic", align_corners=False)[0, 0]
         alpha = alpha.clamp(0, 1).numpy()
-    return dataclasses.replace(photo, rgb=np.ascontiguousarray(rgb, dtype=np.float32), alpha=alpha)
+    return dataclasses.replace(photo, rgb=rgb, alpha=alpha)
