@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Callable, Protocol, runtime_checkable
 
 
-from edgesr_cli.tiling import Runner
+from edgesr_cli.runner import Runner
 
 ENTRY_POINT_GROUP = "edgesr.backends"
 
@@ -43,14 +43,16 @@ class BackendSpec:
     speed_rank: int  # lower is preferred by --backend auto
 
 
+_PKG = "edgesr_cli.backends"
+# checks live in backends/checks.py (no torch at import: `edgesr backends` stays instant); loaders load a model
 BUILTIN: dict[str, BackendSpec] = {
-    "torch": BackendSpec("torch", "backends.torch_backend:load", "backends.torch_backend:check",
+    "torch": BackendSpec("torch", f"{_PKG}.torch_backend:load", f"{_PKG}.checks:torch",
                          "PyTorch (CPU, CUDA; fp32, bf16, fp16)", 1),
-    "onnx": BackendSpec("onnx", "backends.onnx_backend:load", "backends.onnx_backend:check",
+    "onnx": BackendSpec("onnx", f"{_PKG}.onnx_backend:load", f"{_PKG}.checks:onnx",
                         "ONNX Runtime CPU (exported model)", 0),
-    "tflite": BackendSpec("tflite", "backends.tflite_backend:load", "backends.tflite_backend:check",
+    "tflite": BackendSpec("tflite", f"{_PKG}.tflite_backend:load", f"{_PKG}.checks:tflite",
                           "LiteRT / TFLite interpreter (exported model)", 2),
-    "qnn": BackendSpec("qnn", "backends.qnn_backend:load", "backends.qnn_backend:check",
+    "qnn": BackendSpec("qnn", f"{_PKG}.qnn_backend:load", f"{_PKG}.checks:qnn",
                        "Qualcomm QNN HTP via onnxruntime-qnn (W8A16; emulated on x86_64)", 3),
 }
 

@@ -11,20 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesr_cli.export import PIP_HINT, ExportedRunner, read_manifest
 from edgesr_cli.model import ModelFileError
 
-from .base import BackendUnavailable
-
-
-def check() -> None:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError as exc:
-        raise BackendUnavailable(f"onnxruntime is not installed ({exc}): {PIP_HINT['onnx']}") from None
-    except Exception as exc:  # a broken install
-        raise BackendUnavailable(f"onnxruntime does not load ({str(exc).splitlines()[0]}): reinstall with "
-                                 f"{PIP_HINT['onnx']}") from None
+from .checks import onnx as check
+from .exported import ExportedRunner, read_manifest
 
 
 def _ort():

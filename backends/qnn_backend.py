@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from edgesr_cli.export import PIP_HINT, ExportedRunner, read_manifest
 from edgesr_cli.model import ModelFileError
 
 from .base import BackendUnavailable
+from .exported import PIP_HINT, ExportedRunner, read_manifest
 
 EP_NAME = "QNNExecutionProvider"
 _lock = threading.Lock()

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesr_cli.export import PIP_HINT, ExportedRunner, read_manifest
 from edgesr_cli.model import ModelFileError
 
 from .base import BackendUnavailable
+from .exported import PIP_HINT, ExportedRunner, read_manifest
 
 
 def _interpreter_class():

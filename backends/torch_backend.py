@@ -81,7 +81,11 @@ class TorchBackend:
 
 
 def load(model_dir: Path, device: str = "auto", dtype: str | torch.dtype | None = None, scale: int | None = None,
-         detail: float | None = None, **_: object) -> TorchBackend:
+         detail: float | None = None, threads: int | None = None, **_: object) -> TorchBackend:
+    if threads is not None:
+        if int(threads) < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        torch.set_num_threads(int(threads))
     dev = resolve_device(device)
     model = load_model_dir(model_dir, device=dev, scale=scale, detail=detail)
     dt = _parse_dtype(dtype) if dtype is not None else default_dtype(dev)

@@ -131,7 +131,7 @@ def peer_method(key: str, threads: int, tile: int) -> E.Method:
 
 
 def edgesr_methods(args, threads: int) -> tuple[list[E.Method], list[str], int]:
-    from backends.base import auto_backend, load_backend
+    from edgesr_cli.backends.base import auto_backend, load_backend
 
     from edgesr_cli.cli_common import UserError, default_model_dir
 

@@ -70,7 +70,7 @@ def signals_as_interrupts() -> Iterator[None]:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    from backends.base import BackendUnavailable
+    from .backends.base import BackendUnavailable
 
     from .data import DataError
     from .io import ImageError

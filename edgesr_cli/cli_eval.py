@@ -34,18 +34,23 @@ class BenchBackend(str, Enum):
     all = "all"
 
 
-def _set_threads(threads: int | None) -> None:
+def _set_threads(threads: int | None) -> int:
+    """--threads, or every CPU this process may use (not upscale's idle-CPU default: a measurement must not
+    depend on what else ran that moment); torch's pool is set, the count goes to the other backends."""
     import torch
 
-    if threads is not None:
-        if threads < 1:
-            raise UserError(f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
+    from .hw import usable_cpus
+
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be >= 1, got {threads}")
+    n = threads if threads is not None else usable_cpus()
+    torch.set_num_threads(n)
+    return n
 
 
 def _load_runner(name: str, model_dir: Path, device: str, dtype: DType | None, threads: int | None,
                  detail: float | None = None):
-    from backends.base import load_backend
+    from .backends.base import load_backend
 
     options: dict = {"device": device, "threads": threads, "detail": detail}
     if dtype is not None and dtype is not DType.auto:
@@ -65,7 +70,7 @@ def _detail_note(model_dir: Path, detail: float | None) -> str:
 
 
 def _check_model_dir(model_dir: Path) -> None:
-    from backends.base import detect_model_format
+    from .backends.base import detect_model_format
 
     if detect_model_format(model_dir) is None:
         raise UserError(f"{model_dir}: not a model directory (no config.json or manifest.json)")
@@ -115,7 +120,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Quality on HR/LR pairs: PSNR-Y, SSIM-Y (border = scale), NIQE, LPIPS, always beside bicubic; writes a
         per-image CSV, a JSON summary and a comparison grid PNG."""
-        from backends.base import auto_backend
+        from .backends.base import auto_backend
 
         from . import evaluate as E
 
@@ -126,7 +131,7 @@ def register(app: typer.Typer) -> None:
         if grid_images < 0 or grid_crop < 1 or grid_cell < 1:
             raise UserError("--grid-images must be >= 0, --grid-crop and --grid-cell >= 1")
         how = None if lr is not None else (degrade or Degrade.bicubic).value
-        _set_threads(threads)
+        threads = _set_threads(threads)
         model_dir = model if model is not None else default_model_dir()
         _check_model_dir(model_dir)
         name = auto_backend(model_dir) if backend is BackendName.auto else backend.value
@@ -229,7 +234,7 @@ def register(app: typer.Typer) -> None:
             raise UserError("--dry-run applies to Android targets (--device s24 ...); here nothing needs printing")
         settings = B.BenchSettings(tile=tile, overlap=overlap, batch=batch, size=size, warmup=warmup, runs=runs,
                                    image_runs=image_runs, seed=seed)
-        _set_threads(threads)
+        requested, threads = threads, _set_threads(threads)
         jobs = _bench_jobs(backend, model, exports)
         say = (lambda m: err_console.print(escape(m), style="dim", highlight=False)) if not (quiet or as_json) else None
         results = []
@@ -243,7 +248,7 @@ def register(app: typer.Typer) -> None:
             "created": _now(),
             "machine": B.machine_info(),
             "versions": B.versions(),
-            "threads": B.thread_info(threads),
+            "threads": B.thread_info(requested),
             "settings": {"tile": tile, "overlap": overlap, "batch": batch, "size": size, "warmup": warmup,
                          "runs": runs, "image_warmup": settings.image_warmup, "image_runs": image_runs, "seed": seed,
                          "device": device, "dtype": dtype.value},
@@ -288,7 +293,7 @@ def _now() -> str:
 
 
 def _bench_jobs(backend: BenchBackend, model: Path | None, exports: list[Path]) -> list[tuple[str, Path | None]]:
-    from backends.base import auto_backend, detect_model_format
+    from .backends.base import auto_backend, detect_model_format
 
     if backend is BenchBackend.all:
         jobs: list[tuple[str, Path | None]] = []
@@ -315,7 +320,7 @@ def _bench_one(B, name: str, mdir: Path | None, device: str, dtype: DType, threa
                strict: bool) -> dict:
     import gc
 
-    from backends.base import BackendUnavailable
+    from .backends.base import BackendUnavailable
 
     try:
         runner = _load_runner(name, mdir, device, dtype, threads)
@@ -339,7 +344,7 @@ def _bench_android(B, device: str, exports: list[Path], model: Path | None, dry_
     if bad or not wanted:
         raise UserError(f"--targets {targets!r}: choose from htp, cpu, gpu, nnapi")
     if model is not None:
-        from backends.base import detect_model_format
+        from .backends.base import detect_model_format
 
         if detect_model_format(model) not in (None, "torch"):
             exports = [model, *exports]

@@ -99,7 +99,7 @@ def register(app: typer.Typer) -> None:
 
 def list_backends() -> list[dict]:
     """Every registered backend (built-in and entry points), fastest first, with usable / reason."""
-    from backends.base import availability, registry
+    from .backends.base import availability, registry
 
     rows = []
     for name, spec in sorted(registry().items(), key=lambda kv: (kv[1].speed_rank, kv[0])):

@@ -11,13 +11,15 @@ import json
 import logging
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from .cli_common import Device, Precision, UserError, friendly_errors
 from .config import PRESETS, ModelConfig, get_preset
-from .data import DataError, LRPipelineConfig
+
+if TYPE_CHECKING:  # torch, numpy and the training code load when a command runs, not at CLI start
+    from .training.common import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +94,8 @@ def _lr_pipeline(realesrgan_prob: float | None, existing: dict | None = None, jp
     for k, v in given.items():
         if not 0.0 <= v <= 1.0:
             raise UserError(f"--{k.replace('_', '-')} must be in [0, 1], got {v}")
+    from .data import DataError, LRPipelineConfig
+
     cfg = LRPipelineConfig.from_dict(existing or {})
     try:
         return dataclasses.replace(cfg, **given).to_dict()

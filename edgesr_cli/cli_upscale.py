@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Callable, Optional
 
 import typer
 from rich.console import Console
@@ -27,9 +27,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .cli_common import (Device, UserError, default_model_dir, err_console, friendly_errors, interruption,
                          print_error, printable, signals_as_interrupts)
-from .io import (DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS, ImageError, Photo, check_writable, encode_image,
-                 find_inputs, read_image, stored_dtype, write_image)
-from .upscale import UpscaleOptions, upscale_photo
+from .defaults import DEFAULT_COMPRESS_LEVEL, DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS
+
+# numpy, Pillow (.io) and torch (.upscale, the backends) are imported where they are used: `edgesr --help`
+# and `--version` start without them.
+if TYPE_CHECKING:
+    from .io import ImageError
+    from .upscale import UpscaleOptions
 
 
 class Ext(str, Enum):
@@ -115,6 +119,8 @@ def plan_jobs(inputs: list[str], out: str | None, ext: str | None, suffix: str |
             raise UserError(f"-o {out}: is a folder, but stdin has no file name to put in it; "
                             f"name the output file (e.g. -o {example}) or use -o - for stdout")
         return Plan([Job(None, Path(out), "<stdin>")])
+    from .io import find_inputs
+
     found = find_inputs(inputs)
     pairs = found.pairs
     plan = Plan([], found.failures, found.skipped, found=bool(pairs))
@@ -155,7 +161,7 @@ def plan_jobs(inputs: list[str], out: str | None, ext: str | None, suffix: str |
 
 def _detail_used(model_dir: Path, detail: float | None) -> float | None:
     """The operating point the run used: --detail, or the model's default (None: a single-point model)."""
-    from backends.base import detect_model_format, export_detail
+    from .backends.base import detect_model_format, export_detail
 
     if detect_model_format(model_dir) != "torch":
         return export_detail(model_dir)
@@ -183,9 +189,13 @@ def register(app: typer.Typer) -> None:
         backend: Annotated[BackendName, typer.Option(help="auto picks the fastest available for the model.")] = BackendName.auto,
         device: Annotated[Device, typer.Option(help="torch backend device.")] = Device.auto,
         dtype: Annotated[DType, typer.Option(help="torch backend precision (auto: bf16 on CPUs with AVX512-BF16 or AMX, and on CUDA; 16-bit inputs always run in fp32, since bf16 keeps only about 8 bits).")] = DType.auto,
-        threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
+        threads: Annotated[Optional[int], typer.Option(
+            help="CPU threads (default: the CPUs this process may use, os.sched_getaffinity).")] = None,
         ext: Annotated[Optional[Ext], typer.Option("--ext", "-f", help="Output format (default: the input's).")] = None,
         quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
+        png_compression: Annotated[int, typer.Option(
+            min=0, max=9, help="PNG/TIFF zlib level: 1 is fast, 9 the smallest files (the pixels are the same).")
+        ] = DEFAULT_COMPRESS_LEVEL,
         suffix: Annotated[Optional[str], typer.Option(help="Added to output names (default _x4 beside inputs, none with -o DIR).")] = None,
         skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Leave outputs that exist (resume a folder).")] = False,
         overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist.")] = False,
@@ -201,9 +211,10 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     ) -> None:
         """Upscale photos x4 with Edge-SD-SR (one denoising step)."""
-        import torch
+        from .backends.base import auto_backend, detect_model_format, load_backend
 
-        from backends.base import auto_backend, detect_model_format, load_backend
+        from .hw import set_threads
+        from .upscale import UpscaleOptions
 
         if skip_existing and overwrite:
             raise UserError("--skip-existing and --overwrite exclude each other")
@@ -218,10 +229,9 @@ def register(app: typer.Typer) -> None:
         if sys.stdout is None and (output == "-" or (output is None and "-" in inputs) or as_json):
             raise UserError("stdout is closed: nowhere to write " + ("the JSON summary" if as_json else "the image"))
         sh = parse_shard(shard)
-        if threads is not None:
-            if threads < 1:
-                raise UserError(f"--threads must be >= 1, got {threads}")
-            torch.set_num_threads(threads)
+        if threads is not None and threads < 1:
+            raise UserError(f"--threads must be >= 1, got {threads}")
+        threads = set_threads(threads)
         plan = plan_jobs(inputs, output, ext.value if ext else None, suffix, scale, sh)
         if not plan.found and plan.failures:  # nothing to do at all: a usage error
             for problem in plan.failures:
@@ -249,8 +259,9 @@ def register(app: typer.Typer) -> None:
                 err_console.print(f"note: {escape(printable(note))}", highlight=False, soft_wrap=True)
         with signals_as_interrupts():
             limits = Limits(max_pixels, max_output_pixels, memory_check)
-            summary, stopped = run_jobs(jobs, runner, opts, ext.value if ext else None, quality, skip_existing,
-                                        overwrite, limits, quiet or as_json or any(j.dst is None for j in jobs),
+            output_opts = Output(ext.value if ext else None, quality, png_compression)
+            summary, stopped = run_jobs(jobs, runner, opts, output_opts, skip_existing, overwrite, limits,
+                                        quiet or as_json or any(j.dst is None for j in jobs),
                                         runner16=runner16, failures=plan.failures)
             summary.update(backend=name, model=str(model_dir), detail=_detail_used(model_dir, detail))
             if as_json:
@@ -295,6 +306,8 @@ def check_limits(label: str, height: int, width: int, runner, opts: UpscaleOptio
                  alpha: bool, limits: Limits) -> None:
     """Refuse, with one line naming the image, an output over --max-output-pixels or one whose estimated
     memory (upscale.estimate_peak_bytes) exceeds what is available now."""
+    from .io import ImageError
+
     s = runner.scale
     out_h, out_w = height * s, width * s
     if limits.max_output_pixels and out_h * out_w > limits.max_output_pixels:
@@ -305,7 +318,7 @@ def check_limits(label: str, height: int, width: int, runner, opts: UpscaleOptio
     from .hw import available_memory
     from .upscale import PROCESS_BYTES, estimate_peak_bytes
 
-    avail = available_memory()
+    avail = available_memory()  # an output still being written (the writer thread) is already resident
     need = estimate_peak_bytes(height, width, s, opts, stored, channels, alpha)
     if avail is not None and need - PROCESS_BYTES > avail:  # the process itself is already resident
         raise ImageError(label, f"needs about {need / 2**30:.1f} GiB of memory for its {out_w}x{out_h} output, "
@@ -317,11 +330,77 @@ def _out_of_memory(exc: BaseException) -> bool:
         isinstance(exc, RuntimeError) and any(m in str(exc) for m in ("can't allocate memory", "out of memory")))
 
 
-def run_jobs(jobs: list[Job], runner, opts: UpscaleOptions, ext: str | None, quality: int, skip_existing: bool,
+@dataclass(frozen=True)
+class Output:
+    """How outputs are encoded: JPEG/WebP quality, PNG/TIFF zlib level (the same pixels at every level)."""
+
+    ext: str | None = None  # None: the input's format
+    quality: int = 95
+    compress_level: int = DEFAULT_COMPRESS_LEVEL
+
+
+class _Writer:
+    """Encodes and writes finished images on one background thread, so that the next image's upscaling
+    does not wait for a PNG encode; at most one image is pending (its pixels are already in memory).
+    Each write is atomic (io.write_image); its record becomes "ok" or "failed" when it completes."""
+
+    def __init__(self) -> None:
+        self._pool = None
+        self._pending: tuple[dict, str, object] | None = None
+
+    def submit(self, rec: dict, label: str, write: Callable[[], None]) -> None:
+        self.wait()
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="edgesr-write")
+        self._pending = (rec, label, self._pool.submit(write))
+
+    def wait(self) -> None:
+        """Finish the pending write and record how it went. A signal while waiting (SIGINT, SIGTERM) does
+        not cut the write short: it completes (a whole file, never a partial one), is recorded, and then
+        the interruption goes on."""
+        if self._pending is None:
+            return
+        from .io import ImageError
+
+        rec, label, future = self._pending
+        self._pending = None
+        t0 = rec.pop("_t0")
+        stopped: KeyboardInterrupt | None = None
+        while True:
+            try:
+                exc = future.exception()
+                break
+            except KeyboardInterrupt as interrupt:
+                stopped = stopped or interrupt
+        if isinstance(exc, ImageError):
+            rec.update(status="failed", error=str(exc))
+            print_error(str(exc))
+        elif isinstance(exc, ValueError):
+            rec.update(status="failed", error=f"{label}: {exc}")
+            print_error(f"{label}: {exc}")
+        elif exc is not None:
+            raise exc
+        else:
+            rec.update(status="ok", seconds=round(time.perf_counter() - t0, 3))
+        if stopped is not None:
+            raise stopped
+
+    def close(self) -> None:
+        self.wait()
+        if self._pool is not None:
+            self._pool.shutdown()
+
+
+def run_jobs(jobs: list[Job], runner, opts: UpscaleOptions, output: Output, skip_existing: bool,
              overwrite: bool, limits: Limits, quiet: bool, runner16=None,
-             failures: list[ImageError] = ()) -> tuple[dict, KeyboardInterrupt | None]:
+             failures: list = ()) -> tuple[dict, KeyboardInterrupt | None]:
     """Run every job; one failure is one record and one line. Returns the summary, and the
-    interruption (SIGINT, SIGTERM, SIGHUP) that stopped the run early, if one did."""
+    interruption (SIGINT, SIGTERM, SIGHUP) that stopped the run early, if one did (the image being
+    written then is finished; the one being upscaled is dropped)."""
+    from .io import ImageError
+
     results = []
     for problem in failures:
         results.append({"input": problem.path, "output": None, "status": "failed", "error": str(problem)})
@@ -331,29 +410,36 @@ def run_jobs(jobs: list[Job], runner, opts: UpscaleOptions, ext: str | None, qua
                         console=Console(stderr=True), disable=quiet, transient=True)
     stopped: KeyboardInterrupt | None = None
     started = 0
+    writer = _Writer()
     with progress:
         overall = progress.add_task("images", total=len(jobs))
         try:
-            for job in jobs:
-                rec = {"input": job.label, "output": str(job.dst) if job.dst else "-", "status": "interrupted"}
-                results.append(rec)
-                started += 1
-                try:
-                    rec.update(_run_one(job, runner, runner16, opts, ext, quality, skip_existing, overwrite,
-                                        limits, progress))
-                except ImageError as exc:
-                    rec.update(status="failed", error=str(exc))
-                    print_error(str(exc))
-                except ValueError as exc:
-                    rec.update(status="failed", error=f"{job.label}: {exc}")
-                    print_error(f"{job.label}: {exc}")
-                except (MemoryError, RuntimeError) as exc:  # out of memory: this image fails, the batch goes on
-                    if not _out_of_memory(exc):
-                        raise
-                    msg = f"{job.label}: out of memory while upscaling (try a smaller --batch or --tile)"
-                    rec.update(status="failed", error=msg)
-                    print_error(msg)
-                progress.advance(overall)
+            try:
+                for job in jobs:
+                    rec = {"input": job.label, "output": str(job.dst) if job.dst else "-", "status": "interrupted"}
+                    results.append(rec)
+                    started += 1
+                    try:
+                        fields, write = _run_one(job, runner, runner16, opts, output, skip_existing, overwrite,
+                                                 limits, progress)
+                        rec.update(fields)
+                        if write is not None:
+                            writer.submit(rec, job.label, write)
+                    except ImageError as exc:
+                        rec.update(status="failed", error=str(exc))
+                        print_error(str(exc))
+                    except ValueError as exc:
+                        rec.update(status="failed", error=f"{job.label}: {exc}")
+                        print_error(f"{job.label}: {exc}")
+                    except (MemoryError, RuntimeError) as exc:  # out of memory: this image fails, the batch goes on
+                        if not _out_of_memory(exc):
+                            raise
+                        msg = f"{job.label}: out of memory while upscaling (try a smaller --batch or --tile)"
+                        rec.update(status="failed", error=msg)
+                        print_error(msg)
+                    progress.advance(overall)
+            finally:
+                writer.close()
         except KeyboardInterrupt as exc:  # Terminated too: the output in progress was cleaned up
             stopped = exc
     count = lambda s: sum(r["status"] == s for r in results)  # noqa: E731
@@ -364,19 +450,22 @@ def run_jobs(jobs: list[Job], runner, opts: UpscaleOptions, ext: str | None, qua
     return summary, stopped
 
 
-def _run_one(job: Job, runner, runner16, opts: UpscaleOptions, ext: str | None, quality: int, skip_existing: bool,
-             overwrite: bool, limits: Limits, progress: Progress) -> dict:
-    """One job: the fields of its record."""
+def _run_one(job: Job, runner, runner16, opts: UpscaleOptions, output: Output, skip_existing: bool,
+             overwrite: bool, limits: Limits, progress: Progress) -> tuple[dict, Callable[[], None] | None]:
+    """One job: the fields of its record, and the write still to do (None when done or skipped)."""
+    from .io import ImageError, check_writable, encode_image, read_image, stored_dtype, write_image
+    from .upscale import upscale_photo
+
     if job.dst is not None and (job.dst.exists() or job.dst.is_symlink()):
         if skip_existing:
-            return {"status": "skipped"}
+            return {"status": "skipped"}, None
         if not overwrite:
             what = "exists" if job.dst.exists() else "exists (a broken symlink)"
             raise ImageError(job.dst, f"{what} (use --overwrite to replace it or --skip-existing)")
     if job.dst is not None:
         check_writable(job.dst)  # before the upscaling, not after it
     photo = read_image(_read_stdin() if job.src is None else job.src, name=job.label, max_pixels=limits.max_pixels)
-    fmt = ext or _fmt_for(job, photo)
+    fmt = output.ext or _fmt_for(job, photo)
     stored = stored_dtype(fmt, photo.bit_depth)  # an unknown format is refused here, before the upscaling
     check_limits(job.label, photo.height, photo.width, runner, opts, stored, 1 if photo.grayscale else 3,
                  photo.alpha is not None, limits)
@@ -387,14 +476,18 @@ def _run_one(job: Job, runner, runner16, opts: UpscaleOptions, ext: str | None, 
                         quantize=stored)
     del photo  # the input's float pixels are not needed while the output is encoded
     progress.remove_task(tiles)
-    if job.dst is None:
-        _write_stdout(encode_image(out, fmt, quality))
-    else:
-        write_image(job.dst, out, fmt=fmt, quality=quality)
-    return {"status": "ok", "seconds": round(time.perf_counter() - t1, 3), "size": [out.width, out.height]}
+    fields = {"size": [out.width, out.height]}
+    if job.dst is None:  # stdout: one image, written now
+        _write_stdout(encode_image(out, fmt, output.quality, compress_level=output.compress_level))
+        return {"status": "ok", "seconds": round(time.perf_counter() - t1, 3), **fields}, None
+    dst = job.dst
+    return {"_t0": t1, **fields}, lambda: write_image(dst, out, fmt=fmt, quality=output.quality,
+                                                     compress_level=output.compress_level)
 
 
 def _read_stdin() -> bytes:
+    from .io import ImageError
+
     if sys.stdin is None:
         raise ImageError("<stdin>", "cannot read (stdin is closed)")
     try:
@@ -406,6 +499,8 @@ def _read_stdin() -> bytes:
 def _write_stdout(data: bytes) -> None:
     """Write the image to stdout; a closed, full or broken stdout is one line, not a traceback (and
     stdout is then pointed at /dev/null so that Python's own flush at exit stays quiet too)."""
+    from .io import ImageError
+
     try:
         if sys.stdout is None:
             raise OSError(errno.EBADF, "stdout is closed")
@@ -423,7 +518,7 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
-def _fmt_for(job: Job, photo: Photo) -> str:
+def _fmt_for(job: Job, photo) -> str:
     if job.dst is not None and job.dst.suffix:
         return job.dst.suffix.lstrip(".").lower()
     return _SOURCE_EXT.get(photo.format, "png")

@@ -47,32 +47,20 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
-from .config import ModelConfig
-from .diffusion import Schedule, unet_input
-from .model import (
-    COMPONENT_FILES,
-    INFERENCE_COMPONENTS,
-    EdgeSR,
-    ModelFileError,
-    config_fingerprint,
-    file_sha256,
-)
-from .models.lr_encoder import resize_to_half_hr
-from .tiling import reflect_pad
 
-MANIFEST_FILE = "manifest.json"
-EXPORT_VERSION = 1
+# what loading an export needs lives with the backends that load one (backends/ never imports this module)
+from .backends.exported import (EXPORT_VERSION, MANIFEST_FILE, PIP_HINT, ExportedRunner, check_manifest,  # noqa: F401
+                                read_manifest, verify_files)
+from .diffusion import unet_input
+from .model import COMPONENT_FILES, INFERENCE_COMPONENTS, EdgeSR, config_fingerprint, file_sha256
+from .models.lr_encoder import resize_to_half_hr
+
 FORMATS = ("onnx", "tflite", "qnn")
 ALL_GRAPHS = ("fused", "encoder", "denoise", "decoder")
 QUANTIZATIONS = {"onnx": ("none", "int8"), "tflite": ("none",), "qnn": ("w8a16",)}
 DEFAULT_QUANTIZATION = {"onnx": "none", "tflite": "none", "qnn": "w8a16"}
 DEFAULT_OPSET = 18
 DEFAULT_SOC = "SM8650"
-PIP_HINT = {
-    "onnx": "pip install 'edgesr[onnx]'",
-    "tflite": "pip install 'edgesr[tflite]'",
-    "qnn": "pip install 'edgesr[qnn]'",
-}
 
 # Snapdragon SoCs with an HTP: name -> (QNN soc_model id, HTP arch, VTCM MB, marketing name).
 # Source: the QAIRT SoC table (as mirrored in LiteRT's Qualcomm vendor code).
@@ -320,7 +308,7 @@ def resolve_soc(soc: str | None) -> dict[str, Any]:
 
 def check_packages(fmt: str) -> None:
     """Raise BackendUnavailable naming the pip command if the packages that export `fmt` are missing."""
-    from backends.base import BackendUnavailable
+    from .backends.base import BackendUnavailable
 
     need = {"onnx": ("onnx", "onnxruntime", "onnxscript"), "tflite": ("litert_torch",),
             "qnn": ("onnx", "onnxruntime", "onnxscript", "onnxruntime_qnn")}[fmt]
@@ -807,7 +795,7 @@ def compile_qnn_context(qdq: Path, ctx: Path, soc: dict[str, Any]) -> None:
     """Compile a QDQ model into an EP-context model (the HTP context binary embedded) for `soc`."""
     import onnxruntime as ort
 
-    from backends.qnn_backend import qnn_devices, qnn_provider_options
+    from .backends.qnn_backend import qnn_devices, qnn_provider_options
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
@@ -951,212 +939,3 @@ def _manifest(fmt: str, model: EdgeSR, geo: Geometry, wanted: Sequence[str], gra
         **extra,
         "files": files,
     }
-
-
-# ================================================================================================
-# Loading an export (shared by the onnx / tflite / qnn backends)
-# ================================================================================================
-
-
-def read_manifest(export_dir: str | Path, expect: Sequence[str] | None = None, verify: bool = True) -> dict:
-    """Read and check an export's manifest; with `verify`, check every file's sha256.
-    Raises ModelFileError with a one-line reason."""
-    d = Path(export_dir)
-    path = d / MANIFEST_FILE
-    if not d.is_dir():
-        raise ModelFileError(f"{d}: not a folder")
-    if not path.is_file():
-        hint = " (this is a PyTorch model folder: use --backend torch, or `edgesr export` it first)" \
-            if (d / "config.json").is_file() else ""
-        raise ModelFileError(f"{path}: missing; not an edgesr export{hint}")
-    try:
-        manifest = json.loads(path.read_text())
-    except (ValueError, OSError) as exc:
-        raise ModelFileError(f"{path}: unreadable ({exc})") from None
-    if not isinstance(manifest, dict) or "format" not in manifest or "graphs" not in manifest:
-        raise ModelFileError(f"{path}: not an edgesr export manifest")
-    version = manifest.get("edgesr_export")
-    if version != EXPORT_VERSION:
-        raise ModelFileError(f"{path}: export format version {version!r} is not supported by edgesr {__version__} "
-                             f"(expects {EXPORT_VERSION}); re-export the model")
-    check_manifest(path, manifest)
-    if expect is not None and manifest["format"] not in expect:
-        raise ModelFileError(f"{d}: is a {manifest['format']} export; use --backend {manifest['format']}")
-    if verify:
-        verify_files(d, manifest)
-    return manifest
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _pair(v: Any) -> bool:
-    return isinstance(v, list) and len(v) == 2 and all(_is_int(x) and x >= 1 for x in v)
-
-
-def _lookup(manifest: dict, dotted: str) -> Any:
-    value: Any = manifest
-    for key in dotted.split("."):
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
-
-
-# Every field the loaders read: (dotted name, check, what it must be).
-_MANIFEST_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
-    ("format", lambda v: isinstance(v, str) and v != "", "the export format's name"),
-    ("scale", lambda v: _is_int(v) and v in (2, 4, 8), "2, 4 or 8"),
-    ("tile.lr", _pair, "a list of two integers >= 1"),
-    ("tile.latent", _pair, "a list of two integers >= 1"),
-    ("tile.lr_multiple", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    ("batch", lambda v: v is None or v == "dynamic" or (_is_int(v) and v >= 1), '"dynamic" or an integer >= 1'),
-    ("graphs", lambda v: isinstance(v, dict) and v and all(isinstance(g, dict) and isinstance(g.get("file"), str)
-                                                           for g in v.values()),
-     "an object of graphs, each with a file name"),
-    ("files", lambda v: v is None or (isinstance(v, dict) and all(
-        isinstance(f, dict) and isinstance(f.get("sha256"), str) for f in v.values())),
-     "an object of files, each with a sha256"),
-    ("model.config", lambda v: isinstance(v, dict), "an object (the model's config)"),
-)
-
-
-def check_manifest(path: Path, manifest: dict) -> None:
-    """Validate the manifest field by field; ModelFileError names the file, the field and the value."""
-    for name, ok, rule in _MANIFEST_FIELDS:
-        value = _lookup(manifest, name)
-        if not ok(value):
-            raise ModelFileError(f"{path}: field {name} must be {rule}, got {json.dumps(value)[:80]}")
-    try:
-        ModelConfig.from_dict(manifest["model"]["config"], where="model.config.")
-    except (ValueError, TypeError) as exc:
-        text = str(exc)
-        if text.startswith("field ") and not text.startswith("field model.config."):  # a range check
-            text = "field model.config." + text[len("field "):]
-        raise ModelFileError(f"{path}: {text}") from None
-
-
-def verify_files(export_dir: Path, manifest: dict) -> None:
-    files = manifest.get("files") or {}
-    for graph in manifest["graphs"].values():
-        for key in ("file", "context"):
-            if key in graph and graph[key] not in files:
-                raise ModelFileError(f"{export_dir / graph[key]}: not listed in the manifest's checksums; re-export")
-    for name, info in files.items():
-        p = export_dir / name
-        if not p.is_file():
-            raise ModelFileError(f"{p}: missing (listed in {MANIFEST_FILE}); re-export the model")
-        got = file_sha256(p)
-        if got != info["sha256"]:
-            raise ModelFileError(f"{p}: checksum mismatch, the file changed after export "
-                                 f"(sha256 {got[:12]}..., manifest {info['sha256'][:12]}...); re-export the model")
-
-
-class ExportedRunner:
-    """What the onnx / tflite / qnn backends share: the Runner attributes from the manifest, and
-    encode / denoise / decode / fused_one_step on top of a runtime's `_run(graph, feeds)`.
-
-    Graphs have one static tile size. Smaller tiles (images smaller than a tile) are padded up to it
-    as the tiling engine pads images (tiling.reflect_pad) and the output cropped; larger tiles are
-    refused with the size to use.
-    Batch: dynamic graphs take the whole batch; batch-1 graphs are run tile by tile."""
-
-    name = "exported"
-
-    def __init__(self, export_dir: Path, manifest: dict, scale: int | None = None) -> None:
-        self.export_dir = Path(export_dir)
-        self.manifest = manifest
-        cfg = ModelConfig.from_dict(manifest["model"]["config"])
-        if scale is not None and int(scale) != int(manifest["scale"]):
-            raise ValueError(f"{export_dir} was exported for x{manifest['scale']}, not x{scale}; re-export with --scale {scale}")
-        self.cfg = cfg
-        self.scale = int(manifest["scale"])
-        self.latent_factor = cfg.latent_factor
-        self.latent_channels = cfg.latent_channels
-        self.lr_multiple = int(manifest["tile"]["lr_multiple"])
-        self.conditioning = cfg.conditioning
-        self.schedule = Schedule(cfg.schedule)
-        self.tile = int(manifest["tile"]["lr"][0])
-        self.latent_tile = int(manifest["tile"]["latent"][0])
-        self.static_batch = None if manifest.get("batch") == "dynamic" else int(manifest.get("batch", 1))
-        self.host_resize = manifest.get("encoder_resize") == "host"
-        self.graphs = dict(manifest["graphs"])
-        if "fused" in self.graphs:
-            self.fused_one_step = self._fused_one_step
-
-    # -- to implement -----------------------------------------------------------------------------
-    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        raise NotImplementedError
-
-    # -- helpers ------------------------------------------------------------------------------------
-    def _need(self, graph: str) -> None:
-        if graph not in self.graphs:
-            raise ValueError(f"{self.export_dir} has no {graph} graph (exported: {', '.join(self.graphs)}); "
-                             "re-export with --graphs all to sample with more than one step")
-
-    def _call(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        b = next(iter(feeds.values())).shape[0]
-        if self.static_batch is None or b == self.static_batch:
-            return self._run(graph, feeds)
-        n = self.static_batch
-        outs: list[dict[str, np.ndarray]] = []
-        for i in range(0, b, n):
-            chunk = {k: v[i:i + n] for k, v in feeds.items()}
-            short = n - chunk[next(iter(chunk))].shape[0]
-            if short:
-                chunk = {k: np.concatenate([v, np.repeat(v[-1:], short, axis=0)]) for k, v in chunk.items()}
-            res = self._run(graph, chunk)
-            outs.append({k: v[:n - short] for k, v in res.items()})
-        return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
-
-    def _fit(self, x: torch.Tensor, size: int, what: str) -> np.ndarray:
-        h, w = x.shape[-2:]
-        if h > size or w > size:
-            raise ValueError(f"{what} of {h}x{w} is larger than this export's static {size}x{size} "
-                             f"(LR tile {self.tile}): run with --tile {self.tile}")
-        x = x.detach().float().cpu()
-        if h < size or w < size:
-            x = reflect_pad(x, 0, size - h, 0, size - w)
-        return np.ascontiguousarray(x.numpy(), dtype=np.float32)
-
-    def _lr_in(self, lr: torch.Tensor) -> np.ndarray:
-        x = torch.from_numpy(self._fit(lr, self.tile, "LR tile"))
-        if self.host_resize:
-            x = resize_to_half_hr(x, self.scale)
-        return np.ascontiguousarray(x.numpy(), dtype=np.float32)
-
-    # -- the Runner calls -----------------------------------------------------------------------------
-    def encode(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        self._need("encoder")
-        h, w = lr.shape[-2:]
-        lh, lw = h * self.scale // self.latent_factor, w * self.scale // self.latent_factor
-        out = self._call("encoder", {"lr": self._lr_in(lr)})
-        return (torch.from_numpy(out["mu"][..., :lh, :lw].copy()), torch.from_numpy(out["sigma"][..., :lh, :lw].copy()))
-
-    def denoise(self, z: torch.Tensor, t: torch.Tensor, mu: torch.Tensor | None) -> torch.Tensor:
-        self._need("denoise")
-        h, w = z.shape[-2:]
-        feeds = {"z": self._fit(z, self.latent_tile, "latent tile"),
-                 "t": np.ascontiguousarray(t.detach().float().cpu().reshape(-1).numpy())}
-        if self.conditioning == "unidirectional":
-            if mu is None:
-                raise ValueError("the unidirectional model needs the LR latent mu to denoise")
-            feeds["mu"] = self._fit(mu, self.latent_tile, "latent tile")
-        out = self._call("denoise", feeds)
-        return torch.from_numpy(out["zh"][..., :h, :w].copy())
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        self._need("decoder")
-        h, w = z.shape[-2:]
-        out = self._call("decoder", {"z": self._fit(z, self.latent_tile, "latent tile")})
-        f = self.latent_factor
-        return torch.from_numpy(out["hr"][..., :h * f, :w * f].copy())
-
-    def _fused_one_step(self, lr_tiles: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        h, w = lr_tiles.shape[-2:]
-        out = self._call("fused", {"lr": self._lr_in(lr_tiles), "noise": self._fit(noise, self.latent_tile, "noise window")})
-        s = self.scale
-        return torch.from_numpy(out["hr"][..., :h * s, :w * s].copy())
-
-    def describe(self) -> str:
-        q = (self.manifest.get("quantization") or {}).get("scheme", "fp32")
-        return f"{self.name}: {self.manifest['model']['name']} x{self.scale}, tile {self.tile}, {q}"

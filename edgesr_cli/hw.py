@@ -39,3 +39,109 @@ def available_memory() -> int | None:
             avail = room if avail is None else min(avail, room)
         break
     return avail
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask (taskset, Slurm, docker --cpuset-cpus), capped by
+    a cgroup CPU quota (docker --cpus, Kubernetes limits), rounded up; at least 1."""
+    import math
+    import os
+
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        n = os.cpu_count() or 1
+    quota = _cpu_quota()
+    if quota is not None:
+        n = min(n, max(1, math.ceil(quota)))
+    return max(1, n)
+
+
+def _cpu_quota(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """CPUs' worth of time the cgroup allows (quota / period), None when unlimited or unknown."""
+    try:  # cgroup v2
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        try:  # cgroup v1
+            quota = (root / "cpu" / "cpu.cfs_quota_us").read_text().strip()
+            period = (root / "cpu" / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    try:
+        if quota in ("max", "-1") or int(period) <= 0:
+            return None
+        return int(quota) / int(period)
+    except ValueError:
+        return None
+
+
+def _cpu_times() -> dict[int, tuple[int, int]] | None:
+    """cpu index -> (idle + iowait jiffies, total jiffies), from /proc/stat; None when unreadable."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return None
+    out = {}
+    for line in lines:
+        if line.startswith("cpu") and line[3:4].isdigit():
+            name, *vals = line.split()
+            v = [int(x) for x in vals[:8]]
+            out[int(name[3:])] = (v[3] + v[4], sum(v))
+    return out
+
+
+def idle_cpus(interval: float = 0.05) -> float | None:
+    """How many of this process's CPUs were idle over `interval` seconds (a sum of idle fractions, from
+    /proc/stat); None where unknown. A busy machine gets fewer threads than cores: a thread pool that
+    splits work evenly waits for its slowest thread, and a thread sharing a core with another busy
+    process runs at half speed (and spins while it waits)."""
+    import os
+    import time
+
+    try:
+        mine = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return None
+    a = _cpu_times()
+    if not a:
+        return None
+    time.sleep(interval)
+    b = _cpu_times()
+    if not b:
+        return None
+    idle = 0.0
+    for cpu in mine:
+        if cpu in a and cpu in b and b[cpu][1] > a[cpu][1]:
+            idle += (b[cpu][0] - a[cpu][0]) / (b[cpu][1] - a[cpu][1])
+    return idle
+
+
+def default_threads() -> int:
+    """Threads for the CPU backends when --threads is not given: $OMP_NUM_THREADS when set (as torch and
+    ONNX Runtime read it), else the usable CPUs that are idle now (rounded to the nearest, at least 1), so
+    that another busy process does not make every thread wait for the one that shares its core. The
+    output bytes do not depend on the count (tested)."""
+    import os
+
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
+    n = usable_cpus()
+    if n == 1:
+        return 1
+    idle = idle_cpus()
+    if idle is None:
+        return n
+    return max(1, min(n, int(idle + 0.5)))
+
+
+def set_threads(threads: int | None) -> int:
+    """`threads`, or default_threads(); sets torch's intra-op pool when torch is already imported (the
+    torch backend sets it at load too) and returns the count, for ONNX Runtime's and LiteRT's pools."""
+    import sys
+
+    n = int(threads) if threads is not None else default_threads()
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(n)
+    return n

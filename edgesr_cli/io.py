@@ -109,7 +109,10 @@ from typing import IO, Any, Callable, Iterator
 import numpy as np
 from PIL import ExifTags, Image, TiffImagePlugin, TiffTags, UnidentifiedImageError
 
+from .defaults import DEFAULT_COMPRESS_LEVEL, DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS
+
 __all__ = [
+    "DEFAULT_COMPRESS_LEVEL",
     "DEFAULT_MAX_OUTPUT_PIXELS",
     "DEFAULT_MAX_PIXELS",
     "EXTENSIONS",
@@ -125,11 +128,6 @@ __all__ = [
     "write_image",
 ]
 
-#: Default pixel limit (width * height) for :func:`read_image`; equal to the size at
-#: which Pillow itself refuses images as a decompression bomb (2 x 89478485).
-DEFAULT_MAX_PIXELS = 178_956_970
-# outputs: 2**30 pixels (a 32768 x 32768 image: 3 GiB of 8-bit RGB, a PNG most viewers will not open)
-DEFAULT_MAX_OUTPUT_PIXELS = 1 << 30
 
 #: File suffixes (lower case, no dot) that :func:`find_images` treats as images.
 EXTENSIONS = frozenset({"png", "jpg", "jpeg", "webp", "tif", "tiff", "bmp"})
@@ -730,6 +728,7 @@ def write_image(
     *,
     fmt: str | None = None,
     quality: int = 95,
+    compress_level: int = DEFAULT_COMPRESS_LEVEL,
 ) -> Path:
     """Encode ``photo_like`` and atomically write it to ``path``; returns the path.
 
@@ -737,7 +736,9 @@ def write_image(
     optionally the other :class:`Photo` metadata attributes, or a bare float
     array ``(H, W, 3)`` / ``(H, W)`` in ``[0, 1]``.  The output format is ``fmt``
     (``png``, ``jpg``/``jpeg``, ``webp``, ``tif``/``tiff``, ``bmp``) or else the
-    suffix of ``path``.  ``quality`` (1-100) applies to JPEG and WebP.
+    suffix of ``path``.  ``quality`` (1-100) applies to JPEG and WebP,
+    ``compress_level`` (0-9, zlib's) to PNG and TIFF: the pixels are the same at
+    every level; 1 encodes about 4x faster than 6 for files about 20% larger.
 
     Missing parent folders are created.  The data goes to a hidden temporary
     file next to the target (``.<name>.*.tmp``) which is fsynced and renamed
@@ -751,7 +752,7 @@ def write_image(
         ValueError: malformed ``photo_like`` (shapes, bit depth) or quality.
     """
     path = Path(path)
-    emit = _plan(photo_like, _resolve_format(fmt, path), quality, str(path))
+    emit = _plan(photo_like, _resolve_format(fmt, path), quality, str(path), compress_level)
 
     parent = path.parent
     tmp_name: str | None = None
@@ -784,6 +785,7 @@ def encode_image(
     quality: int = 95,
     *,
     name: str | None = None,
+    compress_level: int = DEFAULT_COMPRESS_LEVEL,
 ) -> bytes:
     """Encode ``photo_like`` to the bytes of an image file (e.g. for stdout).
 
@@ -791,7 +793,7 @@ def encode_image(
     messages (default ``"<stdout>"``).
     """
     label = name or _STDOUT_LABEL
-    emit = _plan(photo_like, _resolve_format(fmt, None, label), quality, label)
+    emit = _plan(photo_like, _resolve_format(fmt, None, label), quality, label, compress_level)
     buf = io.BytesIO()
     try:
         emit(buf)
@@ -903,13 +905,16 @@ def stored_dtype(fmt: str, bit_depth: int) -> np.dtype:
 _OPAQUE_FORMATS = {"JPEG": "JPEG", "BMP": "BMP"}
 
 
-def _plan(photo_like: Any, fmt: str, quality: int, label: str) -> Callable[[IO[bytes]], None]:
+def _plan(photo_like: Any, fmt: str, quality: int, label: str,
+          level: int = DEFAULT_COMPRESS_LEVEL) -> Callable[[IO[bytes]], None]:
     """Validate and prepare everything; return a function that writes the file.
 
     All checks happen here, before any output file is created.
     """
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"quality must be between 1 and 100, got {quality}")
+    if not 0 <= int(level) <= 9:
+        raise ValueError(f"compression level must be between 0 and 9, got {level}")
     px = _normalise(photo_like)
 
     alpha = px.alpha
@@ -943,11 +948,11 @@ def _plan(photo_like: Any, fmt: str, quality: int, label: str) -> Callable[[IO[b
     if px.bit_depth == 16 and fmt in ("PNG", "TIFF"):
         values16 = px.rgb if whole and px.rgb.dtype == np.uint16 else _stack(planes, 65535, np.uint16)
         writer16 = _write_png16 if fmt == "PNG" else _write_tiff
-        return lambda fp: writer16(fp, values16, px.icc_profile, px.exif)
+        return lambda fp: writer16(fp, values16, px.icc_profile, px.exif, level)
 
     values = px.rgb if whole and px.rgb.dtype == np.uint8 else _stack(planes, 255, np.uint8)
     if fmt == "TIFF":  # Pillow's libtiff writer cannot store the EXIF sub-IFDs
-        return lambda fp: _write_tiff(fp, values, px.icc_profile, px.exif)
+        return lambda fp: _write_tiff(fp, values, px.icc_profile, px.exif, level)
     im = Image.fromarray(values[..., 0] if values.shape[2] == 1 else values)
 
     params: dict[str, Any] = {}
@@ -956,7 +961,7 @@ def _plan(photo_like: Any, fmt: str, quality: int, label: str) -> Callable[[IO[b
     if fmt == "JPEG" and quality >= 90:
         params["subsampling"] = 0  # 4:4:4 keeps fine colour detail
     if fmt == "PNG":
-        params["compress_level"] = 6
+        params["compress_level"] = level
     if fmt != "BMP":
         if px.icc_profile:
             params["icc_profile"] = px.icc_profile

@@ -13,28 +13,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from .diffusion import Schedule
+from .runner import Runner
 from .sampler import noise_count, sample
-
-
-class Runner(Protocol):
-    """What the engine needs from a backend (see backends/base.py for the full Protocol)."""
-
-    scale: int
-    latent_factor: int
-    latent_channels: int
-    lr_multiple: int
-    conditioning: str
-    schedule: Schedule
-
-    def encode(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
-    def denoise(self, z: torch.Tensor, t: torch.Tensor, mu: torch.Tensor | None) -> torch.Tensor: ...
-    def decode(self, z: torch.Tensor) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from skimage import data
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from backends.torch_backend import from_model  # noqa: E402
+from edgesr_cli.backends.torch_backend import from_model  # noqa: E402
 from edgesr_cli import degradations as deg  # noqa: E402
 from edgesr_cli import metrics as M  # noqa: E402
 from edgesr_cli.cli_common import default_model_dir  # noqa: E402

@@ -38,9 +38,11 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: intra-op threads only add contention on a two-core machine."""
+def _one_thread(monkeypatch):
+    """Tiny tensors: intra-op threads only add contention on a two-core machine. OMP_NUM_THREADS is what
+    `edgesr upscale` defaults to when set (hw.default_threads), so CLI runs in tests use one thread too."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     yield
     torch.set_num_threads(n)

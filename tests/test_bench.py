@@ -13,7 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from backends.torch_backend import load as load_torch
+from edgesr_cli.backends.torch_backend import load as load_torch
 from edgesr_cli import bench as B
 from edgesr_cli import cli_eval
 

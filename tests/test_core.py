@@ -600,7 +600,7 @@ def test_encode_grid_message_names_the_multiple():
 
 
 def test_upscale_tensor_rejects_nan_and_runs_on_good_input():
-    from backends.torch_backend import from_model
+    from edgesr_cli.backends.torch_backend import from_model
 
     runner = from_model(EdgeSR(tiny()).eval())  # its own model: the backend makes it channels_last in place
     img = rand(3, 10, 14)

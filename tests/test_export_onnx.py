@@ -13,8 +13,8 @@ import sys
 import pytest
 import torch
 
-from backends.base import BackendUnavailable, load_backend
-from backends.torch_backend import from_model
+from edgesr_cli.backends.base import BackendUnavailable, load_backend
+from edgesr_cli.backends.torch_backend import from_model
 from edgesr_cli.export import ExportError, export_model, read_manifest
 from edgesr_cli.model import ModelFileError, file_sha256, save_model_dir
 from edgesr_cli.tiling import reflect_pad, upscale_tensor, upscale_tiles

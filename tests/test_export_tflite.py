@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from backends.base import BackendUnavailable, load_backend
-from backends.torch_backend import from_model
+from edgesr_cli.backends.base import BackendUnavailable, load_backend
+from edgesr_cli.backends.torch_backend import from_model
 from edgesr_cli.export import export_model
 from edgesr_cli.model import ModelFileError, file_sha256, save_model_dir
 from edgesr_cli.tiling import upscale_tensor

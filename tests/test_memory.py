@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from edgesr_cli import cli_upscale, hw
+from edgesr_cli import hw
 from edgesr_cli.cli import app
 from edgesr_cli.io import Photo, encode_image, read_image, stored_dtype
 from edgesr_cli.tiling import noise_field, pad_image, plan_tiles, ramp_window, upscale_bands, upscale_tensor, \
@@ -175,7 +175,9 @@ def cli_upscale_process_bytes() -> int:
 
 def test_running_out_of_memory_is_one_failure_not_the_end_of_the_batch(tiny_model_dir, tmp_path, monkeypatch):
     src = _pngs(tmp_path / "in", [(12, 12), (8, 8)])
-    real = cli_upscale.upscale_photo
+    from edgesr_cli import upscale as upscale_module
+
+    real = upscale_module.upscale_photo
 
     def oom_on_first(run, photo, opts, progress=None, quantize=None):
         if photo.width == 12:
@@ -183,7 +185,7 @@ def test_running_out_of_memory_is_one_failure_not_the_end_of_the_batch(tiny_mode
                                "you tried to allocate 9216000000 bytes")
         return real(run, photo, opts, progress=progress, quantize=quantize)
 
-    monkeypatch.setattr(cli_upscale, "upscale_photo", oom_on_first)
+    monkeypatch.setattr(upscale_module, "upscale_photo", oom_on_first)
     r = _run(tiny_model_dir, str(tmp_path / "in"), "-o", str(tmp_path / "out"))
     assert r.exit_code == 1
     lines = [x for x in r.output.splitlines() if x.startswith("error:")]

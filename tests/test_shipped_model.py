@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from backends.torch_backend import from_model
+from edgesr_cli.backends.torch_backend import from_model
 from edgesr_cli.cli_common import default_model_dir
 from edgesr_cli.config import ModelConfig, get_preset
 from edgesr_cli.metrics import bicubic_upscale, psnr_y

@@ -46,7 +46,7 @@ BATCH_TOL = 1e-5
 
 @pytest.fixture(scope="session")
 def real(tiny_model_dir):
-    from backends.torch_backend import load
+    from edgesr_cli.backends.torch_backend import load
 
     return load(tiny_model_dir, device="cpu", dtype="fp32")
 

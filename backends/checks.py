@@ -1,0 +1,59 @@
+"""Whether each built-in backend can run here, without loading torch or a model: what `edgesr backends`,
+`--backend auto` and load_backend ask first. A check finds the runtime's packages and, where importing the
+runtime is cheap and is the only way to know it works (ONNX Runtime), imports it; each raises
+BackendUnavailable with the pip command that fixes it."""
+
+from __future__ import annotations
+
+from importlib.util import find_spec
+
+from .base import BackendUnavailable
+
+PIP_HINT = {
+    "torch": "pip install torch (the README's Quick start: the CPU build first)",
+    "onnx": "pip install 'edgesr[onnx]'",
+    "tflite": "pip install 'edgesr[tflite]'",
+    "qnn": "pip install 'edgesr[qnn]'",
+}
+
+
+def _found(module: str) -> bool:
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package that is not a package, a broken __spec__
+        return False
+
+
+def torch() -> None:
+    missing = [m for m in ("torch", "safetensors") if not _found(m)]
+    if missing:
+        raise BackendUnavailable(f"{' and '.join(missing)} not installed: {PIP_HINT['torch']}")
+
+
+def onnx() -> None:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise BackendUnavailable(f"onnxruntime is not installed ({exc}): {PIP_HINT['onnx']}") from None
+    except Exception as exc:  # a broken install
+        raise BackendUnavailable(f"onnxruntime does not load ({str(exc).splitlines()[0]}): reinstall with "
+                                 f"{PIP_HINT['onnx']}") from None
+
+
+def tflite() -> None:
+    if not (_found("ai_edge_litert") or _found("tflite_runtime")):
+        raise BackendUnavailable(f"no TFLite interpreter installed (ai-edge-litert or tflite-runtime): "
+                                 f"{PIP_HINT['tflite']}")
+    from .tflite_backend import check  # installed: does it load?
+
+    check()
+
+
+def qnn() -> None:
+    if not _found("onnxruntime"):
+        raise BackendUnavailable(f"onnxruntime is not installed: {PIP_HINT['qnn']}")
+    if not _found("onnxruntime_qnn"):
+        raise BackendUnavailable(f"onnxruntime-qnn is not installed: {PIP_HINT['qnn']}")
+    from .qnn_backend import check  # installed: does the plugin load, is there an HTP (or its emulation)?
+
+    check()
