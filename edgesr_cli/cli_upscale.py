@@ -190,7 +190,8 @@ def register(app: typer.Typer) -> None:
         device: Annotated[Device, typer.Option(help="torch backend device.")] = Device.auto,
         dtype: Annotated[DType, typer.Option(help="torch backend precision (auto: bf16 on CPUs with AVX512-BF16 or AMX, and on CUDA; 16-bit inputs always run in fp32, since bf16 keeps only about 8 bits).")] = DType.auto,
         threads: Annotated[Optional[int], typer.Option(
-            help="CPU threads (default: the CPUs this process may use, os.sched_getaffinity).")] = None,
+            help="CPU threads (default: $OMP_NUM_THREADS, else the CPUs this process may use (affinity, cgroup "
+                 "quota) that are idle at start; the output is the same for any count).")] = None,
         ext: Annotated[Optional[Ext], typer.Option("--ext", "-f", help="Output format (default: the input's).")] = None,
         quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
         png_compression: Annotated[int, typer.Option(

@@ -317,7 +317,10 @@ def test_niqe_matches_basicsr_reference_value():
     if not np.isclose(params.cov[0, 0], _PUBLISHED_COV00, rtol=1e-12):
         pytest.skip(f"{path} is not BasicSR's published model")
     img = data.astronaut()
-    assert M.niqe(img, params) == pytest.approx(3.0649476661849033, abs=1e-4)
+    # float32, as BasicSR computes it: scipy's float32 convolution rounds differently across versions (3.06461
+    # with scipy 1.17.1, numpy 2.4 against BasicSR's 3.06495), so 1e-3 here; the float64 path pins the
+    # algorithm itself to 1e-6
+    assert M.niqe(img, params) == pytest.approx(3.0649476661849033, abs=1e-3)
     assert M.niqe(img, params, precision="float64") == pytest.approx(3.1004515331846467, abs=1e-6)
 
 
