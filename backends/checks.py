@@ -1,7 +1,8 @@
 """Whether each built-in backend can run here, without loading torch or a model: what `edgesr backends`,
 `--backend auto` and load_backend ask first. A check finds the runtime's packages and, where importing the
-runtime is cheap and is the only way to know it works (ONNX Runtime), imports it; each raises
-BackendUnavailable with the pip command that fixes it."""
+runtime is cheap (the LiteRT interpreter, the QNN plugin, when installed), imports it; each raises
+BackendUnavailable with the pip command that fixes it. ONNX Runtime is only found here: its import is
+checked, with the same one-line message, when a model loads (onnx_import)."""
 
 from __future__ import annotations
 
@@ -31,13 +32,22 @@ def torch() -> None:
 
 
 def onnx() -> None:
+    """Installed (found without importing it: ONNX Runtime's import alone costs ~0.15 s of `edgesr backends`);
+    a broken install is reported, on one line, by onnx_import() when a model loads."""
+    if not _found("onnxruntime"):
+        raise BackendUnavailable(f"onnxruntime is not installed: {PIP_HINT['onnx']}")
+
+
+def onnx_import():
+    """ONNX Runtime itself, or BackendUnavailable on one line (missing, or installed but broken)."""
     try:
-        import onnxruntime  # noqa: F401
+        import onnxruntime
     except ImportError as exc:
         raise BackendUnavailable(f"onnxruntime is not installed ({exc}): {PIP_HINT['onnx']}") from None
     except Exception as exc:  # a broken install
         raise BackendUnavailable(f"onnxruntime does not load ({str(exc).splitlines()[0]}): reinstall with "
                                  f"{PIP_HINT['onnx']}") from None
+    return onnxruntime
 
 
 def tflite() -> None:

@@ -70,7 +70,7 @@ chain() {  # chain VARIANT SEED FLAGS...: x2 teacher -> x4 student -> decoder, t
     b) teacher_flags=(--mean-only) ;;
     c) teacher_flags=(--conditioning unidirectional) ;;
     d) stage d_encoder "$ENC_STEPS" edgesr train --stage encoder --scale 2 --config edge-tiny \
-         --autoencoder "$RUN/autoencoder/model" --lr 3e-4 --seed "$seed" "${COMMON[@]}"
+         --autoencoder "$RUN/autoencoder/model" --lr 3e-4 --realesrgan-prob 0.6 --seed "$seed" "${COMMON[@]}"
        teacher_flags=(--init-encoder "$RUN/d_encoder/model" --freeze-encoder)
        distill_flags=(--freeze-encoder) ;;
   esac

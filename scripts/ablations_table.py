@@ -73,7 +73,44 @@ def table(run: Path) -> str:
         lines.append("")
         lines.append(f"Shared stage-0 autoencoder: {wall['autoencoder'][0]} steps, "
                      f"{wall['autoencoder'][1] / 60:.1f} min.")
+    lines += paired(run)
     return "\n".join(lines) + "\n"
+
+
+def _per_image(run: Path, variant: str, kind: str) -> dict[str, float] | None:
+    f = run / "eval" / f"{variant}.{kind}.json"
+    if not f.is_file():
+        return None
+    rows = json.loads(f.read_text()).get("per_image") or []
+    return {r["image"]: r["methods"]["edgesr"]["lpips"] for r in rows} or None
+
+
+def paired(run: Path) -> list[str]:
+    """Per image, LPIPS of each variant minus (a)'s on the same image: the mean, its standard error, and the
+    share of images where (a) is better. a1 (a's seed twin) gives the run-to-run spread to read them against."""
+    import statistics
+
+    out = []
+    for kind, label in (("realesrgan", "degraded"), ("clean", "clean")):
+        base = _per_image(run, "a", kind)
+        if base is None:
+            continue
+        rows = []
+        for v, *_ in ROWS:
+            other = _per_image(run, v, kind) if v != "a" else None
+            if not other:
+                continue
+            d = [other[k] - base[k] for k in base if k in other]
+            if len(d) < 2:
+                continue
+            se = statistics.stdev(d) / len(d) ** 0.5
+            better = sum(x > 0 for x in d) / len(d)
+            rows.append(f"| {v} | {statistics.fmean(d):+.4f} | {se:.4f} | {better:.0%} | {len(d)} |")
+        if rows:
+            out += ["", f"Paired, BSD100 {label}: LPIPS(variant) - LPIPS(a), per image",
+                    "", "| variant | mean difference | standard error | images where a is better | images |",
+                    "|---|---|---|---|---|", *rows]
+    return out
 
 
 if __name__ == "__main__":

@@ -202,8 +202,9 @@ def test_ablation_table_reads_a_run(tmp_path):
     (run / "eval").mkdir(parents=True)
 
     def summary(lp, ps):
+        per_image = [{"image": f"img{i}", "methods": {"edgesr": {"lpips": lp + d}}} for i, d in enumerate((-0.01, 0.03))]
         return {"summary": {"bicubic": {"lpips": 0.8, "psnr_y": 22.0, "ssim_y": 0.5},
-                            "edgesr": {"lpips": lp, "psnr_y": ps, "ssim_y": 0.6}}}
+                            "edgesr": {"lpips": lp, "psnr_y": ps, "ssim_y": 0.6}}, "per_image": per_image}
 
     for v, lp in (("a", 0.5), ("c", 0.7)):
         for kind in ("realesrgan", "clean"):
@@ -212,10 +213,13 @@ def test_ablation_table_reads_a_run(tmp_path):
                                           "a_student_x4 5 120\na_decoder 3 6\n")
     res = subprocess.run([sys.executable, str(Path(__file__).parents[1] / "scripts" / "ablations_table.py"), str(run)],
                          capture_output=True, text=True, check=True)
-    rows = [x for x in res.stdout.splitlines() if x.startswith("| ")]
+    main, _, paired = res.stdout.partition("Paired, BSD100 degraded")
+    rows = [x for x in main.splitlines() if x.startswith("| ")]
     assert [r.split(" | ")[0] for r in rows[1:]] == ["| a", "| c", "| bicubic"]
     a = rows[1].split(" | ")
     assert a[3] == "0.249" and a[4] == "0.5000" and a[5] == "23.00"
     assert "a_teacher_x2 10 / 1.0" in rows[1] and "a_student_x4 5 / 2.0" in rows[1]
     assert "0.8000" in rows[3]
     assert "Shared stage-0 autoencoder: 100 steps, 1.0 min." in res.stdout
+    # per image, c minus a: +0.2 on both images (a better on both)
+    assert "| c | +0.2000 | 0.0000 | 100% | 2 |" in paired and "Paired, BSD100 clean" in paired
