@@ -19,8 +19,6 @@ from edgesr_cli.model import ModelFileError, file_sha256
 from edgesr_cli.models.lr_encoder import resize_to_half_hr
 from edgesr_cli.tiling import reflect_pad
 
-from .checks import PIP_HINT  # noqa: F401 (the export side's hint for a missing runtime)
-
 MANIFEST_FILE = "manifest.json"
 EXPORT_VERSION = 1
 

@@ -20,7 +20,8 @@ import numpy as np
 from edgesr_cli.model import ModelFileError
 
 from .base import BackendUnavailable
-from .exported import PIP_HINT, ExportedRunner, read_manifest
+from .checks import PIP_HINT
+from .exported import ExportedRunner, read_manifest
 
 EP_NAME = "QNNExecutionProvider"
 _lock = threading.Lock()

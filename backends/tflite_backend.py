@@ -15,7 +15,8 @@ import numpy as np
 from edgesr_cli.model import ModelFileError
 
 from .base import BackendUnavailable
-from .exported import PIP_HINT, ExportedRunner, read_manifest
+from .checks import PIP_HINT
+from .exported import ExportedRunner, read_manifest
 
 
 def _interpreter_class():

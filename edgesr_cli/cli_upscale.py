@@ -331,6 +331,23 @@ def _out_of_memory(exc: BaseException) -> bool:
         isinstance(exc, RuntimeError) and any(m in str(exc) for m in ("can't allocate memory", "out of memory")))
 
 
+def _fail(rec: dict, label: str, exc: BaseException) -> None:
+    """Record and print, on one line, an exception that fails this image only (the batch goes on): a bad
+    file, a bad value, running out of memory while upscaling. Anything else is a bug and is raised."""
+    from .io import ImageError
+
+    if isinstance(exc, ImageError):
+        msg = str(exc)
+    elif isinstance(exc, ValueError):
+        msg = f"{label}: {exc}"
+    elif _out_of_memory(exc):
+        msg = f"{label}: out of memory while upscaling (try a smaller --batch or --tile)"
+    else:
+        raise exc
+    rec.update(status="failed", error=msg)
+    print_error(msg)
+
+
 @dataclass(frozen=True)
 class Output:
     """How outputs are encoded: JPEG/WebP quality, PNG/TIFF zlib level (the same pixels at every level)."""
@@ -363,8 +380,6 @@ class _Writer:
         the interruption goes on."""
         if self._pending is None:
             return
-        from .io import ImageError
-
         rec, label, future = self._pending
         self._pending = None
         t0 = rec.pop("_t0")
@@ -375,16 +390,10 @@ class _Writer:
                 break
             except KeyboardInterrupt as interrupt:
                 stopped = stopped or interrupt
-        if isinstance(exc, ImageError):
-            rec.update(status="failed", error=str(exc))
-            print_error(str(exc))
-        elif isinstance(exc, ValueError):
-            rec.update(status="failed", error=f"{label}: {exc}")
-            print_error(f"{label}: {exc}")
-        elif exc is not None:
-            raise exc
-        else:
+        if exc is None:
             rec.update(status="ok", seconds=round(time.perf_counter() - t0, 3))
+        else:
+            _fail(rec, label, exc)
         if stopped is not None:
             raise stopped
 
@@ -426,18 +435,8 @@ def run_jobs(jobs: list[Job], runner, opts: UpscaleOptions, output: Output, skip
                         rec.update(fields)
                         if write is not None:
                             writer.submit(rec, job.label, write)
-                    except ImageError as exc:
-                        rec.update(status="failed", error=str(exc))
-                        print_error(str(exc))
-                    except ValueError as exc:
-                        rec.update(status="failed", error=f"{job.label}: {exc}")
-                        print_error(f"{job.label}: {exc}")
-                    except (MemoryError, RuntimeError) as exc:  # out of memory: this image fails, the batch goes on
-                        if not _out_of_memory(exc):
-                            raise
-                        msg = f"{job.label}: out of memory while upscaling (try a smaller --batch or --tile)"
-                        rec.update(status="failed", error=msg)
-                        print_error(msg)
+                    except (ImageError, ValueError, MemoryError, RuntimeError) as exc:
+                        _fail(rec, job.label, exc)
                     progress.advance(overall)
             finally:
                 writer.close()

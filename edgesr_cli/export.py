@@ -49,7 +49,8 @@ from torch import nn
 from . import __version__
 
 # what loading an export needs lives with the backends that load one (backends/ never imports this module)
-from .backends.exported import (EXPORT_VERSION, MANIFEST_FILE, PIP_HINT, ExportedRunner, check_manifest,  # noqa: F401
+from .backends.checks import PIP_HINT
+from .backends.exported import (EXPORT_VERSION, MANIFEST_FILE, ExportedRunner, check_manifest,  # noqa: F401
                                 read_manifest, verify_files)
 from .diffusion import unet_input
 from .model import COMPONENT_FILES, INFERENCE_COMPONENTS, EdgeSR, config_fingerprint, file_sha256

@@ -1021,7 +1021,7 @@ def _png_filter_rows(rows: np.ndarray, above: np.ndarray, bpp: int) -> np.ndarra
 
 
 def _write_png16(fp: IO[bytes], values: np.ndarray, icc: bytes | None, exif: bytes | None,
-                 level: int = 6) -> None:
+                 level: int = DEFAULT_COMPRESS_LEVEL) -> None:
     """Write a 16-bit PNG (gray, gray+alpha, RGB or RGBA) from ``(H, W, C)`` uint16."""
     height, width, channels = values.shape
     colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
@@ -1048,7 +1048,7 @@ def _write_png16(fp: IO[bytes], values: np.ndarray, icc: bytes | None, exif: byt
 
 
 def _write_tiff(fp: IO[bytes], values: np.ndarray, icc: bytes | None, exif: bytes | None,
-                level: int = 6) -> None:
+                level: int = DEFAULT_COMPRESS_LEVEL) -> None:
     """Write an 8- or 16-bit little-endian TIFF (Adobe Deflate + horizontal predictor).
 
     ``values`` is ``(H, W, C)`` uint8 or uint16 with C = 1 (gray), 2 (gray +
