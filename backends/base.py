@@ -131,7 +131,7 @@ def detect_model_format(model_dir: str | Path) -> str | None:
     if manifest.is_file():
         import json
 
-        from edgesr_cli.model import ModelFileError
+        from edgesr_cli.modeldir import ModelFileError
 
         try:
             data = json.loads(manifest.read_text())
@@ -147,11 +147,52 @@ def detect_model_format(model_dir: str | Path) -> str | None:
     return None
 
 
+# A model folder may carry its own ONNX export (the shipped edge-tiny does, in the wheel): the fused one-step graph
+# at the model's default detail, checksummed by its manifest. It is what the light install (no torch) runs.
+BUNDLED_EXPORT = "onnx"
+TORCH_EXTRA_HINT = "pip install 'edgesr[torch]'"
+
+
+def bundled_export(model_dir: str | Path) -> Path | None:
+    """The ONNX export a model folder carries (BUNDLED_EXPORT/manifest.json), or None."""
+    p = Path(model_dir) / BUNDLED_EXPORT
+    return p if (p / "manifest.json").is_file() else None
+
+
 def auto_backend(model_dir: str | Path) -> str:
-    """The fastest backend that can run this model here (a torch model dir runs only on torch)."""
-    fmt = detect_model_format(model_dir)
-    if fmt in (None, "torch"):
-        return "torch"
-    if fmt == "qnn" and availability("qnn") is not None:
-        return "onnx"  # the QDQ graphs of a QNN export also run on ONNX Runtime's CPU provider
-    return fmt
+    """The fastest backend that can run this model here: for a model folder, torch when it is installed
+    (bf16 on this project's CPUs is faster than ONNX Runtime's fp32, README "Backends"), else ONNX Runtime on the
+    folder's bundled export; for an export, its format's runtime."""
+    return resolve_backend(model_dir, "auto")[0]
+
+
+def resolve_backend(model_dir: str | Path, name: str, detail: float | None = None) -> tuple[str, Path]:
+    """(backend, folder to load) for `--backend name` (auto: the fastest that can run it here) on `model_dir`,
+    or BackendUnavailable on one line saying what to install or export."""
+    d = Path(model_dir)
+    fmt = detect_model_format(d)
+    if fmt not in (None, "torch"):  # an export
+        if name != "auto":
+            return name, d
+        if fmt == "qnn" and availability("qnn") is not None:
+            return "onnx", d  # the QDQ graphs of a QNN export also run on ONNX Runtime's CPU provider
+        return fmt, d
+    if name not in ("auto", "onnx"):
+        return name, d  # torch (or a plugin taking model folders): load_backend says if it cannot run here
+    export = bundled_export(d)
+    if name == "auto" and availability("torch") is None:
+        return "torch", d
+    if export is None:
+        if name == "onnx":
+            raise BackendUnavailable(f"{d} holds no ONNX export ({BUNDLED_EXPORT}/manifest.json): make one with "
+                                     f"`edgesr export -f onnx -m {d} -o OUT` and pass -m OUT")
+        raise BackendUnavailable(f"{d}: a PyTorch model folder needs torch: {TORCH_EXTRA_HINT}")
+    baked = export_detail(export)
+    if detail is not None and (baked is None or abs(baked - float(detail)) > 1e-6):
+        raise BackendUnavailable(f"--detail {float(detail):g}: the ONNX export in {d} runs at detail "
+                                 f"{'(none recorded)' if baked is None else f'{baked:g}'}; other details "
+                                 f"interpolate the two networks, which needs the torch backend: {TORCH_EXTRA_HINT}")
+    if name == "auto" and availability("onnx") is not None:
+        raise BackendUnavailable(f"{d}: neither torch nor ONNX Runtime is installed: pip install edgesr "
+                                 f"(ONNX Runtime) or {TORCH_EXTRA_HINT}")
+    return "onnx", export

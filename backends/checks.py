@@ -11,8 +11,8 @@ from importlib.util import find_spec
 from .base import BackendUnavailable
 
 PIP_HINT = {
-    "torch": "pip install torch (the README's Quick start: the CPU build first)",
-    "onnx": "pip install 'edgesr[onnx]'",
+    "torch": "pip install 'edgesr[torch]' (the README's Quick start: torch's CPU build first)",
+    "onnx": "pip install onnxruntime (part of every edgesr install)",
     "tflite": "pip install 'edgesr[tflite]'",
     "qnn": "pip install 'edgesr[qnn]'",
 }

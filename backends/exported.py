@@ -1,6 +1,7 @@
 """Loading an `edgesr export` directory: its manifest (checked field by field, files by sha256) and
 ExportedRunner, what the onnx / tflite / qnn backends share. The export side (edgesr_cli/export.py)
-imports from here, never the other way round."""
+imports from here, never the other way round. No torch: numpy arrays in and out (the light install), except
+the host-side resize of exports made with `encoder_resize: host`, which uses torch's bicubic."""
 
 from __future__ import annotations
 
@@ -10,14 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from edgesr_cli import __version__
 from edgesr_cli.config import ModelConfig
-from edgesr_cli.diffusion import Schedule
-from edgesr_cli.model import ModelFileError, file_sha256
-from edgesr_cli.models.lr_encoder import resize_to_half_hr
-from edgesr_cli.tiling import reflect_pad
+from edgesr_cli.modeldir import ModelFileError, file_sha256
+from edgesr_cli.schedule import SamplingSchedule
+from edgesr_cli.tiling import as_array, reflect_pad
 
 MANIFEST_FILE = "manifest.json"
 EXPORT_VERSION = 1
@@ -139,7 +138,7 @@ class ExportedRunner:
         self.latent_channels = cfg.latent_channels
         self.lr_multiple = int(manifest["tile"]["lr_multiple"])
         self.conditioning = cfg.conditioning
-        self.schedule = Schedule(cfg.schedule)
+        self.schedule = SamplingSchedule(cfg.schedule)
         self.tile = int(manifest["tile"]["lr"][0])
         self.latent_tile = int(manifest["tile"]["latent"][0])
         self.static_batch = None if manifest.get("batch") == "dynamic" else int(manifest.get("batch", 1))
@@ -173,54 +172,58 @@ class ExportedRunner:
             outs.append({k: v[:n - short] for k, v in res.items()})
         return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
-    def _fit(self, x: torch.Tensor, size: int, what: str) -> np.ndarray:
+    def _fit(self, x: np.ndarray, size: int, what: str) -> np.ndarray:
         h, w = x.shape[-2:]
         if h > size or w > size:
             raise ValueError(f"{what} of {h}x{w} is larger than this export's static {size}x{size} "
                              f"(LR tile {self.tile}): run with --tile {self.tile}")
-        x = x.detach().float().cpu()
+        x = as_array(x)
         if h < size or w < size:
             x = reflect_pad(x, 0, size - h, 0, size - w)
-        return np.ascontiguousarray(x.numpy(), dtype=np.float32)
+        return np.ascontiguousarray(x, dtype=np.float32)
 
-    def _lr_in(self, lr: torch.Tensor) -> np.ndarray:
-        x = torch.from_numpy(self._fit(lr, self.tile, "LR tile"))
-        if self.host_resize:
-            x = resize_to_half_hr(x, self.scale)
-        return np.ascontiguousarray(x.numpy(), dtype=np.float32)
+    def _lr_in(self, lr: np.ndarray) -> np.ndarray:
+        x = self._fit(lr, self.tile, "LR tile")
+        if self.host_resize:  # exports for LiteRT / QNN (their runtimes lack the in-graph resize); needs torch
+            import torch
 
-    # -- the Runner calls -----------------------------------------------------------------------------
-    def encode(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            from edgesr_cli.models.lr_encoder import resize_to_half_hr
+
+            x = resize_to_half_hr(torch.from_numpy(x), self.scale).numpy()
+        return np.ascontiguousarray(x, dtype=np.float32)
+
+    # -- the Runner calls: numpy arrays in and out ----------------------------------------------------------
+    def encode(self, lr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         self._need("encoder")
         h, w = lr.shape[-2:]
         lh, lw = h * self.scale // self.latent_factor, w * self.scale // self.latent_factor
         out = self._call("encoder", {"lr": self._lr_in(lr)})
-        return (torch.from_numpy(out["mu"][..., :lh, :lw].copy()), torch.from_numpy(out["sigma"][..., :lh, :lw].copy()))
+        return out["mu"][..., :lh, :lw].copy(), out["sigma"][..., :lh, :lw].copy()
 
-    def denoise(self, z: torch.Tensor, t: torch.Tensor, mu: torch.Tensor | None) -> torch.Tensor:
+    def denoise(self, z: np.ndarray, t: np.ndarray, mu: np.ndarray | None) -> np.ndarray:
         self._need("denoise")
         h, w = z.shape[-2:]
         feeds = {"z": self._fit(z, self.latent_tile, "latent tile"),
-                 "t": np.ascontiguousarray(t.detach().float().cpu().reshape(-1).numpy())}
+                 "t": np.ascontiguousarray(as_array(t).reshape(-1))}
         if self.conditioning == "unidirectional":
             if mu is None:
                 raise ValueError("the unidirectional model needs the LR latent mu to denoise")
             feeds["mu"] = self._fit(mu, self.latent_tile, "latent tile")
         out = self._call("denoise", feeds)
-        return torch.from_numpy(out["zh"][..., :h, :w].copy())
+        return out["zh"][..., :h, :w].copy()
 
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: np.ndarray) -> np.ndarray:
         self._need("decoder")
         h, w = z.shape[-2:]
         out = self._call("decoder", {"z": self._fit(z, self.latent_tile, "latent tile")})
         f = self.latent_factor
-        return torch.from_numpy(out["hr"][..., :h * f, :w * f].copy())
+        return out["hr"][..., :h * f, :w * f].copy()
 
-    def _fused_one_step(self, lr_tiles: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    def _fused_one_step(self, lr_tiles: np.ndarray, noise: np.ndarray) -> np.ndarray:
         h, w = lr_tiles.shape[-2:]
         out = self._call("fused", {"lr": self._lr_in(lr_tiles), "noise": self._fit(noise, self.latent_tile, "noise window")})
         s = self.scale
-        return torch.from_numpy(out["hr"][..., :h * s, :w * s].copy())
+        return out["hr"][..., :h * s, :w * s].copy()
 
     def describe(self) -> str:
         q = (self.manifest.get("quantization") or {}).get("scheme", "fp32")

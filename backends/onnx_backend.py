@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesr_cli.model import ModelFileError
+from edgesr_cli.modeldir import ModelFileError
 
 from .checks import onnx as check  # noqa: F401 (the backend's check, as the others have)
 from .checks import onnx_import

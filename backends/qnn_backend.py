@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgesr_cli.model import ModelFileError
+from edgesr_cli.modeldir import ModelFileError
 
 from .base import BackendUnavailable
 from .checks import PIP_HINT

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesr_cli.model import ModelFileError
+from edgesr_cli.modeldir import ModelFileError
 
 from .base import BackendUnavailable
 from .checks import PIP_HINT

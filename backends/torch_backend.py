@@ -1,10 +1,12 @@
-"""PyTorch backend: CPU or CUDA, fp32 / bf16 / fp16. Device and dtype are chosen by the caller."""
+"""PyTorch backend: CPU or CUDA, fp32 / bf16 / fp16. Device and dtype are chosen by the caller.
+The tiling engine hands it numpy arrays and gets numpy arrays back (float32, CPU); tensors are converted here."""
 
 from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from edgesr_cli.hw import cpu_has_native_bf16
@@ -58,26 +60,31 @@ class TorchBackend:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    def _in(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, torch.float32)
+    def _in(self, x: np.ndarray | torch.Tensor) -> torch.Tensor:
+        x = torch.as_tensor(x).to(self.device, torch.float32)
         return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cpu" else x
 
+    @staticmethod
+    def _out(x: torch.Tensor) -> np.ndarray:
+        return np.ascontiguousarray(x.float().cpu().numpy())
+
     @torch.inference_mode()
-    def encode(self, lr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, lr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with self._ctx():
             mu, sigma = self.model.encode(self._in(lr))
-        return mu.float(), sigma.float()
+        return self._out(mu), self._out(sigma)
 
     @torch.inference_mode()
-    def denoise(self, z: torch.Tensor, t: torch.Tensor, mu: torch.Tensor | None) -> torch.Tensor:
+    def denoise(self, z: np.ndarray, t: np.ndarray, mu: np.ndarray | None) -> np.ndarray:
         with self._ctx():
-            out = self.model.denoise(self._in(z), t.to(self.device), None if mu is None else self._in(mu))
-        return out.float()
+            out = self.model.denoise(self._in(z), torch.as_tensor(t).float().to(self.device),
+                                     None if mu is None else self._in(mu))
+        return self._out(out)
 
     @torch.inference_mode()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: np.ndarray) -> np.ndarray:
         with self._ctx():
-            return self.model.decode(self._in(z)).float()
+            return self._out(self.model.decode(self._in(z)))
 
 
 def load(model_dir: Path, device: str = "auto", dtype: str | torch.dtype | None = None, scale: int | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import sys
 import signal
 import threading
 from enum import Enum
@@ -70,15 +71,32 @@ def signals_as_interrupts() -> Iterator[None]:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exception types that are the user's to fix. Those of modules that need torch count only once their module
+    is loaded (before that, nothing raised them), so that the light install reports errors without torch."""
     from .backends.base import BackendUnavailable
-
-    from .data import DataError
     from .io import ImageError
-    from .metrics import MetricUnavailable
-    from .model import ModelFileError
-    from .training.common import TrainError
+    from .modeldir import ModelFileError
 
-    return (UserError, BackendUnavailable, DataError, ImageError, MetricUnavailable, ModelFileError, TrainError)
+    found: list[type[BaseException]] = [UserError, BackendUnavailable, ImageError, ModelFileError]
+    for module, name in (("data", "DataError"), ("metrics", "MetricUnavailable"), ("training.common", "TrainError")):
+        loaded = sys.modules.get(f"{__package__}.{module}")
+        if loaded is not None:
+            found.append(getattr(loaded, name))
+    return tuple(found)
+
+
+# Packages the light install (`pip install edgesr`: numpy, Pillow, ONNX Runtime) leaves out -> the extra with them.
+EXTRAS = {"torch": "torch", "safetensors": "torch", "scipy": "torch", "onnx": "train", "onnxscript": "train"}
+
+
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The one-line message for a command that needs a package of an extra, or None for any other missing module."""
+    top = (exc.name or "").split(".")[0]
+    extra = EXTRAS.get(top)
+    if extra is None:
+        return None
+    also = "" if extra == "train" else " (training and export: pip install 'edgesr[train]')"
+    return f"this command needs {top}, which the light install leaves out: pip install 'edgesr[{extra}]'{also}"
 
 
 _CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), 127)} | {9: "\\t", 10: "\\n", 13: "\\r"}
@@ -128,6 +146,11 @@ def friendly_errors(fn: F) -> F:
             if os.environ.get("EDGESR_DEBUG"):
                 raise
             raise fail(str(exc).splitlines()[0], 2) from None
+        except ModuleNotFoundError as exc:  # an extra that is not installed
+            message = missing_extra(exc)
+            if message is None or os.environ.get("EDGESR_DEBUG"):
+                raise
+            raise fail(message, 2) from None
         except KeyboardInterrupt as exc:
             raise fail(*interruption(exc)) from None
 

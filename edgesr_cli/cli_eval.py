@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Quality on HR/LR pairs: PSNR-Y, SSIM-Y (border = scale), NIQE, LPIPS, always beside bicubic; writes a
         per-image CSV, a JSON summary and a comparison grid PNG."""
-        from .backends.base import auto_backend
+        from .backends.base import resolve_backend
 
         from . import evaluate as E
 
@@ -134,11 +134,11 @@ def register(app: typer.Typer) -> None:
         threads = _set_threads(threads)
         model_dir = model if model is not None else default_model_dir()
         _check_model_dir(model_dir)
-        name = auto_backend(model_dir) if backend is BackendName.auto else backend.value
+        name, load_dir = resolve_backend(model_dir, backend.value, detail)
         # sizes first (headers only), so a bad folder fails before the model loads
         pre_scale = _model_scale(model_dir)
         pairs = E.plan_pairs(hr, lr, scale=pre_scale, degrade=how, seed=seed, max_images=max_images)
-        runner = _load_runner(name, model_dir, device.value, dtype, threads, detail)
+        runner = _load_runner(name, load_dir, device.value, dtype, threads, detail)
         if runner.scale != pre_scale:
             pairs = E.plan_pairs(hr, lr, scale=runner.scale, degrade=how, seed=seed, max_images=max_images)
         if tile is None:
@@ -293,13 +293,15 @@ def _now() -> str:
 
 
 def _bench_jobs(backend: BenchBackend, model: Path | None, exports: list[Path]) -> list[tuple[str, Path | None]]:
-    from .backends.base import auto_backend, detect_model_format
+    from .backends.base import auto_backend, bundled_export, detect_model_format, resolve_backend
 
     if backend is BenchBackend.all:
         jobs: list[tuple[str, Path | None]] = []
         try:
             mdir = model if model is not None else default_model_dir()
             jobs.append(("torch", mdir))
+            if bundled_export(mdir) is not None:  # the shipped model's ONNX export: torch vs ONNX in one run
+                jobs.append(("onnx", bundled_export(mdir)))
         except UserError:
             if not exports:
                 raise
@@ -312,8 +314,7 @@ def _bench_jobs(backend: BenchBackend, model: Path | None, exports: list[Path]) 
         raise UserError("--export is for --backend all or an Android --device; use --model DIR for one backend")
     mdir = model if model is not None else default_model_dir()
     _check_model_dir(mdir)
-    name = auto_backend(mdir) if backend is BenchBackend.auto else backend.value
-    return [(name, mdir)]
+    return [resolve_backend(mdir, backend.value)]
 
 
 def _bench_one(B, name: str, mdir: Path | None, device: str, dtype: DType, threads: int | None, settings, say,

@@ -165,7 +165,7 @@ def _detail_used(model_dir: Path, detail: float | None) -> float | None:
 
     if detect_model_format(model_dir) != "torch":
         return export_detail(model_dir)
-    from .model import default_detail
+    from .modeldir import default_detail
 
     return detail if detail is not None else default_detail(model_dir)
 
@@ -212,7 +212,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     ) -> None:
         """Upscale photos x4 with Edge-SD-SR (one denoising step)."""
-        from .backends.base import auto_backend, detect_model_format, load_backend
+        from .backends.base import detect_model_format, load_backend, resolve_backend
 
         from .hw import set_threads
         from .upscale import UpscaleOptions
@@ -242,11 +242,11 @@ def register(app: typer.Typer) -> None:
         model_dir = model if model is not None else default_model_dir()
         if detect_model_format(model_dir) is None:
             raise UserError(f"{model_dir}: not a model directory (no config.json or manifest.json)")
-        name = auto_backend(model_dir) if backend is BackendName.auto else backend.value
+        name, load_dir = resolve_backend(model_dir, backend.value, detail)
         options = {"device": device.value, "threads": threads, "detail": detail}
         if dtype is not DType.auto:
             options["dtype"] = dtype.value
-        runner = load_backend(name, model_dir, **options)
+        runner = load_backend(name, load_dir, **options)
         if runner.scale != scale:
             raise UserError(f"--scale {scale}: the model {model_dir} upscales x{runner.scale}")
         if tile is None:
@@ -283,10 +283,9 @@ def fp32_twin(runner):
     precision to leave (fp32 already, or an exported model with its own fixed precision)."""
     import copy
 
-    import torch
-
+    torch = sys.modules.get("torch")  # a runner with a torch dtype means torch is loaded; none in the light install
     dt = getattr(runner, "dtype", None)
-    if not isinstance(dt, torch.dtype) or dt == torch.float32:
+    if torch is None or not isinstance(dt, torch.dtype) or dt == torch.float32:
         return None
     twin = copy.copy(runner)  # shares the loaded model; only the autocast dtype differs
     twin.dtype = torch.float32

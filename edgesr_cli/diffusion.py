@@ -48,6 +48,12 @@ class Schedule:
         s = torch.where(one, torch.ones_like(s), s)
         return a.float(), s.float()
 
+    def alpha_sigma_at(self, t: float) -> tuple[float, float]:
+        """(a_t, s_t) at one time point as float32 values (Python floats): what the sampler multiplies by
+        (schedule.SamplingSchedule gives the same without torch)."""
+        a, s = self.alpha_sigma(torch.tensor(float(t)))
+        return float(a), float(s)
+
 
 def p_t1(step: int, start: float, end: float, decay_steps: int) -> float:
     """P(t = 1) at a training step: linear decay from `start` to `end` over `decay_steps` (paper 3.3).

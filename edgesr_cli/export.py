@@ -322,7 +322,8 @@ def check_packages(fmt: str) -> None:
         except Exception as exc:  # a broken install: say so rather than crash
             missing.append(f"{mod} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
     if missing:
-        raise BackendUnavailable(f"exporting to {fmt} needs {', '.join(missing)}: {PIP_HINT[fmt]}")
+        hint = "pip install 'edgesr[train]'" if fmt == "onnx" else PIP_HINT[fmt]  # the exporter, not the runtime
+        raise BackendUnavailable(f"exporting to {fmt} needs {', '.join(missing)}: {hint}")
 
 
 def parse_graphs(graphs: str | Sequence[str] | None) -> tuple[str, ...]:

@@ -7,17 +7,24 @@ and the next state at time s < t is
     z_s = a_s zh + s_s mu + s_s sigma (sqrt(1 - eta^2) n + eta xi).
 One step is zh = Z(z_1) with z_1 = mu + sigma eps. The unidirectional ablation is the same sampler
 with mu = 0 and sigma = 1 (its denoiser closes over the LR latent it concatenates).
+
+The arrays are numpy arrays (what the tiling engine hands every backend) or torch tensors (the export's
+calibration); the arithmetic is the same float32 operations in the same order either way, and the schedule's
+values are float32 numbers (`schedule.alpha_sigma_at(t)`), so both give the same bits.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
-import torch
+import numpy as np
 
-from .diffusion import Schedule
+Array = Any  # np.ndarray or torch.Tensor, float32, (B, C, h, w)
+Denoiser = Callable[[Array, Array], Array]
 
-Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+class Schedule(Protocol):
+    def alpha_sigma_at(self, t: float) -> tuple[float, float]: ...
 
 
 def timesteps(steps: int) -> list[float]:
@@ -32,18 +39,25 @@ def noise_count(steps: int, eta: float) -> int:
     return 1 + (steps - 1 if eta > 0 else 0)
 
 
+def _times(like: Array, t: float) -> Array:
+    """The time vector (B,) float32 for a batch like `like`, of its array type (and device)."""
+    if isinstance(like, np.ndarray):
+        return np.full((like.shape[0],), t, dtype=np.float32)
+    return like.new_full((like.shape[0],), t).float()
+
+
 def sample(
     denoiser: Denoiser,
-    mu: torch.Tensor,
-    sigma: torch.Tensor,
-    noise: Sequence[torch.Tensor],
+    mu: Array,
+    sigma: Array,
+    noise: Sequence[Array],
     schedule: Schedule,
     steps: int = 1,
     eta: float = 0.0,
-) -> torch.Tensor:
+) -> Array:
     """DDIM from z_1 = mu + sigma * noise[0] down to t = 0; returns the final z_h prediction.
 
-    mu, sigma: (B,C,h,w) (sigma > 0); noise: `noise_count(steps, eta)` tensors shaped like mu.
+    mu, sigma: (B,C,h,w) (sigma > 0); noise: `noise_count(steps, eta)` arrays shaped like mu.
     """
     need = noise_count(steps, eta)
     if len(noise) < need:
@@ -51,17 +65,15 @@ def sample(
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must be in [0, 1], got {eta}")
     ts = timesteps(steps)
-    b = mu.shape[0]
     z = mu + sigma * noise[0]
     zh = z
     for i in range(steps):
         t_now, t_next = ts[i], ts[i + 1]
-        t_vec = torch.full((b,), t_now, dtype=torch.float32, device=mu.device)
-        zh = denoiser(z, t_vec)
+        zh = denoiser(z, _times(mu, t_now))
         if t_next <= 0.0:
             break
-        a_t, s_t = schedule.alpha_sigma(torch.tensor(t_now))
-        a_s, s_s = schedule.alpha_sigma(torch.tensor(t_next))
+        a_t, s_t = schedule.alpha_sigma_at(t_now)
+        a_s, s_s = schedule.alpha_sigma_at(t_next)
         n = ((z - a_t * zh) / s_t - mu) / sigma
         direction = n if eta == 0 else (1.0 - eta**2) ** 0.5 * n + eta * noise[i + 1]
         z = a_s * zh + s_s * mu + s_s * sigma * direction

@@ -7,19 +7,29 @@ field covers the whole image's latent grid, drawn from the seed; each tile reads
 overlapping tiles agree and the result does not depend on tile or batch size beyond float tolerance.
 Memory for the model is bounded by the batch of tiles, not the image; `upscale_bands` hands finished HR
 rows to the caller band by band, so the engine's own float state is a few tile rows, not the output.
+
+The engine works on numpy arrays (float32, CPU) and hands backends numpy arrays: the same code drives ONNX
+Runtime in the light install (no torch) and the torch backend (which converts at its edge). Torch tensors
+given to the public functions are taken as arrays (upscale_tensor gives a tensor back for a tensor).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
-import torch
-import torch.nn.functional as F
+import numpy as np
 
 from .runner import Runner
 from .sampler import noise_count, sample
+
+
+def as_array(x: Any) -> np.ndarray:
+    """A float32 numpy array of `x` (a numpy array, or a torch tensor on any device: torch is not imported here)."""
+    if hasattr(x, "detach"):
+        x = x.detach().float().cpu().numpy()
+    return np.ascontiguousarray(x, dtype=np.float32)
 
 
 @dataclass(frozen=True)
@@ -97,53 +107,64 @@ def plan_tiles(height: int, width: int, tile: int = 128, overlap: float = 0.25, 
     )
 
 
-def reflect_pad(x: torch.Tensor, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+def reflect_pad(x: Any, top: int, bottom: int, left: int, right: int) -> Any:
     """(..., H, W) -> (..., H+top+bottom, W+left+right): reflect padding, grown in rounds where the pad is
     wider than the image can mirror, and replicate once only a single row or column is left to mirror.
     Content-like borders: the model sees long constant (replicate) borders as structure and its output
-    near them changes (BSD100 x4 degraded: up to 4 dB on one image padded from 80x120 to a 128 tile)."""
-    shape = x.shape
-    x = x.reshape(-1, *shape[-3:]) if x.dim() >= 3 else x[None]
+    near them changes (BSD100 x4 degraded: up to 4 dB on one image padded from 80x120 to a 128 tile).
+    A numpy array comes back as one, a torch tensor as one (the values are copies either way: no arithmetic)."""
+    if hasattr(x, "detach"):
+        import torch
+
+        return torch.from_numpy(reflect_pad(x.detach().cpu().numpy(), top, bottom, left, right)).to(x.device)
+    lead = [(0, 0)] * (x.ndim - 2)
     while top or bottom or left or right:
         h, w = x.shape[-2:]
         t, b = min(top, h - 1), min(bottom, h - 1)
         l, r = min(left, w - 1), min(right, w - 1)
         if t == b == l == r == 0:
-            x = F.pad(x, (left, right, top, bottom), mode="replicate")
-            break
-        x = F.pad(x, (l, r, t, b), mode="reflect")
+            return np.pad(x, lead + [(top, bottom), (left, right)], mode="edge")
+        x = np.pad(x, lead + [(t, b), (l, r)], mode="reflect")
         top, bottom, left, right = top - t, bottom - b, left - l, right - r
-    return x.reshape(*shape[:-2], *x.shape[-2:])
+    return x
 
 
-def pad_image(img: torch.Tensor, plan: TilePlan) -> torch.Tensor:
+def pad_image(img: np.ndarray, plan: TilePlan) -> np.ndarray:
     """(C,H,W) -> (C,padded_h,padded_w): reflect padding (replicate where the image is too small to reflect)."""
     top, left = plan.pad_top, plan.pad_left
     return reflect_pad(img, top, plan.padded_height - plan.height - top, left, plan.padded_width - plan.width - left)
 
 
-def ramp_window(size: int, ramp: int, device: torch.device | None = None) -> torch.Tensor:
-    """1D blending weights: linear ramps of length `ramp` at both ends, 1 inside, strictly positive."""
-    i = torch.arange(size, dtype=torch.float32, device=device)
+def ramp_window(size: int, ramp: int) -> np.ndarray:
+    """1D blending weights (float32): linear ramps of length `ramp` at both ends, 1 inside, strictly positive."""
     if ramp <= 0:
-        return torch.ones(size, device=device)
-    up = (i + 0.5) / ramp
-    down = (size - i - 0.5) / ramp
-    return torch.clamp(torch.minimum(up, down), min=1e-3, max=1.0)
+        return np.ones(size, dtype=np.float32)
+    i = np.arange(size, dtype=np.float32)
+    up = (i + np.float32(0.5)) / np.float32(ramp)
+    down = (np.float32(size) - i - np.float32(0.5)) / np.float32(ramp)
+    return np.clip(np.minimum(up, down), np.float32(1e-3), np.float32(1.0))
 
 
-def noise_field(shape: tuple[int, ...], seed: int) -> torch.Tensor:
-    """The image's global noise, drawn on the CPU in float32 from `seed` (identical on every backend)."""
-    g = torch.Generator().manual_seed(int(seed))
-    return torch.randn(shape, generator=g, dtype=torch.float32)
+def noise_field(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """The image's global noise, float32 from `seed`, identical on every backend and install: torch.randn from a
+    CPU generator (when torch is already loaded: the faster of the two) or noise.randn, its bit-exact numpy twin."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "randn"):
+        g = torch.Generator().manual_seed(int(seed))
+        return torch.randn(shape, generator=g, dtype=torch.float32).numpy()
+    from .noise import randn
+
+    return randn(shape, seed)
 
 
-Emit = Callable[[int, torch.Tensor], None]
+Emit = Callable[[int, np.ndarray], None]
 
 
 def upscale_bands(
     runner: Runner,
-    lr: torch.Tensor,
+    lr: Any,
     emit: Emit,
     *,
     tile: int = 128,
@@ -157,27 +178,28 @@ def upscale_bands(
     """Upscale one LR image (3,H,W) float in [0,1] band by band; returns the HR size (H*s, W*s).
 
     `emit(row, band)` receives the finished HR rows in order, top to bottom, each band (3, n, W*s) float32
-    in [0,1] on the CPU starting at HR row `row`; together they are the whole image. Only the rows that
+    numpy array in [0,1] starting at HR row `row`; together they are the whole image. Only the rows that
     tiles still in flight overlap are kept as float sums, so the engine's own memory is a few tile rows
     of the output, not the output: the caller decides what to keep (an 8- or 16-bit buffer, a file).
     Tiles run in the same order and batches whatever the caller keeps, so the pixels are exactly those of
     a whole-image blend."""
-    if lr.dim() != 3 or lr.shape[0] != 3:
+    lr = as_array(lr)
+    if lr.ndim != 3 or lr.shape[0] != 3:
         raise ValueError(f"expected an RGB image (3, H, W), got shape {tuple(lr.shape)}")
-    if not torch.isfinite(lr).all():
+    if not np.isfinite(lr).all():
         raise ValueError("image contains NaN or infinite values")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     s, f = runner.scale, runner.latent_factor
     align = f // math.gcd(f, s)  # LR pixels per whole latent pixel
     plan = plan_tiles(lr.shape[1], lr.shape[2], tile, overlap, runner.lr_multiple, align)
-    img = pad_image(lr.float().cpu(), plan)
+    img = pad_image(lr, plan)
     lat = lambda v: v * s // f  # noqa: E731  LR px -> latent px
     k = noise_count(steps, eta)
     noise = noise_field((k, runner.latent_channels, lat(plan.base_height), lat(plan.base_width)), seed)
     grow = (0, lat(plan.padded_width - plan.base_width), 0, lat(plan.padded_height - plan.base_height))
     if any(grow):
-        noise = F.pad(noise, grow, mode="replicate")
+        noise = np.pad(noise, [(0, 0), (0, 0), (0, grow[3]), (0, grow[1])], mode="edge")
 
     out_w = plan.padded_width * s
     ramp = int(round(tile * overlap)) * s
@@ -188,8 +210,8 @@ def upscale_bands(
     positions = plan.positions
     # the float sums of padded HR rows [lo, lo + canvas rows): grown as tiles arrive, cut as rows finish
     lo = 0
-    canvas = torch.zeros(3, 0, out_w)
-    weight = torch.zeros(1, 0, out_w)
+    canvas = np.zeros((3, 0, out_w), dtype=np.float32)
+    weight = np.zeros((1, 0, out_w), dtype=np.float32)
     sent = 0  # HR rows of the image (unpadded) emitted so far
 
     def flush(upto: int) -> None:
@@ -201,21 +223,21 @@ def upscale_bands(
         band = canvas[:, :n] / weight[:, :n]
         a, b = max(lo, top), min(upto, top + height)  # the image's rows among them
         if b > a:
-            emit(sent, band[:, a - lo:b - lo, left:left + width].clamp_(0.0, 1.0))
+            emit(sent, np.clip(band[:, a - lo:b - lo, left:left + width], np.float32(0), np.float32(1)))
             sent += b - a
-        canvas, weight, lo = canvas[:, n:].clone(), weight[:, n:].clone(), upto
+        canvas, weight, lo = canvas[:, n:].copy(), weight[:, n:].copy(), upto
 
     done = 0
     for i in range(0, len(positions), batch):
         chunk = positions[i:i + batch]
-        lr_tiles = torch.stack([img[:, y:y + th, x:x + tw] for y, x in chunk])
-        eps = [torch.stack([noise[j, :, lat(y):lat(y + th), lat(x):lat(x + tw)] for y, x in chunk]) for j in range(k)]
+        lr_tiles = np.stack([img[:, y:y + th, x:x + tw] for y, x in chunk])
+        eps = [np.stack([noise[j, :, lat(y):lat(y + th), lat(x):lat(x + tw)] for y, x in chunk]) for j in range(k)]
         hr = upscale_tiles(runner, lr_tiles, eps, steps=steps, eta=eta)
         need = max(y + th for y, _ in chunk) * s - lo
         if need > canvas.shape[1]:
             extra = need - canvas.shape[1]
-            canvas = torch.cat([canvas, torch.zeros(3, extra, out_w)], 1)
-            weight = torch.cat([weight, torch.zeros(1, extra, out_w)], 1)
+            canvas = np.concatenate([canvas, np.zeros((3, extra, out_w), dtype=np.float32)], 1)
+            weight = np.concatenate([weight, np.zeros((1, extra, out_w), dtype=np.float32)], 1)
         for (y, x), t in zip(chunk, hr):
             r = y * s - lo
             canvas[:, r:r + th * s, x * s:(x + tw) * s] += t * win
@@ -231,7 +253,7 @@ def upscale_bands(
 
 def upscale_tensor(
     runner: Runner,
-    lr: torch.Tensor,
+    lr: Any,
     *,
     tile: int = 128,
     overlap: float = 0.25,
@@ -240,31 +262,38 @@ def upscale_tensor(
     eta: float = 0.0,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
-) -> torch.Tensor:
-    """Upscale one LR image (3,H,W) float in [0,1] -> (3,H*s,W*s) float32 in [0,1] on the CPU
-    (`upscale_bands` into one float image; for an 8- or 16-bit result use upscale.upscale_photo)."""
-    out: list[torch.Tensor] = []
-    upscale_bands(runner, lr, lambda _row, band: out.append(band.clone()), tile=tile, overlap=overlap, batch=batch,
+) -> Any:
+    """Upscale one LR image (3,H,W) float in [0,1] -> (3,H*s,W*s) float32 in [0,1], a numpy array for an array,
+    a CPU torch tensor for a tensor (`upscale_bands` into one float image; for an 8- or 16-bit result use
+    upscale.upscale_photo)."""
+    out: list[np.ndarray] = []
+    upscale_bands(runner, lr, lambda _row, band: out.append(band.copy()), tile=tile, overlap=overlap, batch=batch,
                   steps=steps, eta=eta, seed=seed, progress=progress)
-    return torch.cat(out, 1)
+    hr = np.concatenate(out, 1)
+    if hasattr(lr, "detach"):
+        import torch
+
+        return torch.from_numpy(hr)
+    return hr
 
 
-def upscale_tiles(runner: Runner, lr_tiles: torch.Tensor, noise: Sequence[torch.Tensor], steps: int = 1,
-                  eta: float = 0.0) -> torch.Tensor:
-    """A batch of LR tiles (B,3,h,w) + noise windows -> HR tiles (B,3,h*s,w*s) float32 on the CPU.
+def upscale_tiles(runner: Runner, lr_tiles: Any, noise: Sequence[Any], steps: int = 1,
+                  eta: float = 0.0) -> np.ndarray:
+    """A batch of LR tiles (B,3,h,w) + noise windows -> HR tiles (B,3,h*s,w*s) float32 numpy.
 
     Uses the backend's fused one-step graph when it has one (noise window as an input), otherwise the
-    shared sampler over the backend's encode / denoise / decode."""
+    shared sampler over the backend's encode / denoise / decode. The backend gets numpy arrays."""
+    lr_tiles = as_array(lr_tiles)
+    noise = [as_array(n) for n in noise]
     fused = getattr(runner, "fused_one_step", None)
     if steps == 1 and fused is not None:
-        return fused(lr_tiles, noise[0]).float().cpu()
-    mu, sigma = runner.encode(lr_tiles)
+        return as_array(fused(lr_tiles, noise[0]))
+    mu, sigma = (as_array(v) for v in runner.encode(lr_tiles))
     if runner.conditioning == "unidirectional":
         cond = mu
-        mu, sigma = torch.zeros_like(mu), torch.ones_like(sigma)
-        denoiser = lambda z, t: runner.denoise(z, t, cond)  # noqa: E731
+        mu, sigma = np.zeros_like(mu), np.ones_like(sigma)
+        denoiser = lambda z, t: as_array(runner.denoise(z, t, cond))  # noqa: E731
     else:
-        denoiser = lambda z, t: runner.denoise(z, t, None)  # noqa: E731
-    noise = [n.to(mu.device, mu.dtype) for n in noise]
+        denoiser = lambda z, t: as_array(runner.denoise(z, t, None))  # noqa: E731
     zh = sample(denoiser, mu, sigma, noise, runner.schedule, steps=steps, eta=eta)
-    return runner.decode(zh).float().cpu()
+    return as_array(runner.decode(zh))

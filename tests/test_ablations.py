@@ -71,14 +71,9 @@ def test_unidirectional_unet_sees_twice_the_channels_and_starts_from_pure_noise(
             eps = torch.randn(mu.shape, generator=torch.Generator().manual_seed(1))
             x0_loss(model.lr_encoder, model.unet, cfg, Schedule(cfg.schedule), lr, mu, mu, torch.ones(2), eps)
 
-            class R:  # the tiling engine's runner protocol over the torch model
-                conditioning = cfg.conditioning
-                schedule = Schedule(cfg.schedule)
-                encode = staticmethod(model.encode)
-                denoise = staticmethod(model.denoise)
-                decode = staticmethod(model.decode)
+            from edgesr_cli.backends.torch_backend import from_model
 
-            upscale_tiles(R, lr, [eps], steps=1)
+            upscale_tiles(from_model(model, "cpu", "fp32"), lr, [eps], steps=1)  # the engine over the torch backend
         c = cfg.latent_channels
         assert len(seen) == 2
         for z in seen:  # training, then inference

@@ -72,8 +72,8 @@ class OffsetRunner:
     def __init__(self, offset: float) -> None:
         self.offset = offset
 
-    def fused_one_step(self, lr: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(lr, scale_factor=4, mode="nearest") + self.offset
+    def fused_one_step(self, lr: np.ndarray, noise: np.ndarray) -> torch.Tensor:
+        return F.interpolate(torch.as_tensor(lr), scale_factor=4, mode="nearest") + self.offset
 
     def encode(self, lr):  # pragma: no cover - the fused graph is used
         raise AssertionError("not used")

@@ -31,22 +31,22 @@ def whole_image_reference(r, lr, *, tile, overlap=0.25, batch=4, seed=0):
     """The engine as it was before bands: one float canvas and weight map of the whole padded output."""
     s, f = r.scale, r.latent_factor
     plan = plan_tiles(lr.shape[1], lr.shape[2], tile, overlap, r.lr_multiple, f // math.gcd(f, s))
-    img = pad_image(lr.float(), plan)
+    img = torch.from_numpy(pad_image(lr.float().numpy(), plan))
     lat = lambda v: v * s // f  # noqa: E731
-    noise = noise_field((1, r.latent_channels, lat(plan.base_height), lat(plan.base_width)), seed)
+    noise = torch.from_numpy(noise_field((1, r.latent_channels, lat(plan.base_height), lat(plan.base_width)), seed))
     grow = (0, lat(plan.padded_width - plan.base_width), 0, lat(plan.padded_height - plan.base_height))
     if any(grow):
         noise = torch.nn.functional.pad(noise, grow, mode="replicate")
     canvas = torch.zeros(3, plan.padded_height * s, plan.padded_width * s)
     weight = torch.zeros(1, *canvas.shape[1:])
     ramp = int(round(tile * overlap)) * s
-    win = ramp_window(plan.tile_h * s, ramp)[:, None] * ramp_window(plan.tile_w * s, ramp)[None, :]
+    win = torch.from_numpy(ramp_window(plan.tile_h * s, ramp)[:, None] * ramp_window(plan.tile_w * s, ramp)[None, :])
     th, tw, pos = plan.tile_h, plan.tile_w, plan.positions
     for i in range(0, len(pos), batch):
         chunk = pos[i:i + batch]
         tiles = torch.stack([img[:, y:y + th, x:x + tw] for y, x in chunk])
         eps = [torch.stack([noise[0, :, lat(y):lat(y + th), lat(x):lat(x + tw)] for y, x in chunk])]
-        for (y, x), t in zip(chunk, upscale_tiles(r, tiles, eps)):
+        for (y, x), t in zip(chunk, torch.from_numpy(upscale_tiles(r, tiles, eps))):
             canvas[:, y * s:(y + th) * s, x * s:(x + tw) * s] += t * win
             weight[:, y * s:(y + th) * s, x * s:(x + tw) * s] += win
     out = canvas / weight
@@ -61,7 +61,8 @@ def test_bands_are_the_whole_image_blend_bit_for_bit(runner_cls, h, w, tile, bat
     lr = natural("astronaut", h, w)
     ref = whole_image_reference(r, lr, tile=tile, batch=batch, seed=3)
     bands = []
-    size = upscale_bands(r, lr, lambda row, band: bands.append((row, band.clone())), tile=tile, batch=batch, seed=3)
+    size = upscale_bands(r, lr, lambda row, band: bands.append((row, torch.from_numpy(band.copy()))), tile=tile,
+                         batch=batch, seed=3)
     assert size == (h * 4, w * 4)
     rows = [row for row, _ in bands]
     assert rows[0] == 0 and rows == sorted(rows)

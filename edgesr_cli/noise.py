@@ -1,0 +1,136 @@
+"""The image's noise field without torch, bit for bit what `torch.randn(shape, generator=torch.Generator()
+.manual_seed(seed))` gives on the CPU, so that the light install (numpy + ONNX Runtime) and the torch backend
+start the diffusion from the same z_1 and write the same bytes.
+
+What PyTorch's CPU generator does for a contiguous float32 tensor of 16 or more values (ATen's normal_fill):
+  1. its MT19937 (the reference generator, seeded with init_genrand on the seed's low 32 bits) draws one 32-bit
+     word per value, and each becomes the uniform (word & 0xFFFFFF) * 2**-24 in [0, 1);
+  2. each block of 16 is turned, in place, into normals by Box-Muller over the pairs (j, j + 8):
+     r = sqrt(-2 log(1 - u_j)), theta = 2 pi u_(j+8), n_j = r cos(theta), n_(j+8) = r sin(theta);
+  3. when the count is not a multiple of 16, 16 fresh uniforms are drawn and the last 16 values recomputed.
+The log, sin and cos are not libm's: they are the single-precision Cephes polynomials of avx_mathfun.h, as the
+shipping wheel compiles them (multiply-adds contracted into fused ones). They are evaluated here in float64
+holding float32 values, rounded to float32 after every operation as the hardware rounds; a fused multiply-add
+is one product (exact in float64) plus one rounding. tests/test_noise.py checks this against torch.randn bit
+for bit (shapes of every remainder mod 16, seeds beyond 32 bits and negative).
+
+Fewer than 16 values (a latent grid of 16 values does not occur: 16 channels) are refused.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_F32 = np.float32
+_F64 = np.float64
+
+
+def _c(v: float) -> float:
+    """A constant as the float32 the C source's `_ps` literal becomes."""
+    return float(_F32(v))
+
+
+_LOG_POLY = tuple(_c(v) for v in (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1,
+                                  1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1,
+                                  3.3333331174e-1))
+_LOG_Q1, _LOG_Q2, _SQRTHF = _c(-2.12194440e-4), _c(0.693359375), _c(0.707106781186547524)
+_FOPI = _c(1.27323954473516)  # 4 / pi
+_DP = (_c(-0.78515625), _c(-2.4187564849853515625e-4), _c(-3.77489497744594108e-8))
+_COS_POLY = (_c(2.443315711809948e-5), _c(-1.388731625493765e-3), _c(4.166664568298827e-2))
+_SIN_POLY = (_c(-1.9515295891e-4), _c(8.3321608736e-3), _c(-1.6666654611e-1))
+_TWO_PI = _F32(2 * math.pi)
+_CHUNK = 1 << 15  # values per block of work: the float64 temporaries stay in the cache
+
+
+def _round(a: np.ndarray) -> np.ndarray:
+    """Round a float64 array to float32 precision, in place."""
+    np.copyto(a, a.astype(_F32))
+    return a
+
+
+def _fma(y: np.ndarray, x: np.ndarray | float, c: np.ndarray | float) -> np.ndarray:
+    """y <- fl32(y * x + c), in place: one product (exact in float64) and one rounding, as a fused multiply-add."""
+    np.multiply(y, x, out=y)
+    np.add(y, c, out=y)
+    return _round(y)
+
+
+def _log(u: np.ndarray) -> np.ndarray:
+    """Cephes logf (avx_mathfun's log256_ps) of float32 values in (0, 1]; float64 array of float32 values."""
+    bits = u.view(np.uint32)
+    e = ((bits >> 23).astype(np.int32) - 126).astype(_F64)  # exponent + 1
+    m = ((bits & np.uint32(0x007FFFFF)) | np.uint32(0x3F000000)).view(_F32).astype(_F64)  # mantissa in [0.5, 1)
+    low = m < _SQRTHF
+    x = m - 1.0  # exact
+    e[low] -= 1.0
+    x[low] += m[low]
+    _round(x)
+    z = _round(x * x)
+    y = np.full_like(x, _LOG_POLY[0])
+    for c in _LOG_POLY[1:]:
+        _fma(y, x, c)
+    _round(np.multiply(y, x, out=y))
+    _fma(y, z, _round(e * _LOG_Q1))
+    _fma(z, -0.5, y)  # z is not needed after this: y <- fl32(z * -0.5 + y)
+    y = z
+    _round(np.add(x, y, out=x))
+    return _fma(e, _LOG_Q2, x)
+
+
+def _sincos(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cephes sinf and cosf (avx_mathfun's sincos256_ps) of float32 values >= 0; float32 arrays."""
+    x = theta.astype(_F64)
+    j = _round(x * _FOPI).astype(np.int32)  # truncation, as cvttps
+    j = (j + 1) & ~1
+    q = j.astype(_F64)
+    sign_sin = (j & 4).astype(np.uint32) << 29
+    sign_cos = (~(j - 2) & 4).astype(np.uint32) << 29
+    use_sin_poly = (j & 2) == 0
+    for c in _DP:  # extended-precision reduction: x <- fl32(q * c + x), q * c exact (q a small integer)
+        _round(np.add(x, q * c, out=x))
+    z = _round(x * x)
+    yc = _round(z * _COS_POLY[0] + _COS_POLY[1])
+    _fma(yc, z, _COS_POLY[2])
+    _round(np.multiply(yc, z, out=yc))
+    _fma(yc, z, -_round(z * 0.5))
+    _round(np.add(yc, 1.0, out=yc))
+    ys = _round(z * _SIN_POLY[0] + _SIN_POLY[1])
+    _fma(ys, z, _SIN_POLY[2])
+    _round(np.multiply(ys, z, out=ys))
+    _fma(ys, x, x)
+    s = np.where(use_sin_poly, ys, yc).astype(_F32)
+    c = np.where(use_sin_poly, yc, ys).astype(_F32)
+    return (s.view(np.uint32) ^ sign_sin).view(_F32), (c.view(np.uint32) ^ sign_cos).view(_F32)
+
+
+def _box_muller(u: np.ndarray) -> np.ndarray:
+    """Blocks of 16 uniforms (float32, a multiple of 16 values) -> as many standard normals."""
+    u = u.reshape(-1, 16)
+    r = np.sqrt(_F32(-2) * _log(_F32(1) - u[:, :8]).astype(_F32))
+    s, c = _sincos(_TWO_PI * u[:, 8:])
+    out = np.concatenate([r * c, r * s], axis=1).reshape(-1)
+    return np.add(out, _F32(0), out=out)  # torch's fmadd(n, std 1, mean 0): -0 comes out as +0
+
+
+def _uniforms(bits, n: int) -> np.ndarray:
+    return (bits.random_raw(n) & 0xFFFFFF).astype(_F32) * _F32(2.0 ** -24)
+
+
+def randn(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """Standard normals of `shape`, float32, C order: torch.randn(shape) from a CPU generator seeded with `seed`
+    (any Python int; as torch, only its low 32 bits seed the generator), bit for bit."""
+    n = math.prod(shape)
+    if n < 16:
+        raise ValueError(f"noise of {n} values: the torch-identical generator needs at least 16")
+    bits = np.random.RandomState(int(seed) & 0xFFFFFFFF)._bit_generator  # init_genrand, as torch's mt19937
+    u = _uniforms(bits, n)
+    out = np.empty(n, dtype=_F32)
+    full = n - n % 16
+    for i in range(0, full, _CHUNK):
+        k = min(full, i + _CHUNK)
+        out[i:k] = _box_muller(u[i:k])
+    if n % 16:
+        out[n - 16:] = _box_muller(_uniforms(bits, 16))
+    return out.reshape(shape)
