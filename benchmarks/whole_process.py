@@ -7,7 +7,10 @@ torch) and writes its PNG with Pillow at edgesr's default zlib level, so the com
 their start-up and their loading, not two PNG encoders. Medians are printed and written as JSON.
 
     python benchmarks/whole_process.py [--rounds 5] [--threads N] [--json runs/whole_process.json]
-                                       [--skip-busy] [--skip-peer]
+                                       [--skip-busy] [--skip-peer] [--light-python VENV/bin/python]
+
+--light-python adds the same cases run by another interpreter: a venv with the light install (`pip install .`,
+no torch), so that both installs are timed in the same alternating rounds.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--skip-busy", action="store_true")
     ap.add_argument("--skip-peer", action="store_true")
+    ap.add_argument("--light-python", default=None, help="python of a venv with the light install (no torch)")
     args = ap.parse_args()
 
     import numpy as np
@@ -85,6 +89,13 @@ def main() -> None:
     }
     big = {"edgesr 512->2048": edgesr + ["upscale", str(work / "in512.png"), "-o", str(work / "o_edgesr.png"),
                                         "--overwrite", "-q", *extra]}
+    if args.light_python:
+        light = [args.light_python, "-m", "edgesr_cli"]
+        cases["light: edgesr --version"] = light + ["--version"]
+        cases["light: edgesr upscale 16x16"] = light + ["upscale", str(work / "in16.png"), "-o", str(work / "l16.png"),
+                                                       "--overwrite", "-q", *extra]
+        big["light: edgesr 512->2048"] = light + ["upscale", str(work / "in512.png"), "-o", str(work / "o_light.png"),
+                                                  "--overwrite", "-q", *extra]
     if not args.skip_peer:
         big["animevideov3 512->2048"] = [sys.executable, __file__, "--peer-run", "animevideov3",
                                          str(work / "in512.png"), str(work / "o_peer.png"), str(threads)]
@@ -127,6 +138,12 @@ def main() -> None:
         ratios["edgesr / animevideov3 (idle)"] = round(e_idle / p_idle, 3)
     if e_idle and e_busy:
         ratios["edgesr busy / idle"] = round(e_busy / e_idle, 3)
+    l_idle = results.get("light: edgesr 512->2048 (idle)", {}).get("median_s")
+    l_busy = results.get("light: edgesr 512->2048 (one core busy)", {}).get("median_s")
+    if l_idle and p_idle:
+        ratios["light edgesr / animevideov3 (idle)"] = round(l_idle / p_idle, 3)
+    if l_idle and l_busy:
+        ratios["light edgesr busy / idle"] = round(l_busy / l_idle, 3)
     for k, v in ratios.items():
         print(f"{k:45s} {v:.3f}")
     if args.json:

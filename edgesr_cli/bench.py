@@ -199,12 +199,13 @@ def _timed(runner, fn: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - t0, out
 
 
-def _tile_inputs(runner, tile: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _tile_inputs(runner, tile: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A random LR tile and its noise window, as numpy arrays: what the tiling engine hands every backend."""
     g = torch.Generator().manual_seed(seed)
     lr = torch.rand(1, 3, tile, tile, generator=g)
     lat = tile * runner.scale // runner.latent_factor
     eps = torch.randn(1, runner.latent_channels, lat, lat, generator=g)
-    return lr, eps
+    return lr.numpy(), eps.numpy()
 
 
 def bench_tile(runner, tile: int = 128, warmup: int = 3, runs: int = 10, seed: int = 0) -> dict:
@@ -221,12 +222,12 @@ def bench_tile(runner, tile: int = 128, warmup: int = 3, runs: int = 10, seed: i
                                  f"this export has no separate encoder/denoise/decoder graphs ({', '.join(graphs)}); "
                                  "re-export with --graphs all for the split")
     unidirectional = runner.conditioning == "unidirectional"
-    t_one = torch.ones(1)
+    t_one = np.ones(1, dtype=np.float32)
     times: dict[str, list[float]] = {"encoder": [], "unet": [], "decoder": [], "total": []}
 
     def split() -> dict[str, float]:
         dt, (mu, sigma) = _timed(runner, lambda: runner.encode(lr))
-        e = eps.to(mu.device, mu.dtype)
+        e = eps
         if unidirectional:
             z, cond = e, mu
         else:

