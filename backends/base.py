@@ -106,11 +106,16 @@ def load_backend(name: str, model_dir: str | Path, **options) -> Backend:
         options["detail"] = detail
     elif detail is not None:
         baked = export_detail(model_dir)
-        if baked is None or abs(baked - float(detail)) > 1e-6:
+        if not runs_at(baked, detail):
             raise BackendUnavailable(f"{model_dir}: an export runs at the detail it was exported with "
                                      f"({'none recorded' if baked is None else f'{baked:g}'}); "
                                      f"export again with --detail {float(detail):g}")
     return _resolve(specs[name].loader)(Path(model_dir), **options)
+
+
+def runs_at(baked: float | None, detail: float | None) -> bool:
+    """Whether an export made at detail `baked` (None: not recorded) serves --detail `detail` (None: the default)."""
+    return detail is None or (baked is not None and abs(baked - float(detail)) <= 1e-6)
 
 
 def export_detail(model_dir: str | Path) -> float | None:
@@ -179,16 +184,16 @@ def resolve_backend(model_dir: str | Path, name: str, detail: float | None = Non
         return fmt, d
     if name not in ("auto", "onnx"):
         return name, d  # torch (or a plugin taking model folders): load_backend says if it cannot run here
-    export = bundled_export(d)
     if name == "auto" and availability("torch") is None:
         return "torch", d
+    export = bundled_export(d)
     if export is None:
         if name == "onnx":
             raise BackendUnavailable(f"{d} holds no ONNX export ({BUNDLED_EXPORT}/manifest.json): make one with "
                                      f"`edgesr export -f onnx -m {d} -o OUT` and pass -m OUT")
         raise BackendUnavailable(f"{d}: a PyTorch model folder needs torch: {TORCH_EXTRA_HINT}")
     baked = export_detail(export)
-    if detail is not None and (baked is None or abs(baked - float(detail)) > 1e-6):
+    if not runs_at(baked, detail):
         raise BackendUnavailable(f"--detail {float(detail):g}: the ONNX export in {d} runs at detail "
                                  f"{'(none recorded)' if baked is None else f'{baked:g}'}; other details "
                                  f"interpolate the two networks, which needs the torch backend: {TORCH_EXTRA_HINT}")

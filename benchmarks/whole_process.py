@@ -131,19 +131,14 @@ def main() -> None:
             busy.kill()
             busy.wait()
     ratios = {}
-    e_idle = results.get("edgesr 512->2048 (idle)", {}).get("median_s")
     p_idle = results.get("animevideov3 512->2048 (idle)", {}).get("median_s")
-    e_busy = results.get("edgesr 512->2048 (one core busy)", {}).get("median_s")
-    if e_idle and p_idle:
-        ratios["edgesr / animevideov3 (idle)"] = round(e_idle / p_idle, 3)
-    if e_idle and e_busy:
-        ratios["edgesr busy / idle"] = round(e_busy / e_idle, 3)
-    l_idle = results.get("light: edgesr 512->2048 (idle)", {}).get("median_s")
-    l_busy = results.get("light: edgesr 512->2048 (one core busy)", {}).get("median_s")
-    if l_idle and p_idle:
-        ratios["light edgesr / animevideov3 (idle)"] = round(l_idle / p_idle, 3)
-    if l_idle and l_busy:
-        ratios["light edgesr busy / idle"] = round(l_busy / l_idle, 3)
+    for prefix, label in (("", "edgesr"), ("light: ", "light edgesr")):
+        idle = results.get(f"{prefix}edgesr 512->2048 (idle)", {}).get("median_s")
+        busy = results.get(f"{prefix}edgesr 512->2048 (one core busy)", {}).get("median_s")
+        if idle and p_idle:
+            ratios[f"{label} / animevideov3 (idle)"] = round(idle / p_idle, 3)
+        if idle and busy:
+            ratios[f"{label} busy / idle"] = round(busy / idle, 3)
     for k, v in ratios.items():
         print(f"{k:45s} {v:.3f}")
     if args.json:

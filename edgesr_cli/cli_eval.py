@@ -300,8 +300,9 @@ def _bench_jobs(backend: BenchBackend, model: Path | None, exports: list[Path]) 
         try:
             mdir = model if model is not None else default_model_dir()
             jobs.append(("torch", mdir))
-            if bundled_export(mdir) is not None:  # the shipped model's ONNX export: torch vs ONNX in one run
-                jobs.append(("onnx", bundled_export(mdir)))
+            export = bundled_export(mdir)
+            if export is not None:  # the shipped model's ONNX export: torch vs ONNX in one run
+                jobs.append(("onnx", export))
         except UserError:
             if not exports:
                 raise
