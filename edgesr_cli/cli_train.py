@@ -243,6 +243,9 @@ def register(app: typer.Typer) -> None:
         lr_drop_to: LrDropToOpt = None,
         gan_weight: Annotated[Optional[float], typer.Option(help="Patch-GAN weight (x the adaptive weight); 0 = off.")] = None,
         gan_start: Annotated[Optional[int], typer.Option(help="Step at which the GAN term starts.")] = None,
+        disc_start: Annotated[Optional[int], typer.Option(
+            help="Step at which the discriminator starts learning (default: --gan-start); set it earlier when "
+                 "resuming a trained generator with a fresh discriminator.")] = None,
         perceptual_weight: Annotated[Optional[float], typer.Option(help="LPIPS weight (used only when LPIPS is available).")] = None,
         pixel_loss: Annotated[Optional[PixelLoss], typer.Option(
             "--pixel-loss", help="Pixel loss: l1 (LDM's) or mse (optimises PSNR directly).")] = None,
@@ -269,7 +272,7 @@ def register(app: typer.Typer) -> None:
         cfg = _train_config("decoder", train_config, dict(
             steps=steps, batch_size=batch_size, crop=crop, lr=lr if lr is not None else (None if train_config else 1.8e-5),
             lr_drop_at=lr_drop_at, lr_drop_to=lr_drop_to,
-            gan_weight=gan_weight, gan_start=gan_start, perceptual_weight=perceptual_weight,
+            gan_weight=gan_weight, gan_start=gan_start, disc_start=disc_start, perceptual_weight=perceptual_weight,
             pixel_loss=pixel_loss.value if pixel_loss else None, luma_weight=luma_weight,
             finetune_generator=finetune_generator or None, val_every=val_every,
             ckpt_every=ckpt_every, seed=seed, precision=precision.value,

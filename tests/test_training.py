@@ -459,6 +459,25 @@ def test_batch_stream_is_the_same_for_any_worker_count_and_any_start():
         next(batch_stream(ds, 3, seed=5, rank=0, start=0, stop=1, workers=-1))
 
 
+def test_discriminator_can_start_before_the_gan_term(photo_dir, student_dir, tmp_path):
+    """--disc-start below --gan-start: the discriminator learns (d_loss logged) from its step while the
+    generator gets no GAN gradient (no gan_w) until --gan-start; by default both start together."""
+    lr_pipe = LRPipelineConfig(realesrgan_prob=0.0).to_dict()
+    out = tmp_path / "early"
+    finetune_decoder(tcfg(steps=4, gan_weight=0.5, gan_start=3, disc_start=1, perceptual_weight=0.0,
+                          lr_pipeline=lr_pipe), [photo_dir], None, out, student_dir, show_progress=False)
+    train = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    train = [r for r in train if r["kind"] == "train"]
+    assert [("d_loss" in r) for r in train] == [False, True, True, True]
+    assert [("gan_w" in r) for r in train] == [False, False, False, True]
+    out = tmp_path / "together"
+    finetune_decoder(tcfg(steps=3, gan_weight=0.5, gan_start=2, perceptual_weight=0.0, lr_pipeline=lr_pipe),
+                     [photo_dir], None, out, student_dir, show_progress=False)
+    train = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    train = [r for r in train if r["kind"] == "train"]
+    assert [("d_loss" in r) for r in train] == [("gan_w" in r) for r in train] == [False, False, True]
+
+
 def test_perceptual_finetune_logs_lpips_and_checkpoint_ema_tool_rebuilds_the_model(photo_dir, student_dir, tmp_path):
     """The LDM loss (pixel L1 + LPIPS-vgg + GAN from a step) runs end to end; tools.checkpoint_ema turns the
     run's last checkpoint into exactly the model the run wrote."""

@@ -63,6 +63,9 @@ class TrainConfig:
     perceptual_weight: float = 1.0
     gan_weight: float = 0.5  # LDM autoencoder configs: disc_weight 0.5 (x the adaptive weight)
     gan_start: int = 0
+    # step at which the discriminator starts learning (None = gan_start, as in LDM); earlier lets a fresh
+    # discriminator catch up before its gradient reaches a generator that resumes from trained weights
+    disc_start: int | None = None
     # distillation: weight of the ground-truth HR latent in the student's target (0 = the teacher's prediction
     # only, as in YONOS-SR; 1 = plain regression to the HR latent)
     hr_target_weight: float = 0.0

@@ -133,6 +133,8 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
             rec = rec + cfg.perceptual_weight * p_loss
             stats["lpips"] = float(p_loss.detach())
         use_gan = cfg.gan_weight > 0 and step >= cfg.gan_start
+        disc_start = cfg.gan_start if cfg.disc_start is None else cfg.disc_start
+        train_disc = cfg.gan_weight > 0 and step >= disc_start
         loss = rec
         if use_gan:
             with autocast(d.device, ctx.dtype):
@@ -147,7 +149,7 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
         opt_dec.step()
         if joint:
             opt_gen.step()
-        if use_gan:
+        if train_disc:
             with autocast(d.device, ctx.dtype):
                 d_loss = F.relu(1 - disc_ddp(hr).float()).mean() + F.relu(1 + disc_ddp(sr.detach()).float()).mean()
             opt_disc.zero_grad(set_to_none=True)
