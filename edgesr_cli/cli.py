@@ -13,7 +13,7 @@ from . import __version__
 from .cli_common import fail, friendly_errors
 from .config import DEFAULT_PRESET, PRESETS
 
-app = typer.Typer(
+_app = typer.Typer(
     name="edgesr",
     help="Edge-SD-SR: one-step diffusion x4 super-resolution for laptops and phones.",
     no_args_is_help=True,
@@ -29,12 +29,12 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@_app.callback()
 def _main(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True)] = False) -> None:
     """Edge-SD-SR: one-step diffusion x4 super-resolution for laptops and phones."""
 
 
-@app.command()
+@_app.command()
 @friendly_errors
 def info(
     config: Annotated[str, typer.Option("--config", "-c", help=f"Preset: {', '.join(PRESETS)}.")] = DEFAULT_PRESET,
@@ -84,31 +84,51 @@ def _not_implemented(name: str):
     return cmd
 
 
-def _register() -> None:
+# the module that registers each command: `edgesr CMD` builds only CMD's module (each imports a few more
+# modules and typer inspects every signature it registers); --help, unknown names and `app` get them all
+_COMMAND_MODULES = {"train": "cli_train", "distill": "cli_train", "finetune-decoder": "cli_train",
+                    "upscale": "cli_upscale", "export": "cli_export", "backends": "cli_export",
+                    "eval": "cli_eval", "bench": "cli_eval", "info": None}
+_OPTIONAL = {"cli_export": ("export",), "cli_eval": ("eval", "bench")}  # may be absent from a build
+_registered: set[str] = set()
+
+
+def _register(modules: set[str] | None = None) -> typer.Typer:
     import importlib
 
-    from . import cli_train, cli_upscale
-
-    cli_train.register(app)
-    cli_upscale.register(app)
-    for module in ("cli_export", "cli_eval"):  # export + backends; eval + bench
+    wanted = set(filter(None, _COMMAND_MODULES.values())) if modules is None else modules
+    for module in sorted(wanted - _registered):
+        _registered.add(module)
         try:
-            importlib.import_module(f".{module}", __package__).register(app)
+            importlib.import_module(f".{module}", __package__).register(_app)
         except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.{module}":
+            if module not in _OPTIONAL or exc.name != f"{__package__}.{module}":
                 raise
+            for name in _OPTIONAL[module]:
+                _app.command(name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
+                    _not_implemented(name))
         except Exception as exc:  # a broken optional command must not take `upscale` and `train` down with it
+            if module not in _OPTIONAL:
+                raise
             import logging
 
             logging.getLogger(__name__).error("edgesr: %s could not be loaded: %s", module, exc)
-    registered = {c.name or (c.callback.__name__ if c.callback else "") for c in app.registered_commands}
-    for name in ("export", "bench", "eval"):
-        if name not in registered:
-            app.command(name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(_not_implemented(name))
+    return _app
 
 
-_register()
+def __getattr__(name: str):
+    if name == "app":  # the whole command line (tests, documentation tools)
+        return _register()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main() -> None:
-    app()
+    import sys
+
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    if command in _COMMAND_MODULES and "--help" not in sys.argv[1:2]:
+        module = _COMMAND_MODULES[command]
+        _register({module} if module else set())
+    else:
+        _register()
+    _app()

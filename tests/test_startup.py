@@ -1,6 +1,6 @@
 """Start-up, threads, the writer thread and the package layout (issue 17): what the CLI imports before a
 command runs, how many threads it picks, that the bytes do not depend on either, and where backends/
-installs. Times are measured with benchmarks/startup.py, not asserted here."""
+installs. Times are measured with benchmarks/whole_process.py, not asserted here."""
 
 from __future__ import annotations
 
@@ -41,6 +41,41 @@ def test_cli_start_imports_no_numpy_pillow_or_torch(argv):
     loaded, proc = _imported_after(argv)
     assert proc.returncode == 0, proc.stderr.decode()
     assert loaded == set(), f"`edgesr {' '.join(argv)}` imported {sorted(loaded)}"
+
+
+def test_version_answers_before_the_command_line_is_imported():
+    code = ("import sys; sys.argv = ['edgesr', '--version']\nfrom edgesr_cli.launch import main\nmain()\n"
+            "print(sorted(m for m in ('typer', 'rich', 'edgesr_cli.cli') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=120, cwd=ROOT, text=True)
+    assert out.returncode == 0, out.stderr
+    from edgesr_cli import __version__
+
+    assert out.stdout.splitlines() == [f"edgesr {__version__}", "[]"]
+    entry = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["edgesr"]
+    assert entry == "edgesr_cli.launch:main"
+
+
+@pytest.mark.parametrize("argv, absent", [(["upscale", "--help"], {"edgesr_cli.cli_train", "edgesr_cli.cli_eval"}),
+                                          (["backends", "--json"], {"edgesr_cli.cli_train", "edgesr_cli.cli_upscale"})])
+def test_a_command_builds_only_its_own_module(argv, absent):
+    code = ("import sys\nfrom edgesr_cli.cli import main\ntry:\n    main()\nexcept SystemExit as e:\n"
+            "    sys.stderr.write(f'LOADED {sorted(m for m in sys.modules if m.startswith(\"edgesr_cli.cli_\"))}\\n')\n"
+            "    raise")
+    out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, timeout=120, cwd=ROOT, text=True)
+    assert out.returncode == 0, out.stderr
+    loaded = [ln for ln in out.stderr.splitlines() if ln.startswith("LOADED ")][-1]
+    assert not any(m in loaded for m in absent), loaded
+
+
+def test_the_whole_command_line_lists_every_command():
+    from typer.testing import CliRunner
+
+    from edgesr_cli.cli import app
+
+    res = CliRunner().invoke(app, ["--help"])
+    assert res.exit_code == 0
+    for name in ("upscale", "train", "distill", "finetune-decoder", "export", "backends", "eval", "bench", "info"):
+        assert name in res.output, name
 
 
 def test_backends_listing_needs_no_torch():
