@@ -104,16 +104,24 @@ def _register(modules: set[str] | None = None) -> typer.Typer:
         except ModuleNotFoundError as exc:
             if module not in _OPTIONAL or exc.name != f"{__package__}.{module}":
                 raise
-            for name in _OPTIONAL[module]:
-                _app.command(name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
-                    _not_implemented(name))
+            _placeholders(module)
         except Exception as exc:  # a broken optional command must not take `upscale` and `train` down with it
             if module not in _OPTIONAL:
                 raise
             import logging
 
             logging.getLogger(__name__).error("edgesr: %s could not be loaded: %s", module, exc)
+            _placeholders(module)
     return _app
+
+
+def _placeholders(module: str) -> None:
+    """`edgesr export|eval|bench` say they are unavailable rather than 'no such command'."""
+    registered = {c.name or (c.callback.__name__ if c.callback else "") for c in _app.registered_commands}
+    for name in _OPTIONAL[module]:
+        if name not in registered:
+            _app.command(name, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(
+                _not_implemented(name))
 
 
 def __getattr__(name: str):

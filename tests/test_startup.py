@@ -236,3 +236,15 @@ def test_a_write_that_fails_on_the_writer_thread_is_one_failure(tiny_model_dir, 
     summary = json.loads(result.stdout)
     assert [r["status"] for r in summary["images"]] == ["ok", "failed", "ok"]
     assert sorted(p.name for p in out.iterdir()) == ["img0.png", "img2.png"]
+
+
+def test_a_command_module_that_fails_to_load_leaves_a_one_line_error():
+    """A broken optional module (here cli_eval raising on register) does not take the CLI down: its commands
+    answer with one line, exit non-zero, and `upscale` still registers."""
+    code = ("import sys, types\nm = types.ModuleType('edgesr_cli.cli_eval')\n"
+            "def register(app): raise RuntimeError('boom')\nm.register = register\n"
+            "sys.modules['edgesr_cli.cli_eval'] = m\nfrom edgesr_cli.cli import main\nmain()")
+    out = subprocess.run([sys.executable, "-c", code, "bench"], capture_output=True, timeout=120, cwd=ROOT, text=True)
+    assert out.returncode != 0
+    assert "`edgesr bench` is not implemented yet" in out.stderr + out.stdout
+    assert "Traceback" not in out.stderr
