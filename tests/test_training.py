@@ -34,6 +34,12 @@ def tcfg(**kw) -> TrainConfig:
     return TrainConfig(**base)
 
 
+def train_records(run: Path) -> list[dict]:
+    """The run's per-step training records from its log.jsonl."""
+    recs = (json.loads(line) for line in (run / "log.jsonl").read_text().splitlines())
+    return [r for r in recs if r["kind"] == "train"]
+
+
 def losses(run: Path) -> dict[int, float]:
     out = {}
     for line in (run / "log.jsonl").read_text().splitlines():
@@ -466,15 +472,13 @@ def test_discriminator_can_start_before_the_gan_term(photo_dir, student_dir, tmp
     out = tmp_path / "early"
     finetune_decoder(tcfg(steps=4, gan_weight=0.5, gan_start=3, disc_start=1, perceptual_weight=0.0,
                           lr_pipeline=lr_pipe), [photo_dir], None, out, student_dir, show_progress=False)
-    train = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    train = [r for r in train if r["kind"] == "train"]
+    train = train_records(out)
     assert [("d_loss" in r) for r in train] == [False, True, True, True]
     assert [("gan_w" in r) for r in train] == [False, False, False, True]
     out = tmp_path / "together"
     finetune_decoder(tcfg(steps=3, gan_weight=0.5, gan_start=2, perceptual_weight=0.0, lr_pipeline=lr_pipe),
                      [photo_dir], None, out, student_dir, show_progress=False)
-    train = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    train = [r for r in train if r["kind"] == "train"]
+    train = train_records(out)
     assert [("d_loss" in r) for r in train] == [("gan_w" in r) for r in train] == [False, False, True]
 
 
@@ -489,8 +493,7 @@ def test_perceptual_finetune_logs_lpips_and_checkpoint_ema_tool_rebuilds_the_mod
                lr_pipeline=LRPipelineConfig(realesrgan_prob=0.0, jpeg_prob=0.5, camera_prob=0.5).to_dict())
     out = tmp_path / "perc"
     model_dir = finetune_decoder(cfg, [photo_dir], None, out, student_dir, show_progress=False)
-    recs = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
-    train = [r for r in recs if r["kind"] == "train"]
+    train = train_records(out)
     assert [("gan_w" in r) for r in train] == [False, False, True, True]  # the GAN switches on at step 2
     if L.available("vgg"):
         assert all(0 < r["lpips"] < 2 for r in train)

@@ -110,6 +110,7 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
     if lpips is not None:
         channels_last(lpips)
     last_layer = decoder.net[-1].weight
+    disc_start = cfg.gan_start if cfg.disc_start is None else cfg.disc_start
     val_batch = ctx.val.fixed_batch(cfg.val_images, seed=12345)
     batch_at = ctx.batches(start)
 
@@ -133,7 +134,6 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
             rec = rec + cfg.perceptual_weight * p_loss
             stats["lpips"] = float(p_loss.detach())
         use_gan = cfg.gan_weight > 0 and step >= cfg.gan_start
-        disc_start = cfg.gan_start if cfg.disc_start is None else cfg.disc_start
         train_disc = cfg.gan_weight > 0 and step >= disc_start
         loss = rec
         if use_gan:
