@@ -51,6 +51,7 @@ def test_manifest_describes_the_export(exported, tiny):
     assert m["format"] == "onnx" and m["scale"] == 4 and m["quantization"] is None
     assert m["tile"] == {"lr": [TILE, TILE], "latent": [TILE, TILE], "hr": [4 * TILE, 4 * TILE], "lr_multiple": 2}
     assert m["batch"] == "dynamic" and m["opset"] >= 17
+    assert m["encoder_resize"] == "in_graph" and m["encoder_resize_op"].startswith("MatMul")
     assert m["latent"]["channels"] == cfg.latent_channels and m["latent"]["factor"] == cfg.latent_factor
     assert m["model"]["config"] == cfg.to_dict()
     assert set(m["graphs"]) == {"fused", "encoder", "denoise", "decoder"}

@@ -117,3 +117,20 @@ def test_bicubic_as_transpose_conv_matches_torch(factor):
         x = torch.rand(shape, generator=g)
         ref = F.interpolate(x, scale_factor=float(factor), mode="bicubic", align_corners=False)
         assert float((up(x) - ref).abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("factor", [2, 4])
+def test_bicubic_as_two_matmuls_matches_torch(factor):
+    """The ONNX encoder's bicubic (interpolation matrices for the static tile) equals F.interpolate,
+    borders included, and refuses a tile of another size instead of resizing it wrongly."""
+    from edgesr_cli.export import MatrixBicubicUpsample
+
+    g = torch.Generator().manual_seed(0)
+    for shape in ((2, 3, 16, 16), (1, 3, 5, 7), (1, 3, 1, 2)):
+        up = MatrixBicubicUpsample(factor, *shape[-2:])
+        x = torch.rand(shape, generator=g)
+        ref = F.interpolate(x, scale_factor=float(factor), mode="bicubic", align_corners=False)
+        assert up(x).shape == ref.shape
+        assert float((up(x) - ref).abs().max()) < 1e-5
+    with pytest.raises(ValueError, match="built for"):
+        MatrixBicubicUpsample(factor, 16, 16)(torch.rand(1, 3, 8, 16))
