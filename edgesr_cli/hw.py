@@ -91,10 +91,12 @@ def _cpu_times() -> dict[int, tuple[int, int]] | None:
 
 
 def idle_cpus(interval: float = 0.05) -> float | None:
-    """How many of this process's CPUs were idle over `interval` seconds (a sum of idle fractions, from
-    /proc/stat); None where unknown. A busy machine gets fewer threads than cores: a thread pool that
-    splits work evenly waits for its slowest thread, and a thread sharing a core with another busy
-    process runs at half speed (and spins while it waits)."""
+    """How many of this process's CPUs other processes left idle over `interval` seconds (a sum of idle
+    fractions, from /proc/stat); None where unknown. A busy machine gets fewer threads than cores: a thread
+    pool that splits work evenly waits for its slowest thread, and a thread sharing a core with another busy
+    process runs at half speed (and spins while it waits). This process's own CPU time over the interval
+    counts as idle: the worker threads of a library just imported (OpenBLAS's, OpenMP's) spin for a while
+    after start, and counting them as load made the default one thread on an idle 2-core machine."""
     import os
     import time
 
@@ -102,18 +104,39 @@ def idle_cpus(interval: float = 0.05) -> float | None:
         mine = os.sched_getaffinity(0)
     except (AttributeError, OSError):
         return None
-    a = _cpu_times()
+    a, own_a = _cpu_times(), _own_ticks()
     if not a:
         return None
     time.sleep(interval)
-    b = _cpu_times()
+    b, own_b = _cpu_times(), _own_ticks()
     if not b:
         return None
-    idle = 0.0
+    own = own_b - own_a if own_a is not None and own_b is not None else 0
+    return _idle_between(a, b, own, mine)
+
+
+def _idle_between(a: dict[int, tuple[int, int]], b: dict[int, tuple[int, int]], own_ticks: int,
+                  mine: set[int]) -> float:
+    """Idle CPUs (a sum of fractions) among `mine` between two /proc/stat readings, giving back the
+    `own_ticks` of CPU time this process used meanwhile (spread over its CPUs, capped at all idle)."""
+    idle, spans = 0.0, []
     for cpu in mine:
         if cpu in a and cpu in b and b[cpu][1] > a[cpu][1]:
-            idle += (b[cpu][0] - a[cpu][0]) / (b[cpu][1] - a[cpu][1])
-    return idle
+            span = b[cpu][1] - a[cpu][1]
+            idle += (b[cpu][0] - a[cpu][0]) / span
+            spans.append(span)
+    if spans and own_ticks > 0:
+        idle += own_ticks / (sum(spans) / len(spans))
+    return min(idle, float(len(spans)))
+
+
+def _own_ticks() -> int | None:
+    """user + system clock ticks of this process, all threads (/proc/self/stat, the unit of /proc/stat)."""
+    try:
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def default_threads() -> int:

@@ -169,6 +169,41 @@ def test_idle_cpus_reads_this_machine():
     assert 0.0 <= idle <= len(os.sched_getaffinity(0)) + 1e-6
 
 
+def test_idle_cpus_gives_back_this_process_own_cpu_time():
+    """Two CPUs over 10 ticks each: one fully idle, one busy 8 ticks of which this process used 6 (a library's
+    spinning worker threads): 1 + 0.2 + 0.6 idle; the total never exceeds the CPUs read."""
+    a = {0: (100, 1000), 1: (50, 1000), 5: (0, 10)}
+    b = {0: (110, 1010), 1: (52, 1010), 5: (0, 10)}
+    assert hw._idle_between(a, b, 0, {0, 1}) == pytest.approx(1.2)
+    assert hw._idle_between(a, b, 6, {0, 1}) == pytest.approx(1.8)
+    assert hw._idle_between(a, b, 50, {0, 1}) == pytest.approx(2.0)
+    assert hw._idle_between(a, b, 0, {0, 1, 5}) == pytest.approx(1.2)  # a CPU whose counters did not move
+
+
+def test_own_spinning_thread_is_not_load():
+    """A thread of this process that spins while idle_cpus samples (as OpenBLAS's do after `import numpy`)
+    must not take a core off the count; measured against the same samples without it."""
+    import threading
+
+    if hw.idle_cpus(0.02) is None or hw._own_ticks() is None:
+        pytest.skip("no /proc")
+    quiet = max(hw.idle_cpus(0.1) for _ in range(3))
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            pass
+
+    t = threading.Thread(target=spin, daemon=True)
+    t.start()
+    try:
+        spinning = max(hw.idle_cpus(0.1) for _ in range(3))
+    finally:
+        stop.set()
+        t.join()
+    assert spinning >= quiet - 0.5, (quiet, spinning)
+
+
 def test_the_bytes_do_not_depend_on_the_thread_count(tiny_model_dir, tmp_path):
     """The default picks 1 or 2 threads by the load at that moment: the same photo must give the same bytes."""
     from typer.testing import CliRunner
