@@ -50,6 +50,8 @@ BUILTIN: dict[str, BackendSpec] = {
                          "PyTorch (CPU, CUDA; fp32, bf16, fp16)", 1),
     "onnx": BackendSpec("onnx", f"{_PKG}.onnx_backend:load", f"{_PKG}.checks:onnx",
                         "ONNX Runtime CPU (exported model)", 0),
+    "openvino": BackendSpec("openvino", f"{_PKG}.openvino_backend:load", f"{_PKG}.checks:openvino",
+                            "OpenVINO CPU (exported model; bf16 where the CPU has it)", 0),
     "tflite": BackendSpec("tflite", f"{_PKG}.tflite_backend:load", f"{_PKG}.checks:tflite",
                           "LiteRT / TFLite interpreter (exported model)", 2),
     "qnn": BackendSpec("qnn", f"{_PKG}.qnn_backend:load", f"{_PKG}.checks:qnn",
@@ -166,8 +168,9 @@ def bundled_export(model_dir: str | Path) -> Path | None:
 
 def auto_backend(model_dir: str | Path) -> str:
     """The fastest backend that can run this model here: for a model folder, torch when it is installed
-    (bf16 on this project's CPUs is faster than ONNX Runtime's fp32, README "Backends"), else ONNX Runtime on the
-    folder's bundled export; for an export, its format's runtime."""
+    (bf16 on this project's CPUs is faster than ONNX Runtime's fp32, README "Backends"), else the folder's bundled
+    export on OpenVINO where it is installed and the CPU computes bf16 natively, else on ONNX Runtime; for an
+    export, its format's runtime."""
     return resolve_backend(model_dir, "auto")[0]
 
 
@@ -182,13 +185,13 @@ def resolve_backend(model_dir: str | Path, name: str, detail: float | None = Non
         if fmt == "qnn" and availability("qnn") is not None:
             return "onnx", d  # the QDQ graphs of a QNN export also run on ONNX Runtime's CPU provider
         return fmt, d
-    if name not in ("auto", "onnx"):
+    if name not in ("auto", "onnx", "openvino"):
         return name, d  # torch (or a plugin taking model folders): load_backend says if it cannot run here
     if name == "auto" and availability("torch") is None:
         return "torch", d
     export = bundled_export(d)
     if export is None:
-        if name == "onnx":
+        if name in ("onnx", "openvino"):
             raise BackendUnavailable(f"{d} holds no ONNX export ({BUNDLED_EXPORT}/manifest.json): make one with "
                                      f"`edgesr export -f onnx -m {d} -o OUT` and pass -m OUT")
         raise BackendUnavailable(f"{d}: a PyTorch model folder needs torch: {TORCH_EXTRA_HINT}")
@@ -197,7 +200,13 @@ def resolve_backend(model_dir: str | Path, name: str, detail: float | None = Non
         raise BackendUnavailable(f"--detail {float(detail):g}: the ONNX export in {d} runs at detail "
                                  f"{'(none recorded)' if baked is None else f'{baked:g}'}; other details "
                                  f"interpolate the two networks, which needs the torch backend: {TORCH_EXTRA_HINT}")
-    if name == "auto" and availability("onnx") is not None:
-        raise BackendUnavailable(f"{d}: neither torch nor ONNX Runtime is installed: pip install edgesr "
-                                 f"(ONNX Runtime) or {TORCH_EXTRA_HINT}")
-    return "onnx", export
+    if name == "auto":
+        from edgesr_cli.hw import cpu_has_native_bf16
+
+        if availability("openvino") is None and cpu_has_native_bf16():
+            return "openvino", export  # bf16 kernels: about twice ONNX Runtime's fp32 speed (README "Backends")
+        if availability("onnx") is not None:
+            raise BackendUnavailable(f"{d}: neither torch nor ONNX Runtime is installed: pip install edgesr "
+                                     f"(ONNX Runtime) or {TORCH_EXTRA_HINT}")
+        return "onnx", export
+    return name, export

@@ -15,6 +15,7 @@ PIP_HINT = {
     "onnx": "pip install onnxruntime (part of every edgesr install)",
     "tflite": "pip install 'edgesr[tflite]'",
     "qnn": "pip install 'edgesr[qnn]'",
+    "openvino": "pip install 'edgesr[openvino]'",
 }
 
 
@@ -48,6 +49,24 @@ def onnx_import():
         raise BackendUnavailable(f"onnxruntime does not load ({str(exc).splitlines()[0]}): reinstall with "
                                  f"{PIP_HINT['onnx']}") from None
     return onnxruntime
+
+
+def openvino() -> None:
+    """Installed (found without importing it; a broken install is reported by openvino_import at load)."""
+    if not _found("openvino"):
+        raise BackendUnavailable(f"openvino is not installed: {PIP_HINT['openvino']}")
+
+
+def openvino_import():
+    """OpenVINO itself, or BackendUnavailable on one line (missing, or installed but broken)."""
+    try:
+        import openvino
+    except ImportError as exc:
+        raise BackendUnavailable(f"openvino is not installed ({exc}): {PIP_HINT['openvino']}") from None
+    except Exception as exc:  # a broken install
+        raise BackendUnavailable(f"openvino does not load ({str(exc).splitlines()[0]}): reinstall with "
+                                 f"{PIP_HINT['openvino']}") from None
+    return openvino
 
 
 def tflite() -> None:

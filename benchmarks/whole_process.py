@@ -8,9 +8,11 @@ their start-up and their loading, not two PNG encoders. Medians are printed and 
 
     python benchmarks/whole_process.py [--rounds 5] [--threads N] [--json runs/whole_process.json]
                                        [--skip-busy] [--skip-peer] [--light-python VENV/bin/python]
+                                       [--python LABEL=VENV/bin/python ...]
 
 --light-python adds the same cases run by another interpreter: a venv with the light install (`pip install .`,
-no torch), so that both installs are timed in the same alternating rounds.
+no torch), so that both installs are timed in the same alternating rounds; --python LABEL=PY (repeatable) adds
+more, each under its label (say `openvino=...` for a venv with `pip install ".[openvino]"`).
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ def main() -> None:
     ap.add_argument("--skip-busy", action="store_true")
     ap.add_argument("--skip-peer", action="store_true")
     ap.add_argument("--light-python", default=None, help="python of a venv with the light install (no torch)")
+    ap.add_argument("--python", action="append", default=[], metavar="LABEL=PY",
+                    help="another install's python, timed under LABEL (repeatable)")
     args = ap.parse_args()
 
     import numpy as np
@@ -89,13 +93,19 @@ def main() -> None:
     }
     big = {"edgesr 512->2048": edgesr + ["upscale", str(work / "in512.png"), "-o", str(work / "o_edgesr.png"),
                                         "--overwrite", "-q", *extra]}
-    if args.light_python:
-        light = [args.light_python, "-m", "edgesr_cli"]
-        cases["light: edgesr --version"] = light + ["--version"]
-        cases["light: edgesr upscale 16x16"] = light + ["upscale", str(work / "in16.png"), "-o", str(work / "l16.png"),
-                                                       "--overwrite", "-q", *extra]
-        big["light: edgesr 512->2048"] = light + ["upscale", str(work / "in512.png"), "-o", str(work / "o_light.png"),
-                                                  "--overwrite", "-q", *extra]
+    others = [("light", args.light_python)] if args.light_python else []
+    for item in args.python:
+        label, sep, py = item.partition("=")
+        if not sep or not label or not py:
+            raise SystemExit(f"--python {item!r}: expected LABEL=PATH")
+        others.append((label, py))
+    for label, py in others:
+        cmd = [py, "-m", "edgesr_cli"]
+        cases[f"{label}: edgesr --version"] = cmd + ["--version"]
+        cases[f"{label}: edgesr upscale 16x16"] = cmd + ["upscale", str(work / "in16.png"), "-o",
+                                                         str(work / f"{label}16.png"), "--overwrite", "-q", *extra]
+        big[f"{label}: edgesr 512->2048"] = cmd + ["upscale", str(work / "in512.png"), "-o",
+                                                   str(work / f"o_{label}.png"), "--overwrite", "-q", *extra]
     if not args.skip_peer:
         big["animevideov3 512->2048"] = [sys.executable, __file__, "--peer-run", "animevideov3",
                                          str(work / "in512.png"), str(work / "o_peer.png"), str(threads)]
@@ -132,7 +142,7 @@ def main() -> None:
             busy.wait()
     ratios = {}
     p_idle = results.get("animevideov3 512->2048 (idle)", {}).get("median_s")
-    for prefix, label in (("", "edgesr"), ("light: ", "light edgesr")):
+    for prefix, label in [("", "edgesr")] + [(f"{name}: ", f"{name} edgesr") for name, _ in others]:
         idle = results.get(f"{prefix}edgesr 512->2048 (idle)", {}).get("median_s")
         busy = results.get(f"{prefix}edgesr 512->2048 (one core busy)", {}).get("median_s")
         if idle and p_idle:

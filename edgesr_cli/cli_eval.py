@@ -29,6 +29,7 @@ class BenchBackend(str, Enum):
     auto = "auto"
     torch = "torch"
     onnx = "onnx"
+    openvino = "openvino"
     tflite = "tflite"
     qnn = "qnn"
     all = "all"
@@ -293,7 +294,7 @@ def _now() -> str:
 
 
 def _bench_jobs(backend: BenchBackend, model: Path | None, exports: list[Path]) -> list[tuple[str, Path | None]]:
-    from .backends.base import auto_backend, bundled_export, detect_model_format, resolve_backend
+    from .backends.base import auto_backend, availability, bundled_export, detect_model_format, resolve_backend
 
     if backend is BenchBackend.all:
         jobs: list[tuple[str, Path | None]] = []
@@ -301,8 +302,10 @@ def _bench_jobs(backend: BenchBackend, model: Path | None, exports: list[Path]) 
             mdir = model if model is not None else default_model_dir()
             jobs.append(("torch", mdir))
             export = bundled_export(mdir)
-            if export is not None:  # the shipped model's ONNX export: torch vs ONNX in one run
+            if export is not None:  # the shipped model's ONNX export: torch vs ONNX (and OpenVINO) in one run
                 jobs.append(("onnx", export))
+                if availability("openvino") is None:
+                    jobs.append(("openvino", export))
         except UserError:
             if not exports:
                 raise

@@ -47,6 +47,7 @@ class BackendName(str, Enum):
     auto = "auto"
     torch = "torch"
     onnx = "onnx"
+    openvino = "openvino"
     tflite = "tflite"
     qnn = "qnn"
 
@@ -283,6 +284,9 @@ def fp32_twin(runner):
     precision to leave (fp32 already, or an exported model with its own fixed precision)."""
     import copy
 
+    own = getattr(runner, "fp32_twin", None)
+    if callable(own):  # a backend that makes its own (OpenVINO: the export compiled again in fp32, lazily)
+        return own()
     torch = sys.modules.get("torch")  # a runner with a torch dtype means torch is loaded; none in the light install
     dt = getattr(runner, "dtype", None)
     if torch is None or not isinstance(dt, torch.dtype) or dt == torch.float32:

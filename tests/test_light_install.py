@@ -1,7 +1,7 @@
 """The light install: `pip install edgesr` without torch upscales with the shipped model through ONNX Runtime
 (the export bundled in the model folder), and commands that need torch say which extra to install.
 
-Each case runs the CLI in a fresh interpreter in which torch (and scipy, onnx, onnxscript, scikit-image) cannot be
+Each case runs the CLI in a fresh interpreter in which torch (and scipy, onnx, onnxscript, scikit-image, openvino) cannot be
 imported, as in a venv that never installed them; .ci/run also builds such a venv for real and upscales in it."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from edgesr_cli.modeldir import default_detail, file_sha256
 pytest.importorskip("onnxruntime")
 skimage_data = pytest.importorskip("skimage.data")
 
-BLOCKED = ("torch", "torchvision", "scipy", "onnx", "onnxscript", "skimage")
+BLOCKED = ("torch", "torchvision", "scipy", "onnx", "onnxscript", "skimage", "openvino")
 PRELUDE = f"""
 import importlib.abc, sys
 BLOCKED = {BLOCKED!r}

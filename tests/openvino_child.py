@@ -1,0 +1,84 @@
+"""The OpenVINO checks of tests/test_openvino.py, run in a child interpreter: OpenVINO's CPU plugin keeps a
+thread pool (TBB) alive in the process that loaded it, and a pytest process that had loaded it crashed
+(SIGSEGV) later in the training tests; edgesr itself loads it only in `edgesr upscale/bench --backend openvino`.
+
+    python tests/openvino_child.py CHECK MODEL_DIR EXPORT_DIR     (exit 0: the check held)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from edgesr_cli.backends.base import load_backend  # noqa: E402
+from edgesr_cli.backends.torch_backend import from_model  # noqa: E402
+from edgesr_cli.cli_upscale import fp32_twin  # noqa: E402
+from edgesr_cli.model import load_model_dir  # noqa: E402
+from edgesr_cli.tiling import upscale_tensor  # noqa: E402
+
+from export_common import lr_image, psnr  # noqa: E402
+
+TILE = 16
+
+
+def fp32_parity(model, path: Path) -> None:
+    """fp32 matches torch fp32 through the tiling engine: one step (fused graph) and two (components)."""
+    ov_b = load_backend("openvino", path, threads=1, dtype="fp32")
+    assert ov_b.name == "openvino" and ov_b.precision == "f32"
+    ref_b = from_model(model, "cpu", "fp32")
+    lr = lr_image()
+    for steps, batch in ((1, 4), (1, 3), (2, 4)):
+        ref = upscale_tensor(ref_b, lr, tile=TILE, steps=steps, batch=batch, seed=7)
+        out = upscale_tensor(ov_b, lr, tile=TILE, steps=steps, batch=batch, seed=7)
+        assert out.shape == (3, 160, 192)
+        assert float((out - ref).abs().max()) < 1e-3, (steps, batch)
+        assert float(ref.std()) > 0.1
+
+
+def bf16(model, path: Path) -> None:
+    """bf16 is about as close to fp32 as the torch backend's bf16 is."""
+    lr = lr_image()
+    ref = upscale_tensor(from_model(model, "cpu", "fp32"), lr, tile=TILE, seed=7)
+    ov16 = upscale_tensor(load_backend("openvino", path, threads=1, dtype="bf16"), lr, tile=TILE, seed=7)
+    t16 = upscale_tensor(from_model(model, "cpu", "bf16"), lr, tile=TILE, seed=7)
+    assert psnr(ov16, ref) > 30, psnr(ov16, ref)
+    assert psnr(ov16, ref) > psnr(t16, ref) - 6, (psnr(ov16, ref), psnr(t16, ref))
+
+
+def twin(model, path: Path) -> None:
+    """16-bit photos get an fp32 twin, compiled when first used; an fp32 runner has none."""
+    b16 = load_backend("openvino", path, threads=1, dtype="bf16")
+    t = fp32_twin(b16)
+    assert t is not None and t.precision == "f32" and t._requests == {}
+    lr = lr_image()
+    ref = upscale_tensor(from_model(model, "cpu", "fp32"), lr, tile=TILE, seed=7)
+    assert float((upscale_tensor(t, lr, tile=TILE, seed=7) - ref).abs().max()) < 1e-3
+    assert fp32_twin(load_backend("openvino", path, threads=1, dtype="fp32")) is None
+
+
+def cache(model, path: Path) -> None:
+    """The compiled model is written to $EDGESR_OPENVINO_CACHE once and read back, same results."""
+    import os
+
+    folder = Path(os.environ["EDGESR_OPENVINO_CACHE"])
+    a = load_backend("openvino", path, threads=1, dtype="fp32")
+    blobs = sorted(p.name for p in folder.iterdir())
+    assert blobs, "nothing cached"
+    b = load_backend("openvino", path, threads=1, dtype="fp32")
+    assert sorted(p.name for p in folder.iterdir()) == blobs  # the second load read the blob, wrote nothing new
+    lr = np.random.default_rng(0).random((1, 3, TILE, TILE), dtype=np.float32)
+    noise = np.random.default_rng(1).standard_normal((1, 4, TILE, TILE), dtype=np.float32)
+    np.testing.assert_array_equal(a.fused_one_step(lr, noise), b.fused_one_step(lr, noise))
+
+
+CHECKS = {f.__name__: f for f in (fp32_parity, bf16, twin, cache)}
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    name, model_dir, export_dir = sys.argv[1:4]
+    CHECKS[name](load_model_dir(Path(model_dir)), Path(export_dir))
