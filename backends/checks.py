@@ -39,16 +39,22 @@ def onnx() -> None:
         raise BackendUnavailable(f"onnxruntime is not installed: {PIP_HINT['onnx']}")
 
 
+def _import_runtime(module: str, hint: str):
+    """`module` itself, or BackendUnavailable on one line (missing, or installed but broken)."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendUnavailable(f"{module} is not installed ({exc}): {PIP_HINT[hint]}") from None
+    except Exception as exc:  # a broken install
+        raise BackendUnavailable(f"{module} does not load ({str(exc).splitlines()[0]}): reinstall with "
+                                 f"{PIP_HINT[hint]}") from None
+
+
 def onnx_import():
     """ONNX Runtime itself, or BackendUnavailable on one line (missing, or installed but broken)."""
-    try:
-        import onnxruntime
-    except ImportError as exc:
-        raise BackendUnavailable(f"onnxruntime is not installed ({exc}): {PIP_HINT['onnx']}") from None
-    except Exception as exc:  # a broken install
-        raise BackendUnavailable(f"onnxruntime does not load ({str(exc).splitlines()[0]}): reinstall with "
-                                 f"{PIP_HINT['onnx']}") from None
-    return onnxruntime
+    return _import_runtime("onnxruntime", "onnx")
 
 
 def openvino() -> None:
@@ -59,14 +65,7 @@ def openvino() -> None:
 
 def openvino_import():
     """OpenVINO itself, or BackendUnavailable on one line (missing, or installed but broken)."""
-    try:
-        import openvino
-    except ImportError as exc:
-        raise BackendUnavailable(f"openvino is not installed ({exc}): {PIP_HINT['openvino']}") from None
-    except Exception as exc:  # a broken install
-        raise BackendUnavailable(f"openvino does not load ({str(exc).splitlines()[0]}): reinstall with "
-                                 f"{PIP_HINT['openvino']}") from None
-    return openvino
+    return _import_runtime("openvino", "openvino")
 
 
 def tflite() -> None:
