@@ -63,9 +63,9 @@ def _log(u: np.ndarray) -> np.ndarray:
     e = ((bits >> 23).astype(np.int32) - 126).astype(_F64)  # exponent + 1
     m = ((bits & np.uint32(0x007FFFFF)) | np.uint32(0x3F000000)).view(_F32).astype(_F64)  # mantissa in [0.5, 1)
     low = m < _SQRTHF
-    x = m - 1.0  # exact
-    e[low] -= 1.0
-    x[low] += m[low]
+    x = m - 1.0  # exact, and negative: adding +0 where not low leaves it as it is
+    e -= low
+    x += np.where(low, m, 0.0)
     _round(x)
     z = _round(x * x)
     y = np.full_like(x, _LOG_POLY[0])
@@ -118,19 +118,176 @@ def _uniforms(bits, n: int) -> np.ndarray:
     return (bits.random_raw(n) & 0xFFFFFF).astype(_F32) * _F32(2.0 ** -24)
 
 
+def _generator(seed: int):
+    return np.random.RandomState(int(seed) & 0xFFFFFFFF)._bit_generator  # init_genrand, as torch's mt19937
+
+
+def _normals(bits, n: int) -> np.ndarray:
+    """The next n values (a multiple of 16) as torch's full blocks of 16 make them."""
+    out = np.empty(n, dtype=_F32)
+    for i in range(0, n, _CHUNK):
+        k = min(n, i + _CHUNK)
+        out[i:k] = _box_muller(_uniforms(bits, k - i))
+    return out
+
+
 def randn(shape: tuple[int, ...], seed: int) -> np.ndarray:
     """Standard normals of `shape`, float32, C order: torch.randn(shape) from a CPU generator seeded with `seed`
     (any Python int; as torch, only its low 32 bits seed the generator), bit for bit."""
     n = math.prod(shape)
     if n < 16:
         raise ValueError(f"noise of {n} values: the torch-identical generator needs at least 16")
-    bits = np.random.RandomState(int(seed) & 0xFFFFFFFF)._bit_generator  # init_genrand, as torch's mt19937
-    u = _uniforms(bits, n)
-    out = np.empty(n, dtype=_F32)
+    bits = _generator(seed)
     full = n - n % 16
-    for i in range(0, full, _CHUNK):
-        k = min(full, i + _CHUNK)
-        out[i:k] = _box_muller(u[i:k])
+    out = np.empty(n, dtype=_F32)
+    out[:full] = _normals(bits, full)
     if n % 16:
-        out[n - 16:] = _box_muller(_uniforms(bits, 16))
+        bits.random_raw(n % 16)  # the uniforms of the partial block, drawn and unused
+        out[n - 16:] = _normals(bits, 16)
     return out.reshape(shape)
+
+
+def loaded_torch():
+    """torch when this process has already imported it (its generator is the faster one), else None: the noise
+    never imports torch."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    return torch if torch is not None and hasattr(torch, "randn") else None
+
+
+class _NumpyDraws:
+    """numpy's MT19937 seeded as torch's generator, turned into normals by the twin above."""
+
+    def __init__(self, seed: int):
+        self.bits = _generator(seed)
+
+    def skip(self, n: int) -> None:
+        while n > 0:
+            k = min(n, 1 << 20)
+            self.bits.random_raw(k)
+            n -= k
+
+    def state(self):
+        return self.bits.state
+
+    def restore(self, state) -> None:
+        self.bits.state = state
+
+    def normals(self, n: int) -> np.ndarray:
+        return _normals(self.bits, n)
+
+
+class _TorchDraws:
+    """torch's own CPU generator (faster than the twin, where torch is loaded anyway)."""
+
+    def __init__(self, torch, seed: int):
+        self.torch, self.g = torch, torch.Generator().manual_seed(int(seed))
+        self.scratch = torch.empty(0)
+
+    def skip(self, n: int) -> None:  # a float32 uniform_ draws one 32-bit word per value, as randn's uniforms
+        while n > 0:
+            k = min(n, 1 << 20)
+            if self.scratch.numel() < k:
+                self.scratch = self.torch.empty(k)
+            self.scratch[:k].uniform_(generator=self.g)
+            n -= k
+
+    def state(self):
+        return self.g.get_state()
+
+    def restore(self, state) -> None:
+        self.g.set_state(state)
+
+    def normals(self, n: int) -> np.ndarray:
+        return self.torch.randn(n, generator=self.g, dtype=self.torch.float32).numpy()
+
+
+class NoiseRows:
+    """The field `randn((k, C, H, W), seed)` drawn a band of rows at a time, bit for bit the same values, so that
+    memory holds the rows the tiles in flight read and not the field (64 bytes per LR pixel for edge-tiny).
+
+    `rows(lo, hi)` gives rows [lo, hi) of every (k, C) plane, (k, C, hi - lo, width) float32 (a view: copy what
+    is kept), with `lo` never below an earlier call's; rows from H on repeat row H - 1 and columns from W on
+    repeat column W - 1 (the edge padding of fields grown to one tile), `width` >= W. Each plane is a stretch
+    of the generator's stream: one pass at the start records the generator's state at every plane's first
+    block of 16 (torch turns uniforms into normals in blocks of 16 of the whole field, and when the count is
+    not a multiple of 16 redraws the last 16 from 16 further uniforms: those are drawn in that pass too), then
+    each plane draws its rows from its own state as the window moves down. torch's generator when torch is
+    loaded (`noise_field`'s rule), the numpy twin otherwise."""
+
+    def __init__(self, shape: tuple[int, int, int, int], seed: int, width: int | None = None, draws=None):
+        k, c, h, w = shape
+        n = k * c * h * w
+        self.shape, self.n, self.width = shape, n, max(w, width or w)
+        self.lo = self.hi = 0
+        self.whole = None
+        torch = loaded_torch()
+        if n < 16:  # a tiny image of a tiny model: torch draws these one by one; held whole
+            if torch is None:
+                raise ValueError(f"noise of {n} values: the torch-identical generator needs at least 16")
+            f = torch.randn(shape, generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float32).numpy()
+            self.whole = np.pad(f, [(0, 0)] * 3 + [(0, self.width - w)], mode="edge")
+            return
+        if draws is None:
+            draws = _TorchDraws(torch, seed) if torch is not None else _NumpyDraws(seed)
+        self.draws = draws
+        self.planes = []  # per plane: [generator state, its stream position (a multiple of 16), normals drawn ahead]
+        at = 0
+        for p in range(k * c):
+            start = p * h * w - (p * h * w) % 16
+            draws.skip(start - at)
+            at = start
+            self.planes.append([draws.state(), start, np.empty(0, dtype=_F32)])
+        self.tail = None  # the last 16 values, redrawn (n not a multiple of 16)
+        if n % 16:
+            draws.skip(n - at)
+            self.tail = draws.normals(16)
+        self.edge = None  # row H - 1 of every plane, once drawn
+        self.window = np.empty((k, c, 0, self.width), dtype=_F32)
+
+    def _plane_rows(self, p: int, a: int, b: int) -> np.ndarray:
+        """Rows [a, b) (< H) of plane p, at or after the rows that plane gave last."""
+        _, _, h, w = self.shape
+        state, pos, ahead = self.planes[p]
+        first, end = (p * h + a) * w, (p * h + b) * w
+        need = end - (pos + ahead.size)
+        if need > 0:
+            self.draws.restore(state)
+            drawn = self.draws.normals(need + (-need) % 16)
+            self.planes[p][0] = self.draws.state()
+            ahead = np.concatenate([ahead, drawn])
+        vals = ahead[first - pos:end - pos]
+        self.planes[p][1:] = [end, ahead[end - pos:].copy()]
+        t0 = self.n - 16
+        if self.tail is not None and end > t0:
+            vals = vals.copy()
+            lo = max(first, t0)
+            vals[lo - first:] = self.tail[lo - t0:end - t0]
+        return vals.reshape(b - a, w)
+
+    def rows(self, lo: int, hi: int) -> np.ndarray:
+        if lo < self.lo or hi < lo:
+            raise ValueError(f"noise rows [{lo}, {hi}) after rows from {self.lo}: the window only moves down")
+        k, c, h, w = self.shape
+        if self.whole is not None:
+            self.lo = lo
+            return self.whole[:, :, np.minimum(np.arange(lo, hi), h - 1)]
+        keep = self.window[:, :, max(0, lo - self.lo):]
+        if hi > self.hi:
+            a = max(lo, self.hi)
+            real = max(0, min(hi, h) - a)
+            new = np.empty((k, c, hi - a, self.width), dtype=_F32)
+            for p in range(k * c) if real else ():
+                new[p // c, p % c, :real, :w] = self._plane_rows(p, a, a + real)
+            if real and a + real == h:
+                self.edge = new[:, :, real - 1, :w].copy()
+            if real < hi - a:  # rows from H on repeat row H - 1
+                if self.edge is None:
+                    self.edge = np.stack([self._plane_rows(p, h - 1, h)[0] for p in range(k * c)]).reshape(k, c, w)
+                new[:, :, real:, :w] = self.edge[:, :, None, :]
+            new[..., w:] = new[..., w - 1:w]
+            keep = np.concatenate([keep, new], axis=2) if keep.shape[2] else new
+            self.hi = hi
+        self.window, self.lo = keep, lo
+        return self.window[:, :, :hi - lo]

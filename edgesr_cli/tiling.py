@@ -5,7 +5,8 @@ tile is encoded, sampled with the shared sampler and decoded by a backend, and t
 blended with a linear-ramp window and normalised weights (diffusers' tiled-VAE blending). One noise
 field covers the whole image's latent grid, drawn from the seed; each tile reads its window, so
 overlapping tiles agree and the result does not depend on tile or batch size beyond float tolerance.
-Memory for the model is bounded by the batch of tiles, not the image; `upscale_bands` hands finished HR
+The field is drawn row band by row band as the tiles move down (noise.NoiseRows: the same values as drawing
+it whole), so it is never held whole. Memory for the model is bounded by the batch of tiles, not the image; `upscale_bands` hands finished HR
 rows to the caller band by band, so the engine's own float state is a few tile rows, not the output.
 
 The engine works on numpy arrays (float32, CPU) and hands backends numpy arrays: the same code drives ONNX
@@ -21,6 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .noise import NoiseRows, loaded_torch, randn
 from .runner import Runner
 from .sampler import noise_count, sample
 
@@ -147,15 +149,12 @@ def ramp_window(size: int, ramp: int) -> np.ndarray:
 
 def noise_field(shape: tuple[int, ...], seed: int) -> np.ndarray:
     """The image's global noise, float32 from `seed`, identical on every backend and install: torch.randn from a
-    CPU generator (when torch is already loaded: the faster of the two) or noise.randn, its bit-exact numpy twin."""
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is not None and hasattr(torch, "randn"):
+    CPU generator (when torch is already loaded: the faster of the two) or noise.randn, its bit-exact numpy twin.
+    The whole field at once; `upscale_bands` draws the same values band by band (noise.NoiseRows)."""
+    torch = loaded_torch()
+    if torch is not None:
         g = torch.Generator().manual_seed(int(seed))
         return torch.randn(shape, generator=g, dtype=torch.float32).numpy()
-    from .noise import randn
-
     return randn(shape, seed)
 
 
@@ -196,10 +195,9 @@ def upscale_bands(
     img = pad_image(lr, plan)
     lat = lambda v: v * s // f  # noqa: E731  LR px -> latent px
     k = noise_count(steps, eta)
-    noise = noise_field((k, runner.latent_channels, lat(plan.base_height), lat(plan.base_width)), seed)
-    grow = (0, lat(plan.padded_width - plan.base_width), 0, lat(plan.padded_height - plan.base_height))
-    if any(grow):
-        noise = np.pad(noise, [(0, 0), (0, 0), (0, grow[3]), (0, grow[1])], mode="edge")
+    # the global noise field, drawn as the tiles move down (edge-grown to the padded size)
+    noise = NoiseRows((k, runner.latent_channels, lat(plan.base_height), lat(plan.base_width)), seed,
+                      lat(plan.padded_width))
 
     out_w = plan.padded_width * s
     ramp = int(round(tile * overlap)) * s
@@ -231,7 +229,10 @@ def upscale_bands(
     for i in range(0, len(positions), batch):
         chunk = positions[i:i + batch]
         lr_tiles = np.stack([img[:, y:y + th, x:x + tw] for y, x in chunk])
-        eps = [np.stack([noise[j, :, lat(y):lat(y + th), lat(x):lat(x + tw)] for y, x in chunk]) for j in range(k)]
+        top_row = lat(chunk[0][0])
+        rows = noise.rows(top_row, lat(chunk[-1][0] + th))
+        eps = [np.stack([rows[j, :, lat(y) - top_row:lat(y + th) - top_row, lat(x):lat(x + tw)] for y, x in chunk])
+               for j in range(k)]
         hr = upscale_tiles(runner, lr_tiles, eps, steps=steps, eta=eta)
         need = max(y + th for y, _ in chunk) * s - lo
         if need > canvas.shape[1]:

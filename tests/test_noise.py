@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgesr_cli.noise import randn
+from edgesr_cli.noise import NoiseRows, _NumpyDraws, _TorchDraws, randn
 from edgesr_cli.schedule import SamplingSchedule
 from edgesr_cli.config import ScheduleConfig
 
@@ -29,6 +29,37 @@ def test_large_fields_and_any_seed_are_bit_identical(seed):
     a, b = randn(shape, seed), _torch_randn(shape, seed)
     assert a.shape == b.shape and a.dtype == np.float32
     assert np.array_equal(a.view(np.uint32), b.view(np.uint32))  # +0 / -0 included
+
+
+def _windows(h2):
+    """Row windows as the tiling engine asks for them (overlapping, moving down), and some it does not."""
+    skip = [(0, 2), (5, 8), (h2 - 1, h2)] if h2 > 8 else [(h2 - 1, h2)]
+    return [[(0, h2)], [(i, min(h2, i + 4)) for i in range(0, h2, 3)], skip, [(0, 1), (1, 1), (1, h2)]]
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 45, 77), (2, 3, 7, 9), (1, 1, 4, 4), (1, 16, 33, 16), (1, 1, 1, 17),
+                                   (3, 2, 11, 13), (1, 4, 1, 1)])
+@pytest.mark.parametrize("draws", ["numpy", "torch"])
+def test_noise_rows_are_the_whole_field_band_by_band(shape, draws):
+    """NoiseRows (what the tiling engine reads: the field is never held whole) gives exactly the values of
+    torch.randn(shape), edge-grown to a larger grid, whatever the planes' alignment to torch's blocks of 16
+    and the redrawn tail; with torch's generator and with the numpy twin. Under 16 values it holds the field."""
+    k, c, h, w = shape
+    for seed in (0, 2**40 + 7):
+        for h2, w2 in ((h, w), (h + 5, w + 3)):
+            full = np.pad(_torch_randn(shape, seed), [(0, 0), (0, 0), (0, h2 - h), (0, w2 - w)], mode="edge")
+            for windows in _windows(h2):
+                src = None if k * c * h * w < 16 else (_NumpyDraws(seed) if draws == "numpy" else
+                                                         _TorchDraws(torch, seed))
+                rows = NoiseRows(shape, seed, w2, draws=src)
+                for lo, hi in windows:
+                    got = rows.rows(lo, hi)
+                    assert got.shape == (k, c, hi - lo, w2) and got.dtype == np.float32
+                    assert np.array_equal(got.view(np.uint32), full[:, :, lo:hi].view(np.uint32)), (seed, lo, hi)
+    rows = NoiseRows((1, 16, 8, 8), 0)
+    rows.rows(2, 4)
+    with pytest.raises(ValueError, match="only moves down"):
+        rows.rows(1, 4)
 
 
 def test_moments_and_refusal():
