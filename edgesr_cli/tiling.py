@@ -44,7 +44,7 @@ class TilePlan:
     pad_left: int
     base_height: int  # original + borders, aligned: the grid the noise field is drawn on
     base_width: int
-    padded_height: int  # base, grown to one tile for images smaller than a tile
+    padded_height: int  # base, grown to one tile for images smaller than a tile (reflect padding)
     padded_width: int
     tile_h: int
     tile_w: int
@@ -83,8 +83,9 @@ def plan_tiles(height: int, width: int, tile: int = 128, overlap: float = 0.25, 
     tile: LR tile size (a multiple of `multiple`, the model's LR size granularity); overlap: a fraction
     of the tile in [0, 0.5); align: tile starts are multiples of this (so each tile maps onto whole
     latent pixels); border: reflect margin added on every side, so border pixels get context like
-    interior ones. It does not depend on the tile size, so neither does the noise grid. Images
-    smaller than a tile get one tile of their padded size.
+    interior ones. It does not depend on the tile size, so neither does the noise grid. An image
+    smaller than a tile along an axis is reflect-padded to one whole tile there: what a static-tile export
+    (ONNX, OpenVINO, TFLite, QNN) must run, so every backend computes the same picture at the same tile.
     """
     if height < 1 or width < 1:
         raise ValueError(f"image size must be positive, got {height}x{width}")
@@ -97,8 +98,7 @@ def plan_tiles(height: int, width: int, tile: int = 128, overlap: float = 0.25, 
 
     def axis(length: int) -> tuple[int, int, int]:
         base = _round_up(length + 2 * border, align)
-        t = min(tile, _round_up(base, multiple))
-        return base, max(base, t), t
+        return base, max(base, tile), tile
 
     bh, ph, th = axis(height)
     bw, pw, tw = axis(width)

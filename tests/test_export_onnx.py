@@ -86,10 +86,17 @@ def test_parity_through_the_tiling_engine(exported, tiny):
         assert float(ref.std()) > 0.1  # the comparison is over a real range of values
 
 
-def test_small_image_and_oversized_tile(exported):
+def test_small_image_and_oversized_tile(exported, tiny):
+    """An image smaller than a tile (on one axis or both) is padded to one whole tile by the engine, for every
+    backend: the static export and PyTorch compute the same picture."""
+    torch.set_num_threads(1)
     b = load_backend("onnx", exported.path, threads=1)
-    out = upscale_tensor(b, lr_image(10, 6), tile=TILE)  # smaller than a tile: padded to the static size
-    assert out.shape == (3, 40, 24) and torch.isfinite(out).all()
+    ref_b = from_model(tiny[0], "cpu", "fp32")
+    for h, w in ((10, 6), (12, 2 * TILE)):
+        out = upscale_tensor(b, lr_image(h, w), tile=TILE, seed=3)
+        ref = upscale_tensor(ref_b, lr_image(h, w), tile=TILE, seed=3)
+        assert out.shape == (3, 4 * h, 4 * w) and torch.isfinite(out).all()
+        assert float((out - ref).abs().max()) < 1e-3, (h, w)
     with pytest.raises(ValueError, match=f"--tile {TILE}"):
         upscale_tensor(b, lr_image(40, 48), tile=2 * TILE)
 
