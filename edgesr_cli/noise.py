@@ -156,6 +156,17 @@ def loaded_torch():
     return torch if torch is not None and hasattr(torch, "randn") else None
 
 
+def noise_field(shape: tuple[int, ...], seed: int) -> np.ndarray:
+    """The image's global noise, float32 from `seed`, identical on every backend and install: torch.randn from a
+    CPU generator (when torch is already loaded: the faster of the two) or randn, its bit-exact numpy twin.
+    The whole field at once; the tiling engine draws the same values band by band (NoiseRows)."""
+    torch = loaded_torch()
+    if torch is not None:
+        g = torch.Generator().manual_seed(int(seed))
+        return torch.randn(shape, generator=g, dtype=torch.float32).numpy()
+    return randn(shape, seed)
+
+
 class _NumpyDraws:
     """numpy's MT19937 seeded as torch's generator, turned into normals by the twin above."""
 
@@ -222,14 +233,11 @@ class NoiseRows:
         self.shape, self.n, self.width = shape, n, max(w, width or w)
         self.lo = self.hi = 0
         self.whole = None
-        torch = loaded_torch()
-        if n < 16:  # a tiny image of a tiny model: torch draws these one by one; held whole
-            if torch is None:
-                raise ValueError(f"noise of {n} values: the torch-identical generator needs at least 16")
-            f = torch.randn(shape, generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float32).numpy()
-            self.whole = np.pad(f, [(0, 0)] * 3 + [(0, self.width - w)], mode="edge")
+        if n < 16:  # a tiny image of a tiny model: held whole (torch draws it; the numpy twin refuses it)
+            self.whole = np.pad(noise_field(shape, seed), [(0, 0)] * 3 + [(0, self.width - w)], mode="edge")
             return
         if draws is None:
+            torch = loaded_torch()
             draws = _TorchDraws(torch, seed) if torch is not None else _NumpyDraws(seed)
         self.draws = draws
         self.planes = []  # per plane: [generator state, its stream position (a multiple of 16), normals drawn ahead]

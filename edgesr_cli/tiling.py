@@ -6,8 +6,9 @@ blended with a linear-ramp window and normalised weights (diffusers' tiled-VAE b
 field covers the whole image's latent grid, drawn from the seed; each tile reads its window, so
 overlapping tiles agree and the result does not depend on tile or batch size beyond float tolerance.
 The field is drawn row band by row band as the tiles move down (noise.NoiseRows: the same values as drawing
-it whole), so it is never held whole. Memory for the model is bounded by the batch of tiles, not the image; `upscale_bands` hands finished HR
-rows to the caller band by band, so the engine's own float state is a few tile rows, not the output.
+it whole), so it is never held whole. Memory for the model is bounded by the batch of tiles, not the image;
+`upscale_bands` hands finished HR rows to the caller band by band, so the engine's own float state is a few
+tile rows, not the output.
 
 The engine works on numpy arrays (float32, CPU) and hands backends numpy arrays: the same code drives ONNX
 Runtime in the light install (no torch) and the torch backend (which converts at its edge). Torch tensors
@@ -22,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .noise import NoiseRows, loaded_torch, randn
+from .noise import NoiseRows
 from .runner import Runner
 from .sampler import noise_count, sample
 
@@ -145,17 +146,6 @@ def ramp_window(size: int, ramp: int) -> np.ndarray:
     up = (i + np.float32(0.5)) / np.float32(ramp)
     down = (np.float32(size) - i - np.float32(0.5)) / np.float32(ramp)
     return np.clip(np.minimum(up, down), np.float32(1e-3), np.float32(1.0))
-
-
-def noise_field(shape: tuple[int, ...], seed: int) -> np.ndarray:
-    """The image's global noise, float32 from `seed`, identical on every backend and install: torch.randn from a
-    CPU generator (when torch is already loaded: the faster of the two) or noise.randn, its bit-exact numpy twin.
-    The whole field at once; `upscale_bands` draws the same values band by band (noise.NoiseRows)."""
-    torch = loaded_torch()
-    if torch is not None:
-        g = torch.Generator().manual_seed(int(seed))
-        return torch.randn(shape, generator=g, dtype=torch.float32).numpy()
-    return randn(shape, seed)
 
 
 Emit = Callable[[int, np.ndarray], None]

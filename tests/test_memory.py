@@ -18,7 +18,8 @@ from typer.testing import CliRunner
 from edgesr_cli import hw
 from edgesr_cli.cli import app
 from edgesr_cli.io import Photo, encode_image, read_image, stored_dtype
-from edgesr_cli.tiling import noise_field, pad_image, plan_tiles, ramp_window, upscale_bands, upscale_tensor, \
+from edgesr_cli.noise import noise_field
+from edgesr_cli.tiling import pad_image, plan_tiles, ramp_window, upscale_bands, upscale_tensor, \
     upscale_tiles
 from edgesr_cli.upscale import UpscaleOptions, estimate_peak_bytes, upscale_photo
 

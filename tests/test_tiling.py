@@ -24,7 +24,8 @@ import torch.nn.functional as F
 from edgesr_cli import tiling
 from edgesr_cli.config import ScheduleConfig
 from edgesr_cli.diffusion import Schedule
-from edgesr_cli.tiling import noise_field, pad_image, plan_tiles, ramp_window, reflect_pad, upscale_tensor
+from edgesr_cli.noise import noise_field
+from edgesr_cli.tiling import pad_image, plan_tiles, ramp_window, reflect_pad, upscale_tensor
 
 # ---- tolerances (measured values on the test-tiny seed-0 model and the fake runners in comments) ----
 
