@@ -87,6 +87,7 @@ def _not_implemented(name: str):
 # the module that registers each command: `edgesr CMD` builds only CMD's module (each imports a few more
 # modules and typer inspects every signature it registers); --help, unknown names and `app` get them all
 _COMMAND_MODULES = {"train": "cli_train", "distill": "cli_train", "finetune-decoder": "cli_train",
+                    "teacher-pairs": "cli_train",
                     "upscale": "cli_upscale", "export": "cli_export", "backends": "cli_export",
                     "eval": "cli_eval", "bench": "cli_eval", "info": None}
 _OPTIONAL = {"cli_export": ("export",), "cli_eval": ("eval", "bench")}  # may be absent from a build

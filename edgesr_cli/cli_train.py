@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -33,6 +34,18 @@ class Stage(str, Enum):
 class PixelLoss(str, Enum):
     l1 = "l1"
     mse = "mse"
+
+
+class GanReal(str, Enum):
+    hr = "hr"
+    teacher = "teacher"
+
+
+class TeacherRuntime(str, Enum):
+    torch_bf16 = "torch-bf16"
+    torch_fp32 = "torch-fp32"
+    ncnn = "ncnn"
+    onnx = "onnx"
 
 
 class Conditioning(str, Enum):
@@ -254,6 +267,19 @@ def register(app: typer.Typer) -> None:
         finetune_generator: Annotated[bool, typer.Option(
             "--finetune-generator",
             help="Also train the LR encoder and UNet end to end through the pixel loss (not in the paper).")] = False,
+        pixel_weight: Annotated[Optional[float], typer.Option(
+            "--pixel-weight", min=0.0, help="Weight of the pixel loss to HR (default 1).")] = None,
+        teacher_data: Annotated[Optional[Path], typer.Option(
+            "--teacher-data", exists=True, file_okay=False,
+            help="Train on the triplets of `edgesr teacher-pairs` (LR, teacher x4, HR) instead of --data's photos.")] = None,
+        teacher_count: Annotated[Optional[int], typer.Option(
+            "--teacher-count", min=1, help="Use triplets 0..N-1 of --teacher-data (default: all made).")] = None,
+        teacher_pixel_weight: Annotated[Optional[float], typer.Option(
+            "--teacher-pixel-weight", min=0.0, help="Weight of the pixel loss to the teacher's output.")] = None,
+        teacher_perceptual_weight: Annotated[Optional[float], typer.Option(
+            "--teacher-perceptual-weight", min=0.0, help="Weight of LPIPS-vgg to the teacher's output.")] = None,
+        gan_real: Annotated[Optional[GanReal], typer.Option(
+            "--gan-real", help="The discriminator's real samples: the HR photo or the teacher's output.")] = None,
         realesrgan_prob: Annotated[Optional[float], typer.Option(help="Share of crops degraded with Real-ESRGAN.")] = None,
         jpeg_prob: JpegProbOpt = None,
         camera_prob: CameraProbOpt = None,
@@ -268,19 +294,66 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Finetune the small decoder on the frozen one-step model's latents (pixel L1 or MSE + LPIPS + patch-GAN)."""
         _setup_logging(quiet)
-        _check_data(data)
+        if teacher_data is None:
+            _check_data(data)
         cfg = _train_config("decoder", train_config, dict(
             steps=steps, batch_size=batch_size, crop=crop, lr=lr if lr is not None else (None if train_config else 1.8e-5),
             lr_drop_at=lr_drop_at, lr_drop_to=lr_drop_to,
             gan_weight=gan_weight, gan_start=gan_start, disc_start=disc_start, perceptual_weight=perceptual_weight,
             pixel_loss=pixel_loss.value if pixel_loss else None, luma_weight=luma_weight,
-            finetune_generator=finetune_generator or None, val_every=val_every,
+            finetune_generator=finetune_generator or None, val_every=val_every, l1_weight=pixel_weight,
+            teacher_data=str(teacher_data) if teacher_data is not None else None, teacher_count=teacher_count,
+            teacher_pixel_weight=teacher_pixel_weight, teacher_perceptual_weight=teacher_perceptual_weight,
+            gan_real=gan_real.value if gan_real else None,
             ckpt_every=ckpt_every, seed=seed, precision=precision.value,
             lr_pipeline=_lr_pipeline(realesrgan_prob, None, jpeg_prob, camera_prob)))
         from .training.decoder import finetune_decoder
 
         result = finetune_decoder(cfg, data, val, out, model, resume, device.value, not quiet, workers=workers)
         typer.echo(f"model written to {result}")
+
+    @app.command("teacher-pairs")
+    @friendly_errors
+    def teacher_pairs_cmd(
+        data: DataOpt = [],  # noqa: B006
+        out: Annotated[Path, typer.Option("--out", "-o", help="Pairs folder: pairs.json, manifest-*.jsonl, lr/ teacher/ hr/.")] = Path("runs/teacher-pairs"),
+        count: Annotated[int, typer.Option("--count", "-n", min=1, help="Triplets 0..N-1 (this shard's share of them).")] = 10000,
+        teacher: Annotated[TeacherRuntime, typer.Option(
+            "--teacher", help="Real-ESRGAN x4plus on torch bf16 (default: 4.6x ncnn's speed on this CPU, see "
+                              "benchmarks/teacher_speed.py), torch fp32, ncnn (fp32, no torch), or an x4 ONNX model "
+                              "(--teacher-model).")] = TeacherRuntime.torch_bf16,
+        teacher_model: Annotated[Optional[Path], typer.Option(
+            "--teacher-model", dir_okay=False, help="--teacher onnx: the x4 model file (NCHW RGB in [0, 1]).")] = None,
+        shard: Annotated[str, typer.Option("--shard", help="I/N: make only the indices = I mod N (parallel runs).")] = "0/1",
+        seed: Annotated[int, typer.Option(help="Triplet i is a function of (seed, i) and the photos.")] = 0,
+        lr_size: Annotated[int, typer.Option("--lr-size", min=8, help="LR crop kept (teacher and HR: 4x).")] = 64,
+        context: Annotated[int, typer.Option(min=0, help="LR pixels of real image around the crop that the teacher sees.")] = 4,
+        realesrgan_prob: Annotated[float, typer.Option(help="Share of Real-ESRGAN second-order LR.")] = 0.5,
+        jpeg_prob: Annotated[float, typer.Option("--jpeg-prob", help="Share of heavy-JPEG LR.")] = 0.2,
+        camera_prob: Annotated[float, typer.Option("--camera-prob", help="Share of camera-noise LR (the rest: clean bicubic).")] = 0.15,
+        batch: Annotated[int, typer.Option(min=1, help="Crops per teacher call.")] = 8,
+        threads: Annotated[Optional[int], typer.Option(min=1, help="Threads (default: the usable CPUs).")] = None,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    ) -> None:
+        """Make (degraded LR, teacher x4, HR) triplets from photo folders, for finetune-decoder --teacher-data."""
+        _setup_logging(quiet)
+        _check_data(data)
+        from .data import DataError
+        from .teachers import TeacherError, load_teacher
+        from .training.teacher_pairs import PairsConfig, make_pairs, parse_shard
+
+        try:
+            shard_in = parse_shard(shard)
+            lr_cfg = _lr_pipeline(realesrgan_prob, None, jpeg_prob, camera_prob)
+            from .data import LRPipelineConfig
+
+            cfg = PairsConfig(seed=seed, lr_size=lr_size, context=context, lr_pipeline=LRPipelineConfig.from_dict(lr_cfg))
+            n_threads = threads or len(os.sched_getaffinity(0))
+            t = load_teacher(teacher.value, teacher_model, n_threads)
+            result = make_pairs(data, out, count, t, cfg, shard_in, batch, show_progress=not quiet)
+        except (DataError, TeacherError) as exc:
+            raise UserError(str(exc)) from None
+        typer.echo(json.dumps(result))
 
 
 def _model_config(config: str, scale: int, conditioning: str, variance: bool) -> ModelConfig:

@@ -77,6 +77,13 @@ def load_images(folders: list[str | Path] | str | Path, min_size: int) -> tuple[
 
     Unreadable images and images smaller than `min_size` are skipped with a warning and counted.
     Returns (images, skipped). Raises DataError if nothing usable is found."""
+    images, _, skipped = load_images_named(folders, min_size)
+    return images, skipped
+
+
+def load_images_named(folders: list[str | Path] | str | Path,
+                      min_size: int) -> tuple[list[torch.Tensor], list[Path], int]:
+    """load_images, with the path of every image kept: (images, paths, skipped)."""
     if isinstance(folders, (str, Path)):
         folders = [folders]
     files: list[Path] = []
@@ -84,7 +91,7 @@ def load_images(folders: list[str | Path] | str | Path, min_size: int) -> tuple[
         files += list_images(f)
     if not files:
         raise DataError(f"{', '.join(map(str, folders))}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    images, skipped = [], 0
+    images, paths, skipped = [], [], 0
     for path in files:
         try:
             with Image.open(path) as im:
@@ -99,15 +106,17 @@ def load_images(folders: list[str | Path] | str | Path, min_size: int) -> tuple[
             skipped += 1
             continue
         images.append(torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous())
+        paths.append(path)
     if not images:
         raise DataError(f"{', '.join(map(str, folders))}: none of the {len(files)} image(s) is usable ({skipped} skipped)")
-    return images, skipped
+    return images, paths, skipped
 
 
 @dataclass
 class Batch:
     hr: torch.Tensor  # (B,3,crop,crop) float [0,1]
     lr: dict[int, torch.Tensor]  # scale -> (B,3,crop/scale,crop/scale)
+    teacher: torch.Tensor | None = None  # (B,3,crop,crop) a teacher's x4 output of lr (teacher triplets only)
 
 
 class CropDataset:
@@ -123,7 +132,12 @@ class CropDataset:
         return len(self.images)
 
     def random_crop(self, g: torch.Generator) -> torch.Tensor:
-        img = self.images[int(torch.randint(len(self.images), (1,), generator=g))]
+        return self.random_crop_described(g)[0]
+
+    def random_crop_described(self, g: torch.Generator) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+        """A random crop (3, crop, crop) float in [0, 1] and where it came from: (image index, y, x, flip k)."""
+        i = int(torch.randint(len(self.images), (1,), generator=g))
+        img = self.images[i]
         _, h, w = img.shape
         y = int(torch.randint(h - self.crop + 1, (1,), generator=g))
         x = int(torch.randint(w - self.crop + 1, (1,), generator=g))
@@ -131,20 +145,24 @@ class CropDataset:
         k = int(torch.randint(8, (1,), generator=g))  # dihedral augmentation
         if k & 4:
             c = c.flip(-1)
-        return torch.rot90(c, k & 3, dims=(-2, -1))
+        return torch.rot90(c, k & 3, dims=(-2, -1)), (i, y, x, k)
 
     def make_lr(self, hr: torch.Tensor, g: torch.Generator) -> dict[int, torch.Tensor]:
         """One HR crop (3,H,W) -> {scale: LR}; all scales share the same degradation draw."""
+        return self.make_lr_described(hr, g)[0]
+
+    def make_lr_described(self, hr: torch.Tensor, g: torch.Generator) -> tuple[dict[int, torch.Tensor], str, object]:
+        """make_lr, with the pipeline drawn ("realesrgan" | "jpeg" | "camera" | "clean") and its parameters."""
         c = self.lr_cfg
         u = float(torch.rand((), generator=g))  # one draw picks the pipeline (so older configs draw as before)
         if u < c.realesrgan_prob:
             params = deg.sample_params(c.degradation, g)
-            return {s: deg.apply_degradation(hr, params, s) for s in self.scales}
+            return {s: deg.apply_degradation(hr, params, s) for s in self.scales}, "realesrgan", params
         if u < c.realesrgan_prob + c.jpeg_prob + c.camera_prob:
             kind = "jpeg" if u < c.realesrgan_prob + c.jpeg_prob else "camera"
             p = deg.sample_photo_params(kind, c.photo, g)
-            return {s: deg.apply_photo_degradation(hr, p, s, c.photo.blur_kernel_size) for s in self.scales}
-        return {s: deg.bicubic_lr(hr, s) for s in self.scales}
+            return {s: deg.apply_photo_degradation(hr, p, s, c.photo.blur_kernel_size) for s in self.scales}, kind, p
+        return {s: deg.bicubic_lr(hr, s) for s in self.scales}, "clean", None
 
     def sample(self, batch: int, g: torch.Generator) -> Batch:
         hrs, lrs = [], {s: [] for s in self.scales}

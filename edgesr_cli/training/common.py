@@ -75,6 +75,13 @@ class TrainConfig:
     # alone by `--stage encoder`) and never receives the diffusion loss, in the joint stage and in distillation
     freeze_encoder: bool = False
     lr_pipeline: dict = field(default_factory=lambda: LRPipelineConfig().to_dict())
+    # decoder stage with teacher triplets (`edgesr teacher-pairs`): batches come from this folder's first
+    # teacher_count triplets (None = all made), and the losses can target the teacher's x4 output beside HR
+    teacher_data: str | None = None
+    teacher_count: int | None = None
+    teacher_pixel_weight: float = 0.0  # pixel loss (cfg.pixel_loss kind) to the teacher's output
+    teacher_perceptual_weight: float = 0.0  # LPIPS-vgg to the teacher's output
+    gan_real: str = "hr"  # the discriminator's real samples: "hr" or "teacher"
 
     def lr_at(self, step: int) -> float:
         """The learning rate of optimisation step `step` (0-based)."""

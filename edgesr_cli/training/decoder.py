@@ -18,7 +18,7 @@ from torch import nn
 
 from ..metrics import BT601_Y, MetricUnavailable
 from ..model import EdgeSR, load_model_dir, save_model_dir
-from .common import (EMA, TrainConfig, Trainable, all_reduce_mean, autocast, channels_last, load_checkpoint, psnr,
+from .common import (EMA, TrainConfig, TrainError, Trainable, all_reduce_mean, autocast, channels_last, load_checkpoint, psnr,
                      run_loop, to_dev, wrap_ddp)
 from .setup import prepare_stage
 
@@ -106,7 +106,12 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
     start = load_checkpoint(out, model_cfg, trainables, ctx.generator, d)[0] if ctx.resuming else 0
     dec_ddp, disc_ddp = wrap_ddp(decoder, d), wrap_ddp(disc, d)
     gen_ddp = wrap_ddp(generator, d) if joint else generator
-    lpips = perceptual_loss_fn(d.device) if cfg.perceptual_weight > 0 else None
+    with_teacher = cfg.teacher_data is not None
+    if not with_teacher and (cfg.teacher_pixel_weight > 0 or cfg.teacher_perceptual_weight > 0 or cfg.gan_real != "hr"):
+        raise TrainError("the teacher losses and --gan-real teacher need --teacher-data (teacher triplets)")
+    if cfg.gan_real not in {"hr", "teacher"}:
+        raise TrainError(f"--gan-real must be hr or teacher, got {cfg.gan_real!r}")
+    lpips = perceptual_loss_fn(d.device) if max(cfg.perceptual_weight, cfg.teacher_perceptual_weight) > 0 else None
     if lpips is not None:
         channels_last(lpips)
     last_layer = decoder.net[-1].weight
@@ -121,6 +126,7 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
     def step_fn(step: int, g: torch.Generator) -> dict[str, float]:
         b = batch_at(step)
         hr, lr = to_dev(b.hr, d), to_dev(b.lr[model_cfg.scale], d)
+        te = to_dev(b.teacher, d) if with_teacher else None
         c, f = model_cfg.latent_channels, model_cfg.latent_factor
         eps = to_dev(torch.randn((hr.shape[0], c, hr.shape[2] // f, hr.shape[3] // f), generator=g), d)
         zh = one_step_latents(lr, eps, grad=joint)
@@ -128,11 +134,21 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
             sr = dec_ddp(zh).float()
         rec = pixel_loss(sr, hr, cfg.pixel_loss, cfg.l1_weight, cfg.luma_weight)
         stats: dict[str, float] = {}
-        if lpips is not None:
+        if te is not None and cfg.teacher_pixel_weight > 0:
+            t_pix = pixel_loss(sr, te, cfg.pixel_loss)
+            rec = rec + cfg.teacher_pixel_weight * t_pix
+            stats["t_pixel"] = float(t_pix.detach())
+        if lpips is not None and cfg.perceptual_weight > 0:
             with autocast(d.device, ctx.dtype):
                 p_loss = lpips(sr * 2 - 1, hr * 2 - 1).float().mean()
             rec = rec + cfg.perceptual_weight * p_loss
             stats["lpips"] = float(p_loss.detach())
+        if lpips is not None and te is not None and cfg.teacher_perceptual_weight > 0:
+            with autocast(d.device, ctx.dtype):
+                t_loss = lpips(sr * 2 - 1, te * 2 - 1).float().mean()
+            rec = rec + cfg.teacher_perceptual_weight * t_loss
+            stats["t_lpips"] = float(t_loss.detach())
+        real = te if cfg.gan_real == "teacher" else hr
         use_gan = cfg.gan_weight > 0 and step >= cfg.gan_start
         train_disc = cfg.gan_weight > 0 and step >= disc_start
         loss = rec
@@ -151,7 +167,7 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
             opt_gen.step()
         if train_disc:
             with autocast(d.device, ctx.dtype):
-                d_loss = F.relu(1 - disc_ddp(hr).float()).mean() + F.relu(1 + disc_ddp(sr.detach()).float()).mean()
+                d_loss = F.relu(1 - disc_ddp(real).float()).mean() + F.relu(1 + disc_ddp(sr.detach()).float()).mean()
             opt_disc.zero_grad(set_to_none=True)
             d_loss.backward()
             opt_disc.step()

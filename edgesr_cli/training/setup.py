@@ -22,7 +22,7 @@ class StageContext:
     out: Path
     resuming: bool
     dtype: torch.dtype | None
-    train: CropDataset
+    train: CropDataset  # or TeacherTriplets (the same sample(batch, g))
     val: CropDataset
     skipped: int
     generator: torch.Generator  # the stage's own draws (t, eps); batches come from `batches`
@@ -63,9 +63,21 @@ def prepare_stage(cfg: TrainConfig, data: list[Path], val: Path | None, out: Pat
     resuming = prepare_out(out, resume, d)
     lr_cfg = LRPipelineConfig.from_dict(cfg.lr_pipeline)
     try:
-        images, skipped = load_images(data, cfg.crop)
-        val_images, _ = load_images([val], cfg.crop) if val is not None else (images[: max(1, len(images) // 20)], 0)
-        train_ds = CropDataset(images, cfg.crop, scales, lr_cfg)
+        if cfg.teacher_data is not None:  # batches from teacher triplets; validation on --val (or --data) photos
+            from .teacher_pairs import SCALE, TeacherTriplets
+
+            if scales != (SCALE,):
+                raise TrainError(f"teacher triplets are x{SCALE}; this stage trains at {scales}")
+            train_ds = TeacherTriplets(Path(cfg.teacher_data), cfg.teacher_count, cfg.crop)
+            if val is None and not data:
+                raise TrainError("with --teacher-data, pass --val FOLDER (or --data) for validation")
+            val_images, skipped = load_images([val] if val is not None else data, cfg.crop)
+            if val is None:
+                val_images = val_images[: max(1, len(val_images) // 20)]
+        else:
+            images, skipped = load_images(data, cfg.crop)
+            val_images, _ = load_images([val], cfg.crop) if val is not None else (images[: max(1, len(images) // 20)], 0)
+            train_ds = CropDataset(images, cfg.crop, scales, lr_cfg)
         val_ds = CropDataset(val_images, cfg.crop, scales, lr_cfg)
     except DataError as exc:
         raise TrainError(str(exc)) from None
