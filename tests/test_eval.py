@@ -1,5 +1,6 @@
 """`edgesr eval` and edgesr_cli.evaluate: pairing, metrics against hand-computed values, NIQE through the
-eval path, reports (CSV, JSON, grid PNG) and clear errors for bad input."""
+eval path, DISTS in every report (and benchmarks/peers.py's table), reports (CSV, JSON, grid PNG) and clear
+errors for bad input."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from scipy.ndimage import gaussian_filter
 from typer.testing import CliRunner
 
 from edgesr_cli import cli_eval
+from edgesr_cli import dists as D
 from edgesr_cli import evaluate as E
 from edgesr_cli import metrics as M
 
@@ -172,6 +174,10 @@ def test_eval_cli_writes_csv_json_and_grid(tmp_path, tiny_model_dir, hr_dir, niq
         v = rec["summary"][name]
         assert math.isfinite(v["psnr_y"]) and 0 < v["ssim_y"] <= 1 and v["seconds_per_image"] >= 0
     assert rec["metrics"]["niqe"].startswith("on")
+    if D.available():  # DISTS beside LPIPS in the summary, per image and in the CSV
+        assert rec["metrics"]["dists"].startswith("on")
+        assert all(0 < rec["summary"][n]["dists"] < 1 for n in ("bicubic", "edgesr"))
+        assert all(0 < m["dists"] < 1 for i in rec["per_image"] for m in i["methods"].values())
     # the 110x106 HR is cropped to 108x104 (a multiple of the scale) and says so
     im1 = next(i for i in rec["per_image"] if i["image"] == "im1")
     assert im1["hr_size"] == [108, 104] and im1["lr_size"] == [27, 26] and "cropped" in im1["note"]
@@ -179,13 +185,15 @@ def test_eval_cli_writes_csv_json_and_grid(tmp_path, tiny_model_dir, hr_dir, niq
     rows = list(csv.DictReader((out / "eval.csv").open()))
     assert len(rows) == 3 * 2 and {r["method"] for r in rows} == {"bicubic", "edgesr"}
     assert all(float(r["psnr_y"]) > 0 and r["niqe"] for r in rows)
+    assert "dists" in rows[0] and all(bool(r["dists"]) == D.available() for r in rows)
     with Image.open(out / "grid.png") as g:
         # 3 columns (bicubic, edgesr, HR) of 64 px cells, 2 rows: see evaluate.grid_size
         assert g.size == E.grid_size(2, 3, 64) == (8 + 3 * (64 + 8), 24 + 2 * (16 + 64 + 16 + 8) + 8)
         assert g.mode == "RGB"
 
 
-def test_eval_cli_table_and_lr_folder(tmp_path, tiny_model_dir, hr_dir):
+def test_eval_cli_table_and_lr_folder(tmp_path, tiny_model_dir, hr_dir, monkeypatch):
+    monkeypatch.setenv(D.WEIGHTS_ENV, str(tmp_path / "no-dists.pt"))  # DISTS off: a note, never a crash
     lr = tmp_path / "lr"
     lr.mkdir()
     for p in sorted(hr_dir.glob("*.png")):
@@ -199,8 +207,73 @@ def test_eval_cli_table_and_lr_folder(tmp_path, tiny_model_dir, hr_dir):
     assert r.exit_code == 0, r.output
     assert "bicubic" in r.stdout and "edgesr" in r.stdout and "PSNR" in r.stdout
     assert "NIQE off" in r.stdout
+    assert "DISTS" in r.stdout and "DISTS off:" in r.stdout and "DISTS-pytorch==0.1" in r.stdout
+    rec = json.loads((out / "eval.json").read_text())
+    assert rec["metrics"]["dists"].startswith("off: ") and rec["summary"]["edgesr"]["dists"] is None
     assert (out / "edgesr" / "im0.png").is_file() and (out / "bicubic" / "im1.png").is_file()
     assert not (out / "edgesr" / "im2.png").exists()  # --max-images 2
+
+
+def test_dists_goes_through_score_summary_and_csv(tmp_path, monkeypatch):
+    """The plumbing, without weights: a stand-in DISTS reaches per-image scores, the summary and the CSV;
+    --no-dists and a broken weights file are notes in describe(), not crashes."""
+    Image.fromarray(_texture(32, 32, 0)).save(tmp_path / "a.png")
+    monkeypatch.setattr(M, "dists_distance", lambda a, b: 0.25 if np.allclose(a, b, atol=1e-6) else 0.5)
+    monkeypatch.setattr(M, "dists_reference", lambda hr: hr)  # the HR once per image, for every method
+    setup = E.setup_metrics(4, niqe=False, lpips=False)
+    assert setup.dists_off is None and setup.describe()["dists"].startswith("on")
+    hr8 = np.asarray(Image.open(tmp_path / "a.png"), dtype=np.float32) / 255
+    same = E.Method("same", lambda lr, g: hr8)
+    result = E.evaluate(E.plan_pairs(tmp_path, degrade="bicubic"), [E.bicubic_method(4), same], setup)
+    assert result.images[0]["methods"]["same"]["dists"] == 0.25
+    s = E.summarize(result)
+    assert s["same"]["dists"] == 0.25 and s["bicubic"]["dists"] == 0.5
+    rows = list(csv.DictReader(E.write_csv(result, tmp_path / "r.csv").open()))
+    assert [r["dists"] for r in rows] == ["0.5000", "0.2500"]
+    assert E.setup_metrics(4, niqe=False, lpips=False, dists=False).describe()["dists"] == "off: disabled (--no-dists)"
+
+    def broken(a, b):
+        raise ValueError("weights.pt: not a DISTS weights file torch can read as plain tensors")
+
+    monkeypatch.setattr(M, "dists_distance", broken)
+    off = E.setup_metrics(4, niqe=False, lpips=False)
+    assert off.dists_off.startswith("ValueError: weights.pt") and off.describe()["dists"].startswith("off: ")
+    assert E.score(hr8, hr8, off)["dists"] is None
+
+
+def _peers_module(monkeypatch):
+    import importlib.util
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    spec = importlib.util.spec_from_file_location("peers_under_test", bench / "peers.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_peers_table_has_a_dists_column_when_dists_is_on(monkeypatch):
+    peers = _peers_module(monkeypatch)
+    row = {"psnr_y": 25.0, "ssim_y": 0.7, "niqe": 5.0, "lpips": 0.3, "dists": 0.2, "seconds_per_image": 1.0,
+           "label": "x"}
+    record = {"dataset": "Set5-x4", "scale": 4, "images": 1, "lr_source": "made by bicubic degradation (seed 0)",
+              "metrics": {"psnr_y_ssim_y": "8-bit", "niqe": "on: p", "lpips": "on: LPIPS v0.1 alex",
+                          "dists": "on: DISTS"},
+              "threads": 2, "machine": {"cpu": "cpu", "usable_cores": 2}, "created": "now",
+              "summary": {"bicubic": row, "edgesr-torch": {**row, "dists": 0.125, "psnr_y_gain_vs_bicubic": 1.0},
+                          "HR": {"niqe": 3.0}},
+              "skipped": [], "files": {"grid": "g.png", "csv": "c.csv"}, "versions": {}}
+    md = peers.markdown(record).splitlines()
+    head = next(ln for ln in md if ln.startswith("| method"))
+    assert "LPIPS ↓ | DISTS ↓" in head
+    n = head.count("|")
+    table = [ln for ln in md if ln.startswith("|")]
+    assert all(ln.count("|") == n for ln in table), table  # every row, the HR one too, has every cell
+    assert any(ln.startswith("| **edgesr-torch** |") and "| 0.3000 | 0.1250 |" in ln for ln in table)
+    record["metrics"]["dists"] = "off: DISTS alpha/beta (DISTS_pytorch/weights.pt) not found"
+    md = peers.markdown(record)
+    assert "DISTS ↓" not in md  # the column is absent, the reason is in the header line
+    assert "; DISTS off: DISTS alpha/beta (DISTS_pytorch/weights.pt) not found." in md
 
 
 def test_realesrgan_degradation_is_reproducible(hr_dir):
