@@ -41,21 +41,23 @@ class BackendSpec:
     check: str  # "module:function" returning None if usable here, else raising BackendUnavailable
     description: str
     speed_rank: int  # lower is preferred by --backend auto
+    devices: tuple[str, ...] | None = None  # --device values it runs on (None: not said, nothing is refused)
+    dtypes: tuple[str, ...] | None = None  # --dtype values it computes in (None: not said)
 
 
 _PKG = "edgesr_cli.backends"
 # checks live in backends/checks.py (no torch at import: `edgesr backends` stays instant); loaders load a model
 BUILTIN: dict[str, BackendSpec] = {
     "torch": BackendSpec("torch", f"{_PKG}.torch_backend:load", f"{_PKG}.checks:torch",
-                         "PyTorch (CPU, CUDA; fp32, bf16, fp16)", 1),
+                         "PyTorch (CPU, CUDA; fp32, bf16, fp16)", 1, ("cpu", "cuda"), ("fp32", "bf16", "fp16")),
     "onnx": BackendSpec("onnx", f"{_PKG}.onnx_backend:load", f"{_PKG}.checks:onnx",
-                        "ONNX Runtime CPU (exported model)", 0),
+                        "ONNX Runtime CPU (exported model)", 0, ("cpu",), ("fp32",)),
     "openvino": BackendSpec("openvino", f"{_PKG}.openvino_backend:load", f"{_PKG}.checks:openvino",
-                            "OpenVINO CPU (exported model; bf16 where the CPU has it)", 0),
+                            "OpenVINO CPU (exported model; bf16 where the CPU has it)", 0, ("cpu",), ("fp32", "bf16")),
     "tflite": BackendSpec("tflite", f"{_PKG}.tflite_backend:load", f"{_PKG}.checks:tflite",
-                          "LiteRT / TFLite interpreter (exported model)", 2),
+                          "LiteRT / TFLite interpreter (exported model)", 2, ("cpu",), ("fp32",)),
     "qnn": BackendSpec("qnn", f"{_PKG}.qnn_backend:load", f"{_PKG}.checks:qnn",
-                       "Qualcomm QNN HTP via onnxruntime-qnn (W8A16; emulated on x86_64)", 3),
+                       "Qualcomm QNN HTP via onnxruntime-qnn (W8A16; emulated on x86_64)", 3, ("cpu",), ("fp32",)),
 }
 
 
@@ -113,6 +115,21 @@ def load_backend(name: str, model_dir: str | Path, **options) -> Backend:
                                      f"({'none recorded' if baked is None else f'{baked:g}'}); "
                                      f"export again with --detail {float(detail):g}")
     return _resolve(specs[name].loader)(Path(model_dir), **options)
+
+
+def check_options(name: str, device: str | None, dtype: str | None) -> None:
+    """Refuse, on one line, a --device or --dtype the backend cannot honour (an exported model runs on the CPU
+    in its own precision) rather than run something else silently. "auto" and None are always accepted."""
+    spec = registry().get(name)
+    if spec is None:
+        return
+    hint = "" if name == "torch" else f" (the torch backend runs others: {TORCH_EXTRA_HINT})"
+    if spec.devices is not None and device not in (None, "auto", *spec.devices):
+        raise BackendUnavailable(f"--device {device}: the {name} backend runs on {' or '.join(spec.devices)} "
+                                 f"only{hint}")
+    if spec.dtypes is not None and dtype not in (None, "auto", *spec.dtypes):
+        raise BackendUnavailable(f"--dtype {dtype}: the {name} backend computes in {' or '.join(spec.dtypes)} "
+                                 f"only{hint}")
 
 
 def runs_at(baked: float | None, detail: float | None) -> bool:

@@ -53,7 +53,12 @@ def _import_runtime(module: str, hint: str):
 
 
 def onnx_import():
-    """ONNX Runtime itself, or BackendUnavailable on one line (missing, or installed but broken)."""
+    """ONNX Runtime itself, or BackendUnavailable on one line (missing, or installed but broken). Its telemetry
+    is off unless $ORT_DISABLE_TELEMETRY says otherwise: edgesr runs offline, and ONNX Runtime 1.32 prints a
+    coloured warning of its own at import where it cannot store a device id (no home folder)."""
+    import os
+
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     return _import_runtime("onnxruntime", "onnx")
 
 

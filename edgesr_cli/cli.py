@@ -140,4 +140,56 @@ def main() -> None:
         _register({module} if module else set())
     else:
         _register()
-    _app()
+    sys.exit(_run(_app))
+
+
+def _run(app: typer.Typer) -> int:
+    """Run the command line and return its exit code. A usage error typer finds (an unknown option, a bad
+    value, a missing argument) is one line on stderr and exit 2, as edgesr's own are, not typer's boxed usage."""
+    try:  # typer >= 0.20 carries its own click
+        from typer._click import exceptions as click_errors
+        from typer.exceptions import Abort
+    except ImportError:  # pragma: no cover - older typer on click
+        from click import exceptions as click_errors
+        from click.exceptions import Abort
+
+    try:
+        code = app(standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as exc:  # `edgesr` alone: the help, as before
+        exc.show()
+        return exc.exit_code
+    except click_errors.ClickException as exc:
+        code = getattr(exc, "exit_code", 2)
+        fail(_usage_line(exc, click_errors), code)
+        return code
+    except Abort:
+        fail("aborted", 1)
+        return 1
+    return code if isinstance(code, int) else 0
+
+
+def _usage_line(exc: Exception, click_errors) -> str:
+    """A usage error on one line naming the option and the value given: `--quality 0: input should be ...`."""
+    import sys
+
+    message = exc.format_message().splitlines()[0] if exc.format_message() else type(exc).__name__
+    param = getattr(exc, "param", None)
+    if isinstance(exc, click_errors.BadParameter) and param is not None and getattr(param, "opts", None):
+        reason = (str(getattr(exc, "message", "") or "").splitlines() or [""])[0].removeprefix("Value error, ")
+        value = _given(param.opts, sys.argv[1:])
+        if reason and value is not None:
+            message = f"{param.opts[0]} {value}: {reason[:1].lower()}{reason[1:]}"
+    ctx = getattr(exc, "ctx", None)
+    return message + (f" (see {ctx.command_path} --help)" if ctx is not None else "")
+
+
+def _given(opts: list[str], argv: list[str]) -> str | None:
+    """The value given on the command line for an option with these names (the last one, as the parser keeps)."""
+    value = None
+    for i, arg in enumerate(argv):
+        for opt in opts:
+            if arg == opt and i + 1 < len(argv):
+                value = argv[i + 1]
+            elif opt.startswith("--") and arg.startswith(opt + "="):
+                value = arg[len(opt) + 1:]
+    return value

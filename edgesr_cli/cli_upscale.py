@@ -115,7 +115,7 @@ def plan_jobs(inputs: list[str], out: str | None, ext: str | None, suffix: str |
             raise UserError("- (stdin): stdin is closed")
         if out in (None, "-"):
             return Plan([Job(None, None, "<stdin>")])
-        if out.endswith(("/", os.sep)) or Path(out).is_dir():
+        if out.endswith(("/", os.sep)) or _is_dir(Path(out)):
             example = Path(out) / "photo.png"
             raise UserError(f"-o {out}: is a folder, but stdin has no file name to put in it; "
                             f"name the output file (e.g. -o {example}) or use -o - for stdout")
@@ -125,7 +125,7 @@ def plan_jobs(inputs: list[str], out: str | None, ext: str | None, suffix: str |
     found = find_inputs(inputs)
     pairs = found.pairs
     plan = Plan([], found.failures, found.skipped, found=bool(pairs))
-    single_file = len(inputs) == 1 and not Path(inputs[0]).is_dir() and not glob.has_magic(inputs[0])
+    single_file = len(inputs) == 1 and not _is_dir(Path(inputs[0])) and not glob.has_magic(inputs[0])
     if out == "-":
         if not single_file:
             raise UserError("-o - (stdout) takes exactly one input image")
@@ -136,7 +136,7 @@ def plan_jobs(inputs: list[str], out: str | None, ext: str | None, suffix: str |
         src_ext = _SUFFIX_EXT.get(src.suffix.lower().lstrip("."), "png")
         if out is None:
             dst = src.parent / out_name(Path(src.name), ext, suffix if suffix is not None else f"_x{scale}", src_ext)
-        elif single_file and Path(out).suffix and not Path(out).is_dir():
+        elif single_file and Path(out).suffix and not _is_dir(Path(out)):
             dst = Path(out)
         else:
             dst = Path(out) / out_name(rel, ext, suffix or "", src_ext)
@@ -158,6 +158,40 @@ def plan_jobs(inputs: list[str], out: str | None, ext: str | None, suffix: str |
         claimed[key] = job.src
     plan.jobs = [job for rel, job in jobs if in_shard(rel, shard)]
     return plan
+
+
+def _is_dir(path: Path) -> bool:
+    """Path.is_dir, False where the path cannot even be looked up (a name longer than the file system allows):
+    that is reported per image, on one line, when it is read or written."""
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
+
+
+MAX_TILE = 4096  # LR pixels a tile side: one 4096 tile's HR activations already take tens of GB
+MAX_STEPS = 1000  # the model's noise schedule has 1000 timesteps
+
+
+def check_options(batch: int, steps: int, tile: int | None, overlap: float, seed: int, threads: int | None,
+                  max_pixels: int, max_output_pixels: int) -> None:
+    """Refuse, on one line, option values no image can run with (a usage error, exit 2), before anything loads."""
+    if batch < 1 or steps < 1 or (tile is not None and tile < 1):
+        raise UserError("--batch, --steps and --tile must be >= 1")
+    if tile is not None and tile > MAX_TILE:
+        raise UserError(f"--tile {tile}: must be at most {MAX_TILE} (LR pixels a side; the default is 128)")
+    if steps > MAX_STEPS:
+        raise UserError(f"--steps {steps}: must be at most {MAX_STEPS} (the model is distilled for 1)")
+    if not 0.0 <= overlap < 0.5:
+        raise UserError(f"--overlap {overlap}: must be a fraction in [0, 0.5)")
+    if not -(2 ** 63) <= seed < 2 ** 64:
+        raise UserError(f"--seed {seed}: must fit in 64 bits (-2**63 to 2**64 - 1)")
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads must be >= 1, got {threads}")
+    if max_pixels < 1:
+        raise UserError(f"--max-pixels {max_pixels}: must be >= 1")
+    if max_output_pixels < 0:
+        raise UserError(f"--max-output-pixels {max_output_pixels}: must be >= 0 (0: no limit but memory)")
 
 
 def _detail_used(model_dir: Path, detail: float | None) -> float | None:
@@ -213,53 +247,36 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     ) -> None:
         """Upscale photos x4 with Edge-SD-SR (one denoising step)."""
-        from .backends.base import detect_model_format, load_backend, resolve_backend
-
-        from .hw import set_threads
-        from .upscale import UpscaleOptions
-
         if skip_existing and overwrite:
             raise UserError("--skip-existing and --overwrite exclude each other")
-        if batch < 1 or steps < 1 or (tile is not None and tile < 1):
-            raise UserError("--batch, --steps and --tile must be >= 1")
-        if not 0.0 <= overlap < 0.5:
-            raise UserError(f"--overlap {overlap}: must be a fraction in [0, 0.5)")
+        check_options(batch, steps, tile, overlap, seed, threads, max_pixels, max_output_pixels)
         if as_json and output == "-":
             raise UserError("--json prints on stdout, which -o - uses for the image")
-        if not -(2 ** 63) <= seed < 2 ** 64:
-            raise UserError(f"--seed {seed}: must fit in 64 bits (-2**63 to 2**64 - 1)")
         if sys.stdout is None and (output == "-" or (output is None and "-" in inputs) or as_json):
             raise UserError("stdout is closed: nowhere to write " + ("the JSON summary" if as_json else "the image"))
-        sh = parse_shard(shard)
-        if threads is not None and threads < 1:
-            raise UserError(f"--threads must be >= 1, got {threads}")
-        threads = set_threads(threads)
-        plan = plan_jobs(inputs, output, ext.value if ext else None, suffix, scale, sh)
-        if not plan.found and plan.failures:  # nothing to do at all: a usage error
-            for problem in plan.failures:
-                print_error(str(problem))
-            raise typer.Exit(2)
-        jobs = plan.jobs
-        model_dir = model if model is not None else default_model_dir()
-        if detect_model_format(model_dir) is None:
-            raise UserError(f"{model_dir}: not a model directory (no config.json or manifest.json)")
-        name, load_dir = resolve_backend(model_dir, backend.value, detail)
-        options = {"device": device.value, "threads": threads, "detail": detail}
-        if dtype is not DType.auto:
-            options["dtype"] = dtype.value
-        runner = load_backend(name, load_dir, **options)
-        if runner.scale != scale:
-            raise UserError(f"--scale {scale}: the model {model_dir} upscales x{runner.scale}")
-        if tile is None:
-            tile = int(getattr(runner, "tile", 128))  # an exported model runs at its own tile
-        if tile % runner.lr_multiple:
-            raise UserError(f"--tile {tile}: must be a multiple of {runner.lr_multiple} for this model")
-        opts = UpscaleOptions(tile=tile, overlap=overlap, batch=batch, steps=steps, seed=seed)
-        runner16 = fp32_twin(runner) if dtype is DType.auto else None
-        if not quiet:
-            for note in plan.skipped:
-                err_console.print(f"note: {escape(printable(note))}", highlight=False, soft_wrap=True)
+        started = time.perf_counter()
+        jobs: list[Job] = []
+        # from the start, not only around the batch: SIGTERM or SIGHUP while the model loads is reported too
         with signals_as_interrupts():
+            try:
+                sh = parse_shard(shard)
+                from .hw import set_threads
+
+                threads, notes = set_threads(threads)
+                plan = plan_jobs(inputs, output, ext.value if ext else None, suffix, scale, sh)
+                if not plan.found and plan.failures:  # nothing to do at all: a usage error
+                    for problem in plan.failures:
+                        print_error(str(problem))
+                    raise typer.Exit(2)
+                jobs = plan.jobs
+                runner, runner16, name, model_dir, opts = _load(model, backend, device, dtype, detail, threads, scale,
+                                                               tile, overlap, batch, steps, seed)
+            except KeyboardInterrupt as stop:
+                _stopped_before_start(stop, len(jobs), started, quiet, as_json)
+                raise
+            if not quiet:
+                for note in [*notes, *plan.skipped]:
+                    err_console.print(f"note: {escape(printable(note))}", highlight=False, soft_wrap=True)
             limits = Limits(max_pixels, max_output_pixels, memory_check)
             output_opts = Output(ext.value if ext else None, quality, png_compression)
             summary, stopped = run_jobs(jobs, runner, opts, output_opts, skip_existing, overwrite, limits,
@@ -276,6 +293,47 @@ def register(app: typer.Typer) -> None:
             raise stopped
         if summary["failed"]:
             raise typer.Exit(1)
+
+
+def _load(model: Path | None, backend: BackendName, device: Device, dtype: DType, detail: float | None,
+          threads: int, scale: int, tile: int | None, overlap: float, batch: int, steps: int, seed: int):
+    """The backend for the run and its fp32 twin (16-bit photos), its name, the model folder and the upscale
+    options; a --device, --dtype, --scale or --tile it cannot run with is a one-line usage error."""
+    from .backends.base import check_options as check_backend_options
+    from .backends.base import detect_model_format, load_backend, resolve_backend
+    from .upscale import UpscaleOptions
+
+    model_dir = model if model is not None else default_model_dir()
+    if detect_model_format(model_dir) is None:
+        raise UserError(f"{model_dir}: not a model directory (no config.json or manifest.json)")
+    name, load_dir = resolve_backend(model_dir, backend.value, detail)
+    check_backend_options(name, device.value, None if dtype is DType.auto else dtype.value)
+    options = {"device": device.value, "threads": threads, "detail": detail}
+    if dtype is not DType.auto:
+        options["dtype"] = dtype.value
+    runner = load_backend(name, load_dir, **options)
+    if runner.scale != scale:
+        raise UserError(f"--scale {scale}: the model {model_dir} upscales x{runner.scale}")
+    static = getattr(runner, "tile", None)  # an exported model runs at its own tile
+    if tile is None:
+        tile = int(static) if isinstance(static, int) else 128
+    elif isinstance(static, int) and tile > static:
+        raise UserError(f"--tile {tile}: this exported model runs tiles of at most {static} LR pixels")
+    if tile % runner.lr_multiple:
+        raise UserError(f"--tile {tile}: must be a multiple of {runner.lr_multiple} for this model")
+    opts = UpscaleOptions(tile=tile, overlap=overlap, batch=batch, steps=steps, seed=seed)
+    runner16 = fp32_twin(runner) if dtype is DType.auto else None
+    return runner, runner16, name, model_dir, opts
+
+
+def _stopped_before_start(stop: KeyboardInterrupt, jobs: int, started: float, quiet: bool, as_json: bool) -> None:
+    """The summary of a run stopped (Ctrl-C, SIGTERM, SIGHUP) before its first image: nothing done."""
+    seconds = round(time.perf_counter() - started, 3)
+    if as_json:
+        typer.echo(json.dumps({"done": 0, "skipped": 0, "failed": 0, "seconds": seconds, "images": [],
+                               "interrupted": interruption(stop)[0], "not_started": jobs}, indent=2))
+    elif not quiet:
+        err_console.print(f"0 upscaled, 0 skipped, 0 failed, {jobs} not started in {seconds:.1f} s")
 
 
 def fp32_twin(runner):
@@ -455,23 +513,32 @@ def run_jobs(jobs: list[Job], runner, opts: UpscaleOptions, output: Output, skip
 
 def _run_one(job: Job, runner, runner16, opts: UpscaleOptions, output: Output, skip_existing: bool,
              overwrite: bool, limits: Limits, progress: Progress) -> tuple[dict, Callable[[], None] | None]:
-    """One job: the fields of its record, and the write still to do (None when done or skipped)."""
+    """One job: the fields of its record, and the write still to do (None when done or skipped). The image is
+    refused by its header (size, output size, memory) before a pixel is decoded."""
     from .io import ImageError, check_writable, encode_image, read_image, stored_dtype, write_image
     from .upscale import upscale_photo
 
-    if job.dst is not None and (job.dst.exists() or job.dst.is_symlink()):
+    if job.dst is not None and _lexists(job.dst):
         if skip_existing:
             return {"status": "skipped"}, None
         if not overwrite:
-            what = "exists" if job.dst.exists() else "exists (a broken symlink)"
+            what = "exists" if os.path.exists(job.dst) else "exists (a broken symlink)"
             raise ImageError(job.dst, f"{what} (use --overwrite to replace it or --skip-existing)")
     if job.dst is not None:
         check_writable(job.dst)  # before the upscaling, not after it
-    photo = read_image(_read_stdin() if job.src is None else job.src, name=job.label, max_pixels=limits.max_pixels)
-    fmt = output.ext or _fmt_for(job, photo)
-    stored = stored_dtype(fmt, photo.bit_depth)  # an unknown format is refused here, before the upscaling
-    check_limits(job.label, photo.height, photo.width, runner, opts, stored, 1 if photo.grayscale else 3,
-                 photo.alpha is not None, limits)
+    chosen: dict = {}
+
+    def check(info) -> None:  # from the header, before decoding
+        fmt = output.ext or _fmt_for(job, info.format)
+        stored = stored_dtype(fmt, info.bit_depth)  # an unknown format is refused here, before the upscaling
+        check_limits(job.label, info.height, info.width, runner, opts, stored, 1 if info.grayscale else 3,
+                     info.alpha, limits)
+        chosen["fmt"] = fmt
+
+    photo = read_image(_stdin() if job.src is None else job.src, name=job.label, max_pixels=limits.max_pixels,
+                       check=check)
+    fmt = chosen["fmt"]
+    stored = stored_dtype(fmt, photo.bit_depth)
     tiles = progress.add_task(f"  {printable(Path(job.label).name)}", total=None)
     t1 = time.perf_counter()
     use = runner16 if runner16 is not None and photo.bit_depth > 8 else runner
@@ -488,15 +555,27 @@ def _run_one(job: Job, runner, runner16, opts: UpscaleOptions, output: Output, s
                                                      compress_level=output.compress_level)
 
 
-def _read_stdin() -> bytes:
+def _lexists(path: Path) -> bool:
+    """Whether something (a file, a link, even a broken one) is at `path`; a path that cannot be looked up
+    (a name longer than the file system allows) is this image's failure, on one line."""
+    from .io import ImageError
+
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise ImageError(path, f"cannot write ({exc.strerror or exc})") from exc
+    return True
+
+
+def _stdin():
+    """stdin as a binary stream, which read_image reads only as far as the image's declared size allows."""
     from .io import ImageError
 
     if sys.stdin is None:
         raise ImageError("<stdin>", "cannot read (stdin is closed)")
-    try:
-        return sys.stdin.buffer.read()
-    except (OSError, ValueError) as exc:
-        raise ImageError("<stdin>", f"cannot read ({getattr(exc, 'strerror', None) or exc})") from exc
+    return sys.stdin.buffer
 
 
 def _write_stdout(data: bytes) -> None:
@@ -507,8 +586,14 @@ def _write_stdout(data: bytes) -> None:
     try:
         if sys.stdout is None:
             raise OSError(errno.EBADF, "stdout is closed")
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        out = sys.stdout.buffer
+        view = memoryview(data)
+        while view:  # an unbuffered stdout (PYTHONUNBUFFERED=1) may take part of it and report the rest's fate later
+            n = out.write(view)
+            if not n:
+                raise OSError(errno.EIO, "stdout took no more bytes")
+            view = view[n:]
+        out.flush()
     except (OSError, ValueError) as exc:
         _silence_stdout()
         raise ImageError("<stdout>", f"cannot write ({getattr(exc, 'strerror', None) or exc})") from exc
@@ -521,7 +606,8 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
-def _fmt_for(job: Job, photo) -> str:
+def _fmt_for(job: Job, source_format: str) -> str:
+    """The output format: the output file's suffix, else the input's format (Pillow's name), else PNG."""
     if job.dst is not None and job.dst.suffix:
         return job.dst.suffix.lstrip(".").lower()
-    return _SOURCE_EXT.get(photo.format, "png")
+    return _SOURCE_EXT.get(source_format, "png")

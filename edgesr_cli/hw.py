@@ -158,13 +158,48 @@ def default_threads() -> int:
     return max(1, min(n, int(idle + 0.5)))
 
 
-def set_threads(threads: int | None) -> int:
-    """`threads`, or default_threads(); sets torch's intra-op pool when torch is already imported (the
-    torch backend sets it at load too) and returns the count, for ONNX Runtime's and LiteRT's pools."""
+def _count(text: str | None) -> int | None:
+    """A thread count written in $OMP_NUM_THREADS (an integer >= 1), else None."""
+    text = (text or "").strip()
+    return int(text) if text.isdigit() and int(text) >= 1 else None
+
+
+def thread_count(threads: int | None) -> tuple[int, list[str]]:
+    """The CPU threads to run with, and one-line notes on what was changed: `threads` (--threads), else
+    default_threads(), capped at the usable CPUs (more threads than cores only wait for each other, and torch's
+    OpenMP pool crashed at 99999); an $OMP_NUM_THREADS that is not a count is ignored. $OMP_NUM_THREADS is
+    rewritten to the count when it was not one or asked for more, before torch's OpenMP or ONNX Runtime read it
+    (libgomp prints its own complaint about an invalid value when it loads)."""
+    import os
+
+    cpus = usable_cpus()
+    env = os.environ.get("OMP_NUM_THREADS")
+    from_env = _count(env)
+    notes = []
+    if env is not None and from_env is None:
+        notes.append(f"OMP_NUM_THREADS={env!r} is not a thread count (an integer >= 1); ignored")
+        os.environ.pop("OMP_NUM_THREADS")
+    asked, source = (threads, f"--threads {threads}") if threads is not None else (from_env, f"OMP_NUM_THREADS={env}")
+    if asked is None:
+        n = default_threads()
+    elif asked > cpus:
+        n = cpus
+        notes.append(f"{source} is more than the {cpus} CPU{'s' if cpus != 1 else ''} this process may use; "
+                     f"using {cpus}")
+    else:
+        n = int(asked)
+    if from_env is not None and from_env > cpus:
+        os.environ["OMP_NUM_THREADS"] = str(n)
+    return n, notes
+
+
+def set_threads(threads: int | None) -> tuple[int, list[str]]:
+    """thread_count(threads); sets torch's intra-op pool when torch is already imported (the torch backend sets
+    it at load too) and returns the count, for ONNX Runtime's and LiteRT's pools, and the notes."""
     import sys
 
-    n = int(threads) if threads is not None else default_threads()
+    n, notes = thread_count(threads)
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(n)
-    return n
+    return n, notes

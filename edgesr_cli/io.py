@@ -91,6 +91,7 @@ for super-resolved detail.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import glob
 import io
 import os
@@ -118,7 +119,9 @@ __all__ = [
     "EXTENSIONS",
     "WRITE_FORMATS",
     "ImageError",
+    "ImageInfo",
     "Photo",
+    "byte_limit",
     "check_writable",
     "encode_image",
     "find_images",
@@ -205,52 +208,71 @@ class Photo:
 # --------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ImageInfo:
+    """What an image's header says, before any pixel is decoded: :func:`read_image` hands it to its
+    ``check`` (size limits, a memory estimate) so that an image is refused by its declared size."""
+
+    width: int
+    height: int
+    bit_depth: int  # 8 or 16: the samples read_image will return
+    grayscale: bool
+    alpha: bool
+    format: str  # Pillow's name: "PNG", "JPEG", ...
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
 def read_image(
-    src: str | os.PathLike[str] | bytes | bytearray | memoryview,
+    src: str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes],
     *,
     name: str | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    check: Callable[[ImageInfo], None] | None = None,
 ) -> Photo:
-    """Decode an image file (or its bytes, e.g. from stdin) into a :class:`Photo`.
+    """Decode an image file (or its bytes, or a binary stream such as stdin) into a :class:`Photo`.
+
+    Nothing is read before it is bounded: a file larger than any image within ``max_pixels`` could be
+    is refused unread, a stream is read only as far as the header needs and then at most as far as the
+    declared size allows (:func:`byte_limit`), and the pixels are decoded only after the header's size
+    passed ``max_pixels`` and ``check``.
 
     Args:
-        src: a path, or the raw file bytes.
+        src: a path, the raw file bytes, or a readable binary stream (read once, from its start).
         name: how to call the input in error messages (default: the path, or
-            ``"<stdin>"`` for bytes).
+            ``"<stdin>"`` for bytes and streams).
         max_pixels: refuse images with more than this many pixels; checked from
             the header *before* any pixel data is decoded.  ``None`` disables it.
+        check: called with the header's :class:`ImageInfo` before decoding; raise
+            :class:`ImageError` there to refuse the image unread.
 
     Raises:
-        ImageError: missing/unreadable/empty file, not an image, too many pixels,
+        ImageError: missing/unreadable/empty file, not an image, too many pixels or bytes,
             truncated or corrupt data, or an unsupported pixel format.
     """
-    if isinstance(src, (bytes, bytearray, memoryview)):
-        data = bytes(src)
-        label = name or _STDIN_LABEL
-        source = "-"
-    else:
-        path = Path(src)
-        label = name or str(src)
-        source = str(src)
-        data = _read_regular_file(path, label)
-
-    if not data:
-        raise ImageError(label, "empty file (0 bytes)")
-
-    with _pillow_limits(max_pixels):
-        im = _open(data, label, max_pixels)
-        _refuse_frames(im, label)
-        values, maxval, grayscale, icc = _decode(im, data, label)
+    with _source(src, name, max_pixels) as source:
+        label = source.label
+        with _pillow_limits(max_pixels):
+            im = _open(source.fp, label, max_pixels)
+            _refuse_frames(im, label)
+            info, route = _header(im, label)
+            source.bound(info)
+            if check is not None:
+                check(info)
+            values, maxval, icc = _decode(im, route, source.fp, label)
+            exif, orientation = _exif_for(im)
 
     alpha = None
     if values.shape[2] in (2, 4):
         alpha = values[..., -1]
         values = values[..., :-1]
 
-    exif, orientation = _exif_for(im)
     scale = np.float32(1.0 / maxval)
     rgb = values.astype(np.float32) * scale
-    if grayscale:
+    del values
+    if info.grayscale:
         rgb = np.repeat(rgb, 3, axis=2)
     if alpha is not None:
         alpha = alpha.astype(np.float32) * scale
@@ -260,13 +282,147 @@ def read_image(
     return Photo(
         rgb=rgb,
         alpha=alpha,
-        grayscale=grayscale,
+        grayscale=info.grayscale,
         bit_depth=16 if maxval > 255 else 8,
         exif=exif,
         icc_profile=icc,
         format=im.format or "",
-        source=source,
+        source=source.name,
     )
+
+
+#: Bytes a file may hold beyond its pixels (EXIF, ICC, XMP, previews) before it counts as padding.
+_METADATA_BYTES = 64 << 20
+
+
+def byte_limit(pixels: int | None) -> int | None:
+    """The most bytes read for an image of ``pixels`` pixels (None: no limit): twice its samples at 16-bit
+    RGBA (no image codec doubles what it compresses) plus 64 MiB of metadata."""
+    return None if pixels is None else 16 * int(pixels) + _METADATA_BYTES
+
+
+def _size_text(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n:,} bytes"
+
+
+class _Source:
+    """The input as a seekable binary file object (``fp``), with what bounds reading it: a file's size is
+    checked against the limits, a stream's buffer is capped (:class:`_CappedStream`)."""
+
+    def __init__(self, fp: IO[bytes], label: str, name: str, size: int | None, max_pixels: int | None) -> None:
+        self.fp, self.label, self.name, self.size = fp, label, name, size
+        limit = byte_limit(max_pixels)
+        if size is not None and limit is not None and size > limit:
+            raise ImageError(label, f"{_size_text(size)} file, more than an image within the pixel limit "
+                                    f"({max_pixels:,} pixels, --max-pixels) can take up; not read")
+
+    def bound(self, info: ImageInfo) -> None:
+        """After the header: refuse a file much larger than its declared size needs, cap a stream there."""
+        limit = byte_limit(info.pixels)
+        if isinstance(self.fp, _CappedStream):
+            self.fp.limit(limit, f"a {info.width}x{info.height} image")
+        elif self.size is not None and self.size > limit:
+            raise ImageError(self.label, f"{_size_text(self.size)} file for a {info.width}x{info.height} image, "
+                                         f"more than its pixels and metadata can take up; not read")
+
+
+class _CappedStream(io.RawIOBase):
+    """A seekable view of a one-way stream (stdin): bytes are read from it only as far as a read or seek
+    asks, kept for seeking back, and at most ``cap`` of them (an ImageError beyond)."""
+
+    _CHUNK = 1 << 20
+
+    def __init__(self, stream: IO[bytes], label: str, cap: int | None, what: str) -> None:
+        super().__init__()
+        self._stream, self._label, self._cap, self._what = stream, label, cap, what
+        self._buf = bytearray()
+        self._pos = 0
+        self._eof = False
+
+    def limit(self, cap: int | None, what: str) -> None:
+        if cap is not None and (self._cap is None or cap < self._cap):
+            self._cap, self._what = cap, what
+            self._check()
+
+    def _check(self) -> None:
+        if self._cap is not None and len(self._buf) > self._cap:
+            raise ImageError(self._label, f"more than {_size_text(self._cap)} of input for {self._what}, more "
+                                          f"than its pixels and metadata can take up; stopped reading")
+
+    def _fill(self, upto: int | None) -> None:
+        """Read from the stream until ``upto`` bytes are buffered (None: to its end) or it ends."""
+        while not self._eof and (upto is None or len(self._buf) < upto):
+            want = self._CHUNK if upto is None else max(upto - len(self._buf), 1 << 16)
+            if self._cap is not None:
+                want = min(want, self._cap + 1 - len(self._buf))
+            try:
+                chunk = self._stream.read(min(want, self._CHUNK))
+            except (OSError, ValueError) as exc:
+                raise ImageError(self._label, f"cannot read ({getattr(exc, 'strerror', None) or exc})") from exc
+            if not chunk:
+                self._eof = True
+            self._buf += chunk
+            self._check()
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        view = memoryview(b).cast("B")
+        self._fill(self._pos + len(view))
+        n = max(0, min(len(view), len(self._buf) - self._pos))
+        view[:n] = self._buf[self._pos:self._pos + n]
+        self._pos += n
+        return n
+
+    def readall(self) -> bytes:
+        self._fill(None)
+        data = bytes(self._buf[self._pos:])
+        self._pos = len(self._buf)
+        return data
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_END:
+            self._fill(None)
+            offset += len(self._buf)
+        elif whence == io.SEEK_CUR:
+            offset += self._pos
+        if offset < 0:
+            raise ValueError(f"negative seek position {offset}")
+        self._pos = offset
+        return offset
+
+    def tell(self) -> int:
+        return self._pos
+
+
+@contextlib.contextmanager
+def _source(src: Any, name: str | None, max_pixels: int | None) -> Iterator[_Source]:
+    """The input of read_image as a _Source, open for the duration."""
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        data = bytes(src)
+        label = name or _STDIN_LABEL
+        if not data:
+            raise ImageError(label, "empty file (0 bytes)")
+        yield _Source(io.BytesIO(data), label, "-", len(data), max_pixels)
+    elif hasattr(src, "read"):
+        label = name or _STDIN_LABEL
+        stream = _CappedStream(src, label, byte_limit(max_pixels), f"an image within the pixel limit "
+                                                                  f"({max_pixels:,} pixels, --max-pixels)"
+                               if max_pixels is not None else "an image")
+        if not stream.read(1):
+            raise ImageError(label, "empty input (0 bytes)")
+        stream.seek(0)
+        yield _Source(stream, label, "-", None, max_pixels)
+    else:
+        label = name or str(src)
+        with _open_regular_file(Path(src), label) as (fp, size):
+            if size == 0:
+                raise ImageError(label, "empty file (0 bytes)")
+            yield _Source(fp, label, str(src), size, max_pixels)
 
 
 _FILE_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
@@ -283,10 +439,11 @@ def _not_regular(label: str, mode: int) -> ImageError:
     return ImageError(label, f"not a regular file ({_kind(mode)}); only image files are read")
 
 
-def _read_regular_file(path: Path, label: str) -> bytes:
-    """The bytes of a regular file. A FIFO, device or socket is refused before a single byte is
-    read (opened non-blocking, so a FIFO without a writer cannot hang us, and checked with fstat
-    on the open descriptor, so a file swapped after a check is caught too)."""
+@contextlib.contextmanager
+def _open_regular_file(path: Path, label: str) -> Iterator[tuple[IO[bytes], int]]:
+    """A regular file open for reading, and its size; nothing is read here. A FIFO, device or socket is
+    refused before a single byte is read (opened non-blocking, so a FIFO without a writer cannot hang us,
+    and checked with fstat on the open descriptor, so a file swapped after a check is caught too)."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
@@ -297,12 +454,17 @@ def _read_regular_file(path: Path, label: str) -> bytes:
             raise _not_regular(label, st.st_mode)
         if hasattr(os, "set_blocking"):
             os.set_blocking(fd, True)
-        with os.fdopen(fd, "rb", closefd=False) as fp:
-            return fp.read()
     except OSError as exc:
-        raise ImageError(label, f"cannot read ({_describe(exc)})") from exc
-    finally:
         os.close(fd)
+        raise ImageError(label, f"cannot read ({_describe(exc)})") from exc
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as fp:
+        try:
+            yield fp, st.st_size
+        except OSError as exc:  # a read error while Pillow parses or decodes
+            raise ImageError(label, f"cannot read ({_describe(exc)})") from exc
 
 
 def _open_problem(exc: OSError) -> str:
@@ -348,15 +510,15 @@ def _too_many_pixels(label: str, pixels: int | None, size: tuple[int, int] | Non
     return ImageError(label, f"{what} exceeds {limit} (--max-pixels)")
 
 
-def _open(data: bytes, label: str, max_pixels: int | None) -> Image.Image:
+def _open(fp: IO[bytes], label: str, max_pixels: int | None) -> Image.Image:
     """Parse the header only, and enforce the pixel limit before decoding."""
     try:
-        im = Image.open(io.BytesIO(data))
+        im = Image.open(fp)
     except Image.DecompressionBombError as exc:
         m = re.search(r"\((\d+) pixels\)", str(exc))
         raise _too_many_pixels(label, int(m[1]) if m else None, None, max_pixels) from exc
     except UnidentifiedImageError as exc:
-        raise ImageError(label, "not an image (cannot identify image file)") from exc
+        raise _unidentified(fp, label) from exc
     except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError,
             TypeError, zlib.error) as exc:
         raise ImageError(label, f"corrupt or unsupported image ({_describe(exc)})") from exc
@@ -364,6 +526,34 @@ def _open(data: bytes, label: str, max_pixels: int | None) -> Image.Image:
     if max_pixels is not None and width * height > max_pixels:
         raise _too_many_pixels(label, width * height, (width, height), max_pixels)
     return im
+
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+
+
+def _unidentified(fp: IO[bytes], label: str) -> ImageError:
+    """Why Pillow could not open the file: a TIFF whose samples it has no mode for (float, signed or
+    32-bit colour) is described by its tags, anything else is not an image."""
+    problem = None
+    with contextlib.suppress(Exception):  # an unreadable directory: just not an image
+        fp.seek(0)
+        ifh = fp.read(8)
+        if ifh[:4] in _TIFF_MAGIC:
+            tags = TiffImagePlugin.ImageFileDirectory_v2(ifh)
+            fp.seek(tags.next)
+            tags.load(fp)
+            problem = _sample_problem(tags, None) or _tiff_layout(tags)
+    return ImageError(label, problem or "not an image (cannot identify image file)")
+
+
+def _first(value: Any) -> Any:
+    return value[0] if isinstance(value, tuple) and value else value
+
+
+def _tiff_layout(tags: Any) -> str:
+    spp, bits = int(_first(tags.get(277, 1)) or 1), _first(tags.get(258, 1))
+    return (f"a TIFF of {spp} {bits}-bit sample{'s' if spp != 1 else ''} per pixel, which is not supported "
+            f"(8 or 16-bit unsigned gray, RGB or RGBA); convert the image first")
 
 
 def _frame_count(im: Image.Image) -> int:
@@ -394,6 +584,40 @@ def _refuse_frames(im: Image.Image, label: str) -> None:
         raise ImageError(label, f"has {what}; only single-frame images are supported, split it first")
 
 
+def _header(im: Image.Image, label: str) -> tuple[ImageInfo, str]:
+    """What decoding will give, from the header alone: the ImageInfo and the decoding route (a Pillow
+    mode, or "planar16", "raw16" or "ppm16" for the 16-bit layouts Pillow would read at 8 bits). Sample
+    formats no photo has (signed, float) and unsupported modes are refused here, before decoding."""
+    rawmode = _single_rawmode(im)  # before loading: Pillow clears the tiles
+    problem = _sample_problem(getattr(im, "tag_v2", None), rawmode)
+    if problem is not None:
+        raise ImageError(label, problem)
+    mode, key = im.mode, "transparency" in im.info
+    if _planar_deep(im):
+        if mode not in ("RGB", "RGBA"):
+            raise ImageError(label, f"16-bit planar TIFF in mode {mode!r} is not supported (planar RGB and RGBA "
+                                    f"are); save it interleaved (chunky) first")
+        route, depth, gray, alpha = "planar16", 16, False, mode == "RGBA"
+    elif rawmode is not None and _RAW16_COLOUR.match(rawmode):
+        base = _RAW16_COLOUR.match(rawmode)[1]
+        route, depth, gray, alpha = "raw16", 16, base == "LA", base != "RGB" or key
+    elif _ppm_maxval(im) > 255:
+        route, depth, gray, alpha = "ppm16", 16, False, False
+    elif mode.startswith("I;16") or mode == "I":
+        route, depth, gray, alpha = mode, 16, True, key
+    elif mode in ("1", "L", "LA", "La"):
+        route, depth, gray, alpha = mode, 8, True, mode in ("LA", "La") or key
+    elif mode in ("P", "PA"):
+        route, depth, gray, alpha = mode, 8, False, mode == "PA" or key
+    elif mode in ("RGBA", "RGBa", "RGB", "RGBX", "YCbCr", "HSV", "CMYK"):
+        route, depth, gray, alpha = mode, 8, False, mode in ("RGBA", "RGBa") or (mode == "RGB" and key)
+    else:
+        raise ImageError(label, f"unsupported pixel format {mode!r} "
+                                f"(supported: 8/16-bit gray, RGB, RGBA, palette, CMYK)")
+    width, height = im.size
+    return ImageInfo(width, height, depth, gray, alpha, im.format or ""), route
+
+
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,
                   KeyError, TypeError, zlib.error)
 
@@ -411,76 +635,87 @@ def _load(im: Image.Image, label: str) -> None:
         raise ImageError(label, f"truncated or corrupt image data ({_describe(exc)})") from exc
 
 
-def _decode(im: Image.Image, data: bytes, label: str
-            ) -> tuple[np.ndarray, int, bool, bytes | None]:
-    """Decode pixels to an ``(H, W, C)`` integer array.
+def _decode(im: Image.Image, route: str, fp: IO[bytes], label: str) -> tuple[np.ndarray, int, bytes | None]:
+    """Decode pixels to an ``(H, W, C)`` integer array along the route :func:`_header` chose.
 
-    Returns ``(values, maxval, grayscale, icc_profile)`` where ``C`` is 1 (gray),
-    2 (gray + alpha), 3 (RGB) or 4 (RGBA) and ``maxval`` is 255 or 65535.
+    Returns ``(values, maxval, icc_profile)`` where ``C`` is 1 (gray),
+    2 (gray + alpha), 3 (RGB) or 4 (RGBA) and ``maxval`` is 255, 65535, or a 16-bit PPM's own maximum.
     """
     icc = im.info.get("icc_profile") or None
+    key = im.info.get("transparency")
+    if route == "planar16":
+        return _decode_planar(im, fp, label), 65535, icc
+    if route == "ppm16":
+        values, maxval = _decode_ppm16(im, fp, label)
+        return values, maxval, icc
     rawmode = _single_rawmode(im)  # before loading: Pillow clears the tiles
-    _refuse_signed(im, rawmode, label)
     _load(im, label)
-    if rawmode is not None and _RAW16_COLOUR.match(rawmode):
-        values = _decode_16bit_colour(im, data, rawmode)
+    if im.format == "PNG":
+        _check_png_complete(fp, label)
+    if route == "raw16":
+        values = _decode_16bit_colour(im, fp, rawmode)
         if values is None:
             warnings.warn(f"{label}: 16-bit colour could only be decoded at 8-bit precision "
-                          f"(Pillow limitation)", stacklevel=3)
+                          f"(Pillow limitation)", stacklevel=4)
             values = np.asarray(im).astype(np.uint16) * np.uint16(257)
-        values = _apply_colour_key(values, im.info.get("transparency"), 65535)
-        return values, 65535, values.shape[2] <= 2, icc
+        return _apply_colour_key(values, key, 65535), 65535, icc
 
-    mode = im.mode
+    mode = route
     if mode == "1":
         im, mode = im.convert("L"), "L"
     if mode.startswith("I;16"):
         values = np.asarray(im).astype(np.uint16)[..., None]
-        return _apply_colour_key(values, im.info.get("transparency"), 65535), 65535, True, icc
+        return _apply_colour_key(values, key, 65535), 65535, icc
     if mode == "I":
         values = np.asarray(im)
+        if _unsigned_32(im):  # Pillow's "I" is signed: a uint32 TIFF's upper half reads negative
+            values = values.view(np.uint32)
         low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
         if low < 0 or high > 65535:
             raise ImageError(label, f"32-bit integer samples from {low} to {high} do not fit 16 bits "
                                     f"(0..65535); convert the image to 16-bit first")
         values = values.astype(np.uint16)[..., None]
-        return _apply_colour_key(values, im.info.get("transparency"), 65535), 65535, True, icc
+        return _apply_colour_key(values, key, 65535), 65535, icc
     if mode in ("L", "LA", "La"):
         target = "LA" if mode != "L" or "transparency" in im.info else "L"
-        return _array(im, target), 255, True, icc
+        return _array(im, target), 255, icc
     if mode in ("P", "PA"):
         transparent = mode == "PA" or "transparency" in im.info
-        return _array(im, "RGBA" if transparent else "RGB"), 255, False, icc
+        return _array(im, "RGBA" if transparent else "RGB"), 255, icc
     if mode in ("RGBA", "RGBa"):
-        return _array(im, "RGBA"), 255, False, icc
-    if mode in ("RGB", "RGBX", "YCbCr", "HSV"):
-        target = "RGBA" if mode == "RGB" and "transparency" in im.info else "RGB"
-        return _array(im, target), 255, False, icc
+        return _array(im, "RGBA"), 255, icc
     if mode == "CMYK":
         im, icc = _cmyk_to_rgb(im, icc)
-        return _array(im, "RGB"), 255, False, icc
-    raise ImageError(label, f"unsupported pixel format {mode!r} "
-                            f"(supported: 8/16-bit gray, RGB, RGBA, palette, CMYK)")
+        return _array(im, "RGB"), 255, icc
+    target = "RGBA" if mode == "RGB" and "transparency" in im.info else "RGB"
+    return _array(im, target), 255, icc
 
 
 _SAMPLE_FORMAT = 339  # TIFF SampleFormat: 1 unsigned, 2 signed, 3 float
 _SIGNED_RAWMODE = re.compile(r"^(I|L|F);\d*B?S$")  # e.g. I;16S, I;16BS, I;32S
 
 
-def _refuse_signed(im: Image.Image, rawmode: str | None, label: str) -> None:
-    """Signed integer samples have no faithful place in a photo: Pillow decodes signed 8-bit TIFF
-    as if unsigned (-100 becomes 156) and signed 16-bit into a 32-bit mode whose negative half
-    would be clipped to black. Refuse them, before decoding, rather than damage them silently."""
-    tags = getattr(im, "tag_v2", None)
+def _sample_problem(tags: Any, rawmode: str | None) -> str | None:
+    """Why samples have no faithful place in a photo, or None. Signed integers: Pillow decodes signed
+    8-bit TIFF as if unsigned (-100 becomes 156) and signed 16-bit into a 32-bit mode whose negative half
+    would be clipped to black. Floats: a photo's range is not theirs. Refused before decoding."""
     fmt = tags.get(_SAMPLE_FORMAT) if tags is not None else None
     fmts = set(fmt) if isinstance(fmt, tuple) else {fmt}
-    signed = 2 in fmts or (rawmode is not None and _SIGNED_RAWMODE.match(rawmode) is not None)
-    if signed:
-        bits = tags.get(258) if tags is not None else None
-        bits = bits[0] if isinstance(bits, tuple) and bits else bits
-        kind = f"signed {bits}-bit integer" if isinstance(bits, int) else "signed integer"
-        raise ImageError(label, f"{kind} samples are not supported (a photo is unsigned); "
-                                f"convert the image to unsigned 8 or 16-bit first")
+    bits = _first(tags.get(258)) if tags is not None else None
+    size = f"{bits}-bit " if isinstance(bits, int) else ""
+    if 3 in fmts:
+        return (f"{size}floating-point samples are not supported (a photo is 8 or 16-bit unsigned integers); "
+                f"convert the image to 16-bit first")
+    if 2 in fmts or (rawmode is not None and _SIGNED_RAWMODE.match(rawmode) is not None):
+        return (f"signed {size}integer samples are not supported (a photo is unsigned); "
+                f"convert the image to unsigned 8 or 16-bit first")
+    return None
+
+
+def _unsigned_32(im: Image.Image) -> bool:
+    """A TIFF of unsigned 32-bit samples (SampleFormat 1, the default), which Pillow reads as signed "I"."""
+    tags = getattr(im, "tag_v2", None)
+    return tags is not None and _first(tags.get(258)) == 32 and _first(tags.get(_SAMPLE_FORMAT, 1)) == 1
 
 
 def _array(im: Image.Image, mode: str) -> np.ndarray:
@@ -529,20 +764,21 @@ def _with_rawmode(tile: Any, rawmode: str) -> Any:
     return (tile[0], tile[1], tile[2], new_args)
 
 
-def _decode_with_rawmode(data: bytes, rawmode: str) -> np.ndarray:
-    im = Image.open(io.BytesIO(data))
+def _decode_with_rawmode(fp: IO[bytes], rawmode: str) -> np.ndarray:
+    fp.seek(0)
+    im = Image.open(fp)
     im.tile = [_with_rawmode(t, rawmode) for t in im.tile]
     im.load()
     return np.asarray(im)
 
 
-def _decode_16bit_colour(im: Image.Image, data: bytes, rawmode: str) -> np.ndarray | None:
+def _decode_16bit_colour(im: Image.Image, fp: IO[bytes], rawmode: str) -> np.ndarray | None:
     """Bit-exact samples of 16-bit RGB(A) / gray+alpha data Pillow keeps at 8 bits.
 
     ``im`` has already been loaded normally, which gives the high byte of every
     sample.  Pillow's decoders (zlib + PNG un-filtering, libtiff, raw) work on
     whole 16-bit samples and only the final "unpack" step drops the low byte, so
-    decoding a second time with the opposite byte order yields the low bytes.
+    decoding a second time (from ``fp``, the file) with the opposite byte order yields the low bytes.
     A 16-bit gray+alpha PNG (4 bytes per pixel) is instead decoded once with the
     8-bit RGBA unpacker, which keeps all four bytes.  Returns ``(H, W, C)``
     uint16, or None if this Pillow does not cooperate.
@@ -556,16 +792,177 @@ def _decode_16bit_colour(im: Image.Image, data: bytes, rawmode: str) -> np.ndarr
         if base == "LA":
             if order != "B":
                 return None
-            raw = _decode_with_rawmode(data, "RGBA").astype(np.uint16)
+            raw = _decode_with_rawmode(fp, "RGBA").astype(np.uint16)
             return np.stack([(raw[..., 0] << 8) | raw[..., 1],
                              (raw[..., 2] << 8) | raw[..., 3]], axis=2)
         high = np.asarray(im)
-        low = _decode_with_rawmode(data, f"{base};16{'L' if order == 'B' else 'B'}")
+        low = _decode_with_rawmode(fp, f"{base};16{'L' if order == 'B' else 'B'}")
     except Exception:  # noqa: BLE001 - any failure means "this trick is unavailable"
         return None
     if high.shape != low.shape or high.ndim != 3:
         return None
     return (high.astype(np.uint16) << 8) | low.astype(np.uint16)
+
+
+# ---- 16-bit layouts Pillow reads at 8 bits: planar TIFF, PPM -----------------------------------------
+
+_DEFLATE = (8, 32946)  # TIFF Adobe Deflate, old-style Deflate
+
+
+def _planar_deep(im: Image.Image) -> bool:
+    """A TIFF stored plane by plane (PlanarConfiguration 2) with more than 8 bits per sample: Pillow
+    unpacks each plane with an 8-bit unpacker (wrong colours) and, through libtiff, keeps only the high
+    byte; :func:`_decode_planar` reads it."""
+    tags = getattr(im, "tag_v2", None) if im.format == "TIFF" else None
+    if tags is None or tags.get(284, 1) != 2 or int(_first(tags.get(277, 1)) or 1) < 2:
+        return False
+    bits = tags.get(258, 8)
+    return max(bits if isinstance(bits, tuple) else (bits,)) > 8
+
+
+def _decode_planar(im: Image.Image, fp: IO[bytes], label: str) -> np.ndarray:
+    """The samples of a 16-bit planar TIFF, ``(H, W, planes)`` uint16, read strip by strip (or tile by tile)
+    from the file: uncompressed or Deflate, with or without the horizontal predictor."""
+    tags = im.tag_v2
+    width, height = im.size
+    planes = int(_first(tags[277]))
+    bits = tags.get(258)
+    if set(bits if isinstance(bits, tuple) else (bits,)) != {16}:
+        raise ImageError(label, f"planar TIFF with {bits} bits per sample is not supported (16 is)")
+    compression, predictor = int(tags.get(259, 1)), int(tags.get(317, 1))
+    if compression not in (1, *_DEFLATE) or predictor not in (1, 2):
+        name = TiffImagePlugin.COMPRESSION_INFO.get(compression, str(compression))
+        raise ImageError(label, f"16-bit planar TIFF with {name} compression (predictor {predictor}) is not "
+                                f"supported (uncompressed or Deflate are); save it interleaved (chunky) first")
+    tiled = 273 not in tags
+    if not tiled:
+        offsets, counts = tags[273], tags.get(279, ())
+        tw, th = width, min(int(tags.get(278, height)), height)
+    else:
+        offsets, counts = tags.get(324, ()), tags.get(325, ())
+        tw, th = int(tags.get(322, 0)), int(tags.get(323, 0))
+    if tw < 1 or th < 1:
+        raise ImageError(label, "corrupt TIFF (no strip or tile size)")
+    across, down = -(-width // tw), -(-height // th)
+    if len(offsets) != planes * across * down or len(counts) != len(offsets):
+        raise ImageError(label, f"corrupt TIFF ({len(offsets)} strips or tiles for {planes} planes of "
+                                f"{across * down})")
+    dtype = np.dtype(">u2" if tags.prefix == b"MM" else "<u2")
+    out = np.empty((height, width, planes), dtype=np.uint16)
+    for k, (offset, count) in enumerate(zip(offsets, counts)):
+        plane, i = divmod(k, across * down)
+        y, x = (i // across) * th, (i % across) * tw
+        rows = th if tiled else min(th, height - y)  # tiles are whole, the last strip ends short
+        block = _read_block(fp, offset, count, rows * tw * 2, compression, label).view(dtype).reshape(rows, tw)
+        if predictor == 2:
+            block = np.cumsum(block, axis=1, dtype=np.uint16)  # undoes the differencing, modulo 2**16
+        h, w = min(rows, height - y), min(tw, width - x)
+        out[y:y + h, x:x + w, plane] = block[:h, :w]
+    return out
+
+
+def _read_block(fp: IO[bytes], offset: int, count: int, need: int, compression: int, label: str) -> np.ndarray:
+    """``need`` bytes of one strip or tile at ``offset`` (``count`` bytes in the file), inflated when compressed."""
+    fp.seek(offset)
+    data = fp.read(count)
+    if compression in _DEFLATE:
+        try:
+            data = zlib.decompressobj().decompress(data, need)
+        except zlib.error as exc:
+            raise ImageError(label, f"truncated or corrupt image data ({exc})") from exc
+    if len(data) < need:
+        raise ImageError(label, f"truncated or corrupt image data (a strip holds {len(data)} of {need} bytes)")
+    return np.frombuffer(data[:need], dtype=np.uint8)
+
+
+def _ppm_maxval(im: Image.Image) -> int:
+    """The declared maximum of an RGB PPM (Pillow scales one above 255 down to 8 bits), else 0."""
+    if im.format != "PPM" or im.mode != "RGB" or len(im.tile or ()) != 1:
+        return 0
+    args = im.tile[0][3]
+    return int(args[1]) if isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], int) else 0
+
+
+def _decode_ppm16(im: Image.Image, fp: IO[bytes], label: str) -> tuple[np.ndarray, int]:
+    """A PPM with more than 8 bits per sample: ``((H, W, 3) uint16, maxval)``, binary or plain."""
+    tile = im.tile[0]
+    maxval = _ppm_maxval(im)
+    width, height = im.size
+    n = width * height * 3
+    fp.seek(tile[2])
+    if tile[0] == "ppm":  # binary: big-endian 16-bit samples
+        data = fp.read(2 * n)
+        if len(data) < 2 * n:
+            raise ImageError(label, f"truncated or corrupt image data ({len(data)} of {2 * n} bytes)")
+        values = np.frombuffer(data, dtype=">u2")
+    else:  # plain (ASCII) samples, comments allowed
+        words = re.sub(rb"#[^\n]*", b" ", fp.read()).split()
+        if len(words) < n:
+            raise ImageError(label, f"truncated or corrupt image data ({len(words)} of {n} samples)")
+        try:
+            values = np.array(words[:n], dtype=np.int64)
+        except ValueError as exc:
+            raise ImageError(label, "corrupt image data (a sample is not a number)") from exc
+    if values.size and int(values.max()) > maxval:
+        raise ImageError(label, f"corrupt image data (a sample above the declared maximum {maxval})")
+    return values.astype(np.uint16).reshape(height, width, 3), maxval
+
+
+# ---- PNG: pixel data that ends early ------------------------------------------------------------------
+
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+
+
+def _png_data_size(width: int, height: int, depth: int, colour: int, interlace: int) -> tuple[int, int]:
+    """(bytes the inflated IDAT stream must hold, bytes per row of the full image incl. the filter byte)."""
+    bits = depth * _PNG_CHANNELS.get(colour, 1)
+    row = lambda w: 1 + (w * bits + 7) // 8  # noqa: E731
+    if not interlace:
+        return height * row(width), row(width)
+    total = 0
+    for x0, y0, dx, dy in _ADAM7:
+        w, h = (width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy
+        total += h * row(w) if w > 0 and h > 0 else 0
+    return total, 0
+
+
+def _check_png_complete(fp: IO[bytes], label: str) -> None:
+    """Refuse a PNG whose compressed pixel data ends (cleanly) before its last row: Pillow leaves the
+    missing rows black without a word. The IDAT stream is inflated again, counted and dropped (at most
+    1 MiB at a time), up to the size the header declares."""
+    fp.seek(len(_PNG_SIGNATURE))
+    need = row = got = 0
+    inflate = zlib.decompressobj()
+    while True:
+        head = fp.read(8)
+        if len(head) < 8:
+            break
+        length, kind = struct.unpack(">I4s", head)
+        if kind == b"IHDR" and length >= 13:
+            need, row = _png_data_size(*struct.unpack(">IIBB2xB", fp.read(13)))
+            fp.seek(length - 13 + 4, io.SEEK_CUR)
+        elif kind == b"IDAT":
+            left = length
+            while left and got < need and not inflate.eof:
+                data = fp.read(min(left, 1 << 20))
+                if not data:
+                    break
+                left -= len(data)
+                while data and got < need and not inflate.eof:
+                    try:
+                        got += len(inflate.decompress(data, 1 << 20))
+                    except zlib.error:
+                        return  # Pillow decoded it; a quirk past the pixels is not ours to judge
+                    data = inflate.unconsumed_tail
+            fp.seek(left + 4, io.SEEK_CUR)
+        elif kind == b"IEND" or got >= need > 0:
+            break
+        else:
+            fp.seek(length + 4, io.SEEK_CUR)
+    if got < need:
+        where = f"after {got // row} of {need // row} rows" if row else f"early ({got:,} of {need:,} bytes)"
+        raise ImageError(label, f"truncated image data (its pixel data ends {where})")
 
 
 def _cmyk_to_rgb(im: Image.Image, icc: bytes | None) -> tuple[Image.Image, bytes | None]:
@@ -760,7 +1157,7 @@ def write_image(
         _ensure_folder(parent, path)
         mode = _file_mode_for(path)
         with tempfile.NamedTemporaryFile(dir=parent, delete=False,
-                                         prefix=f".{path.name}.", suffix=".tmp") as tmp:
+                                         prefix=_temp_prefix(path.name, parent), suffix=".tmp") as tmp:
             tmp_name = tmp.name
             emit(tmp)
             tmp.flush()
@@ -1115,6 +1512,39 @@ def check_writable(path: str | os.PathLike[str]) -> None:
         raise ImageError(target, f"cannot write ({where})")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ImageError(target, f"cannot write ({existing} is not writable)")
+    name_max, path_max = _pathconf(existing, "PC_NAME_MAX", 255), _pathconf(existing, "PC_PATH_MAX", 4096)
+    for part in target.parts:
+        if len(os.fsencode(part)) > name_max:
+            raise ImageError(target, f"cannot write (the name {part[:40]!r}... is {len(os.fsencode(part))} bytes, "
+                                     f"over the {name_max} this file system allows)")
+    length = len(os.fsencode(str(target)))
+    if length + 1 > path_max:  # the kernel counts the terminating NUL
+        raise ImageError(target, f"cannot write (its path is {length:,} bytes, over the {path_max - 1:,} the "
+                                 f"system allows)")
+
+
+def _pathconf(folder: Path, name: str, default: int) -> int:
+    """os.pathconf of an existing folder, or `default` where the system does not say."""
+    try:
+        value = os.pathconf(folder, name)
+    except (OSError, ValueError, AttributeError):
+        return default
+    return value if value and value > 0 else default
+
+
+_TEMP_EXTRA = len("..") + 8 + len(".tmp")  # tempfile's "." + name + "." + 8 random characters + ".tmp"
+
+
+def _temp_prefix(name: str, folder: Path) -> str:
+    """The hidden temp file's prefix, ".<name>.", the name shortened so that the temp name fits the file
+    system's limit wherever the output name itself does."""
+    existing = folder
+    while not os.path.isdir(existing) and existing != existing.parent:
+        existing = existing.parent
+    room = _pathconf(existing, "PC_NAME_MAX", 255) - _TEMP_EXTRA
+    while name and len(os.fsencode(name)) > room:
+        name = name[:-1]
+    return f".{name}."
 
 
 def _ensure_folder(folder: Path, target: Path) -> None:
@@ -1163,14 +1593,25 @@ def _is_image_name(name: str) -> bool:
     return not name.startswith(".") and Path(name).suffix.lower().lstrip(".") in EXTENSIONS
 
 
-def _walk_images(folder: Path) -> list[Path]:
+def _unreadable(failures: list[ImageError] | None) -> Callable[[OSError], None]:
+    """os.walk's onerror: a folder that cannot be listed is one failure (its images are not processed)."""
+
+    def onerror(exc: OSError) -> None:
+        if failures is not None:
+            failures.append(ImageError(exc.filename or "?", f"cannot read this folder ({_describe(exc)}); "
+                                                            f"its images were not processed"))
+    return onerror
+
+
+def _walk_images(folder: Path, failures: list[ImageError] | None = None) -> list[Path]:
     """Image-named entries under ``folder``, recursively, skipping hidden files and folders.
 
     Symlinked folders are not followed (no cycles); the order is sorted by path. Entries are
-    returned whatever they are (:func:`_entry_problem` sorts out FIFOs, devices and loops).
+    returned whatever they are (:func:`_entry_problem` sorts out FIFOs, devices and loops). A folder that
+    cannot be listed (no permission, a name too long) is appended to ``failures``.
     """
     found = []
-    for root, dirs, files in os.walk(folder):
+    for root, dirs, files in os.walk(folder, onerror=_unreadable(failures)):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         found.extend(Path(root, f) for f in files if _is_image_name(f))
     return sorted(found, key=lambda p: p.relative_to(folder).parts)
@@ -1205,6 +1646,54 @@ def _glob_base(pattern: str) -> Path:
     return Path(*parts) if parts else Path(".")
 
 
+def _match_parts(pattern: tuple[str, ...], parts: tuple[str, ...]) -> bool:
+    """Whether path parts match glob pattern parts as glob.glob(recursive=True) matches them: ``**`` takes zero
+    or more folders, and a wildcard never matches a hidden name (leading dot)."""
+    if not pattern:
+        return not parts
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        for i in range(len(parts) + 1):
+            if i and parts[i - 1].startswith("."):
+                return False
+            if _match_parts(rest, parts[i:]):
+                return True
+        return False
+    if not parts or (parts[0].startswith(".") and not head.startswith(".")):
+        return False
+    return fnmatch.fnmatchcase(parts[0], head) and _match_parts(rest, parts[1:])
+
+
+def _glob(pattern: str, failures: list[ImageError]) -> list[Path]:
+    """glob.glob(pattern, recursive=True), sorted, except that a ``**`` walk enters every real folder once: a
+    link back to a folder already walked (``selfdir -> .``) is not followed again, where glob would recurse
+    through it until the path is too long. Folders that cannot be listed are appended to ``failures``."""
+    if "**" not in Path(pattern).parts:
+        return [Path(m) for m in sorted(glob.glob(pattern, recursive=True))]
+    base = _glob_base(pattern)
+    pat = Path(pattern).parts[len(base.parts):]  # Path(".").parts is ()
+    hidden = any(p.startswith(".") for p in pat)
+    seen: set[tuple[int, int]] = set()
+    found: list[Path] = []
+    for root, dirs, files in os.walk(base, followlinks=True, onerror=_unreadable(failures)):
+        try:
+            st = os.stat(root)
+        except OSError:
+            dirs[:] = []
+            continue
+        if (st.st_dev, st.st_ino) in seen:
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        if not hidden:
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+        rel = Path(root).relative_to(base).parts
+        found.extend(Path(root, n) for n in (*dirs, *files) if _match_parts(pat, (*rel, n)))
+        if not rel and _match_parts(pat, ()):
+            found.append(base)
+    return sorted(found)
+
+
 @dataclass
 class Inputs:
     """What :func:`find_inputs` found: ``pairs`` to process, ``failures`` (one :class:`ImageError`
@@ -1219,6 +1708,11 @@ class Inputs:
 def _expand(raw: str, failures: list[ImageError], skipped: list[str]) -> list[tuple[Path, Path]]:
     """One CLI input -> its (file, relative path) pairs, problems appended to the lists."""
     path = Path(raw)
+    try:
+        is_dir = path.is_dir()
+    except OSError as exc:  # a name longer than the file system allows, ...
+        failures.append(ImageError(raw, f"cannot read ({_describe(exc)})"))
+        return []
 
     def keep(files: list[Path], base: Path) -> list[tuple[Path, Path]]:
         out = []
@@ -1232,8 +1726,8 @@ def _expand(raw: str, failures: list[ImageError], skipped: list[str]) -> list[tu
                 skipped.append(f"{f}: skipped, {problem[0]}")
         return out
 
-    if path.is_dir():
-        files = _walk_images(path)
+    if is_dir:
+        files = _walk_images(path, failures)
         if not files:
             failures.append(ImageError(raw, "no images found in this folder "
                                             f"(looking for .{', .'.join(sorted(EXTENSIONS))})"))
@@ -1248,10 +1742,9 @@ def _expand(raw: str, failures: list[ImageError], skipped: list[str]) -> list[tu
         base = _glob_base(raw)
         found: list[tuple[Path, Path]] = []
         matched = False
-        for match in sorted(glob.glob(raw, recursive=True)):
-            m = Path(match)
-            if m.is_dir():
-                files = _walk_images(m)
+        for m in _glob(raw, failures):
+            if _is_folder(m):
+                files = _walk_images(m, failures)
                 matched |= bool(files)
                 found.extend((f, f.relative_to(base)) for f, _ in keep(files, m))
             elif _is_image_name(m.name):
@@ -1262,6 +1755,13 @@ def _expand(raw: str, failures: list[ImageError], skipped: list[str]) -> list[tu
         return found
     failures.append(ImageError(raw, "no such file or folder"))
     return []
+
+
+def _is_folder(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def find_inputs(inputs: list[str]) -> Inputs:

@@ -19,7 +19,7 @@ from torch import nn
 from .config import ModelConfig
 from .modeldir import (  # noqa: F401 (re-exported: the model directory layout and its error type)
     COMPONENT_FILES, CONFIG_FILE, DETAIL_DIR, DETAIL_FILE, INFERENCE_COMPONENTS, ModelFileError, check_detail,
-    default_detail, file_sha256, read_config)
+    default_detail, file_sha256, read_config, shape_mismatch, tensor_shapes)
 from .diffusion import Schedule, unet_input
 from .models.autoencoder import Autoencoder, Decoder, small_decoder
 from .models.lr_encoder import LREncoder
@@ -138,12 +138,8 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
 def load_module_state(module: nn.Module, path: Path) -> None:
     state = load_state(path)
     own = module.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    bad = [k for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or bad:
-        detail = (f"missing {missing[:3]}" if missing else "") or (f"unexpected {unexpected[:3]}" if unexpected else "") \
-            or f"shape mismatch at {bad[0]}: file {tuple(state[bad[0]].shape)} vs model {tuple(own[bad[0]].shape)}"
+    detail = shape_mismatch({k: tuple(v.shape) for k, v in own.items()}, {k: tuple(v.shape) for k, v in state.items()})
+    if detail is not None:
         raise ModelFileError(f"{path}: weights do not match the config ({detail})")
     module.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
 
@@ -173,12 +169,15 @@ def load_model_dir(model_dir: str | Path, device: str | torch.device = "cpu", wi
     detail = check_detail(d, detail)
     if scale is not None and scale != cfg.scale:
         cfg = dataclasses.replace(cfg, scale=scale)
-    model = EdgeSR(cfg, with_autoencoder=with_autoencoder)
     names = INFERENCE_COMPONENTS + (("autoencoder",) if with_autoencoder else ())
     for name in names:
         path = d / COMPONENT_FILES[name]
         if not path.is_file():
             raise ModelFileError(f"{path}: missing")
+    _check_shapes(cfg, d, names, with_autoencoder)
+    model = EdgeSR(cfg, with_autoencoder=with_autoencoder)
+    for name in names:
+        path = d / COMPONENT_FILES[name]
         if detail is not None and name in INFERENCE_COMPONENTS:
             other = d / DETAIL_DIR / COMPONENT_FILES[name]
             if not other.is_file():
@@ -187,6 +186,19 @@ def load_model_dir(model_dir: str | Path, device: str | torch.device = "cpu", wi
         else:
             load_module_state(model.components()[name], path)
     return model.to(device).eval()
+
+
+def _check_shapes(cfg: ModelConfig, d: Path, names: tuple[str, ...], with_autoencoder: bool) -> None:
+    """Compare the tensors the config builds with the files' headers before a byte is allocated: a config.json
+    edited to a huge size (base_channels 1000000: a 16 TB model) is a one-line ModelFileError, not an allocation
+    failure. The model is built on torch's meta device (shapes only)."""
+    with torch.device("meta"):
+        shapes = EdgeSR(cfg, with_autoencoder=with_autoencoder).components()
+    for name in names:
+        path = d / COMPONENT_FILES[name]
+        detail = shape_mismatch({k: tuple(v.shape) for k, v in shapes[name].state_dict().items()}, tensor_shapes(path))
+        if detail is not None:
+            raise ModelFileError(f"{path}: weights do not match the config ({detail})")
 
 
 def config_fingerprint(cfg: ModelConfig) -> str:

@@ -38,6 +38,36 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The shape of every tensor in a safetensors file, from its JSON header alone (no tensor is read)."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            if size > 100 << 20:
+                raise ValueError(f"a {size:,}-byte header")
+            header = json.loads(f.read(size))
+        return {k: tuple(int(n) for n in v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    except (OSError, ValueError, struct.error, KeyError, TypeError, AttributeError) as exc:
+        raise ModelFileError(f"{path}: not a readable safetensors file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+
+
+def shape_mismatch(expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> str | None:
+    """What differs between the tensors a config builds and those a file holds (missing, unexpected, or the
+    first shape that differs), or None when they match."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    bad = [k for k in expected if k in found and tuple(found[k]) != tuple(expected[k])]
+    if missing:
+        return f"missing {missing[:3]}"
+    if unexpected:
+        return f"unexpected {unexpected[:3]}"
+    if bad:
+        return f"shape mismatch at {bad[0]}: file {tuple(found[bad[0]])} vs model {tuple(expected[bad[0]])}"
+    return None
+
+
 def read_config(model_dir: str | Path) -> ModelConfig:
     d = Path(model_dir)
     path = d / CONFIG_FILE
