@@ -198,8 +198,8 @@ def _detail_used(model_dir: Path, detail: float | None) -> float | None:
     """The operating point the run used: --detail, or the model's default (None: a single-point model)."""
     from .backends.base import detect_model_format, export_detail
 
-    if detect_model_format(model_dir) != "torch":
-        return export_detail(model_dir)
+    if detect_model_format(model_dir) != "torch":  # an export runs at --detail when it can (else it was refused)
+        return detail if detail is not None else export_detail(model_dir)
     from .modeldir import default_detail
 
     return detail if detail is not None else default_detail(model_dir)
