@@ -457,9 +457,12 @@ def choose_crop(hr: np.ndarray, size: int) -> tuple[int, int, int]:
 def evaluate(pairs: Sequence[Pair], methods: Sequence[Method], setup: MetricSetup, *,
              grid_images: int = 4, grid_crop: int = 128, max_pixels: int | None = DEFAULT_MAX_PIXELS,
              save_dir: Path | None = None, progress: Callable[[int, int, str], None] | None = None,
-             hr_niqe: bool = True) -> EvalResult:
+             hr_niqe: bool = True,
+             grid_box: Callable[[Pair, np.ndarray], tuple[int, int, int]] | None = None) -> EvalResult:
     """Run every method on every pair, score it against the HR, time it, keep grid crops for the first
-    `grid_images` pairs, and (with `save_dir`) write each method's output as PNG under save_dir/<method>/."""
+    `grid_images` pairs, and (with `save_dir`) write each method's output as PNG under save_dir/<method>/.
+    `grid_box(pair, hr) -> (y, x, c)` places a pair's grid crop (default: the `grid_crop` window with the
+    most detail, choose_crop)."""
     if not pairs:
         raise EvalError("nothing to evaluate (no image pairs)")
     if not methods:
@@ -502,7 +505,7 @@ def evaluate(pairs: Sequence[Pair], methods: Sequence[Method], setup: MetricSetu
             if i < grid_images:
                 outputs[m.name] = sr
         if i < grid_images:
-            y, x, c = choose_crop(lp.hr, grid_crop)
+            y, x, c = choose_crop(lp.hr, grid_crop) if grid_box is None else grid_box(pair, lp.hr)
             crops, caps = [], []
             for m in methods:
                 crops.append(outputs[m.name][y:y + c, x:x + c])
