@@ -319,9 +319,9 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", "-o", help="Pairs folder: pairs.json, manifest-*.jsonl, lr/ teacher/ hr/.")] = Path("runs/teacher-pairs"),
         count: Annotated[int, typer.Option("--count", "-n", min=1, help="Triplets 0..N-1 (this shard's share of them).")] = 10000,
         teacher: Annotated[TeacherRuntime, typer.Option(
-            "--teacher", help="Real-ESRGAN x4plus on torch bf16 (default: 4.6x ncnn's speed on this CPU, see "
-                              "benchmarks/teacher_speed.py), torch fp32, ncnn (fp32, no torch), or an x4 ONNX model "
-                              "(--teacher-model).")] = TeacherRuntime.torch_bf16,
+            "--teacher", help="Real-ESRGAN x4plus on torch bf16 (default: 3.6x ncnn's speed per crop, 4.5x in "
+                              "batches of 8, on a 2-core AMX CPU: benchmarks/teacher_speed.py), torch fp32, ncnn "
+                              "(fp32, no torch), or an x4 ONNX model (--teacher-model).")] = TeacherRuntime.torch_bf16,
         teacher_model: Annotated[Optional[Path], typer.Option(
             "--teacher-model", dir_okay=False, help="--teacher onnx: the x4 model file (NCHW RGB in [0, 1]).")] = None,
         shard: Annotated[str, typer.Option("--shard", help="I/N: make only the indices = I mod N (parallel runs).")] = "0/1",
