@@ -254,11 +254,12 @@ def read_image(
     """
     with _source(src, name, max_pixels) as source:
         label = source.label
+        source.bound_early()
         with _pillow_limits(max_pixels):
             im = _open(source.fp, label, max_pixels)
             _refuse_frames(im, label)
             info, route = _header(im, label)
-            source.bound(info)
+            source.bound(info.width, info.height)
             if check is not None:
                 check(info)
             values, maxval, icc = _decode(im, route, source.fp, label)
@@ -316,14 +317,22 @@ class _Source:
             raise ImageError(label, f"{_size_text(size)} file, more than an image within the pixel limit "
                                     f"({max_pixels:,} pixels, --max-pixels) can take up; not read")
 
-    def bound(self, info: ImageInfo) -> None:
-        """After the header: refuse a file much larger than its declared size needs, cap a stream there."""
-        limit = byte_limit(info.pixels)
+    def bound(self, width: int, height: int) -> None:
+        """Once the size is declared: refuse a file much larger than that size needs, cap a stream there."""
+        limit = byte_limit(width * height)
         if isinstance(self.fp, _CappedStream):
-            self.fp.limit(limit, f"a {info.width}x{info.height} image")
+            self.fp.limit(limit, f"a {width}x{height} image")
         elif self.size is not None and self.size > limit:
-            raise ImageError(self.label, f"{_size_text(self.size)} file for a {info.width}x{info.height} image, "
+            raise ImageError(self.label, f"{_size_text(self.size)} file for a {width}x{height} image, "
                                          f"more than its pixels and metadata can take up; not read")
+
+    def bound_early(self) -> None:
+        """A PNG declares its size in its first 24 bytes (IHDR): bound the input by it before Pillow parses the
+        chunks that follow (a private chunk may declare 2 GB of data, which Pillow would read to skip it)."""
+        head = self.fp.read(24)
+        self.fp.seek(0)
+        if head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR":
+            self.bound(*struct.unpack(">II", head[16:24]))
 
 
 class _CappedStream(io.RawIOBase):
@@ -961,7 +970,7 @@ def _check_png_complete(fp: IO[bytes], label: str) -> None:
         else:
             fp.seek(length + 4, io.SEEK_CUR)
     if got < need:
-        where = f"after {got // row} of {need // row} rows" if row else f"early ({got:,} of {need:,} bytes)"
+        where = f"after {got // row} of {need // row} rows" if row else f"after {got:,} of its {need:,} bytes"
         raise ImageError(label, f"truncated image data (its pixel data ends {where})")
 
 
@@ -1517,8 +1526,8 @@ def check_writable(path: str | os.PathLike[str]) -> None:
         if len(os.fsencode(part)) > name_max:
             raise ImageError(target, f"cannot write (the name {part[:40]!r}... is {len(os.fsencode(part))} bytes, "
                                      f"over the {name_max} this file system allows)")
-    length = len(os.fsencode(str(target)))
-    if length + 1 > path_max:  # the kernel counts the terminating NUL
+    length = max(len(os.fsencode(str(target))), len(os.fsencode(str(target.parent))) + 1 + _TEMP_EXTRA)
+    if length + 1 > path_max:  # the kernel counts the terminating NUL; the temp file needs its own short name
         raise ImageError(target, f"cannot write (its path is {length:,} bytes, over the {path_max - 1:,} the "
                                  f"system allows)")
 
@@ -1536,12 +1545,13 @@ _TEMP_EXTRA = len("..") + 8 + len(".tmp")  # tempfile's "." + name + "." + 8 ran
 
 
 def _temp_prefix(name: str, folder: Path) -> str:
-    """The hidden temp file's prefix, ".<name>.", the name shortened so that the temp name fits the file
-    system's limit wherever the output name itself does."""
+    """The hidden temp file's prefix, ".<name>.", the name shortened so that the temp file's name and path fit
+    the file system's limits wherever the output's own do."""
     existing = folder
     while not os.path.isdir(existing) and existing != existing.parent:
         existing = existing.parent
-    room = _pathconf(existing, "PC_NAME_MAX", 255) - _TEMP_EXTRA
+    room = min(_pathconf(existing, "PC_NAME_MAX", 255) - _TEMP_EXTRA,
+               _pathconf(existing, "PC_PATH_MAX", 4096) - 1 - len(os.fsencode(str(folder))) - 1 - _TEMP_EXTRA)
     while name and len(os.fsencode(name)) > room:
         name = name[:-1]
     return f".{name}."
