@@ -108,13 +108,29 @@ def load_backend(name: str, model_dir: str | Path, **options) -> Backend:
     detail = options.pop("detail", None)
     if not (Path(model_dir) / "manifest.json").is_file():  # a model dir (the loader reports a broken export)
         options["detail"] = detail
-    elif detail is not None:
-        baked = export_detail(model_dir)
-        if not runs_at(baked, detail):
-            raise BackendUnavailable(f"{model_dir}: an export runs at the detail it was exported with "
-                                     f"({'none recorded' if baked is None else f'{baked:g}'}); "
+    elif detail is not None and not runs_at(export_detail(model_dir), detail):
+        why = reweighting_unavailable(model_dir, name)
+        if why is not None:
+            baked = export_detail(model_dir)
+            raise BackendUnavailable(f"{model_dir}: this export runs at the detail it was exported with "
+                                     f"({'none recorded' if baked is None else f'{baked:g}'}): {why}; "
                                      f"export again with --detail {float(detail):g}")
+        options["detail"] = float(detail)  # its graph with the weights at this detail (exported.graph_bytes)
     return _resolve(specs[name].loader)(Path(model_dir), **options)
+
+
+def reweighting_unavailable(export_dir: str | Path, name: str) -> str | None:
+    """None when the backend `name` can run the export at any detail (its graph with the weights of the model folder
+    it sits in, interpolated: backends/exported.py), else why not. Cheap: the files' sha256 are checked at load."""
+    from .exported import REWEIGHTING_BACKENDS, read_manifest, weights_folder
+
+    if name not in REWEIGHTING_BACKENDS:
+        return f"the {name} backend runs an export's own weights only"
+    try:
+        manifest = read_manifest(export_dir, verify=False)
+    except ValueError as exc:
+        return str(exc)
+    return weights_folder(Path(export_dir), manifest, verify=False)[1] or None
 
 
 def check_options(name: str, device: str | None, dtype: str | None) -> None:
@@ -172,9 +188,19 @@ def detect_model_format(model_dir: str | Path) -> str | None:
 
 
 # A model folder may carry its own ONNX export (the shipped edge-tiny does, in the wheel): the fused one-step graph
-# at the model's default detail, checksummed by its manifest. It is what the light install (no torch) runs.
+# at the model's default detail, checksummed by its manifest. It is what the light install (no torch) runs, at any
+# --detail (the folder's two operating points interpolated into the graph's weights: backends/exported.py).
 BUNDLED_EXPORT = "onnx"
-TORCH_EXTRA_HINT = "pip install 'edgesr[torch]'"
+# torch's CPU build: PyPI's default torch wheel on Linux is the CUDA one (about 3 GB with its libraries)
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def extra_hint(extra: str) -> str:
+    """The one command that installs an extra needing torch with torch's CPU build (PyPI's torch on Linux pulls CUDA)."""
+    return f"pip install torch --index-url {TORCH_CPU_INDEX} && pip install 'edgesr[{extra}]'"
+
+
+TORCH_EXTRA_HINT = extra_hint("torch")
 
 
 def bundled_export(model_dir: str | Path) -> Path | None:
@@ -214,9 +240,11 @@ def resolve_backend(model_dir: str | Path, name: str, detail: float | None = Non
         raise BackendUnavailable(f"{d}: a PyTorch model folder needs torch: {TORCH_EXTRA_HINT}")
     baked = export_detail(export)
     if not runs_at(baked, detail):
-        raise BackendUnavailable(f"--detail {float(detail):g}: the ONNX export in {d} runs at detail "
-                                 f"{'(none recorded)' if baked is None else f'{baked:g}'}; other details "
-                                 f"interpolate the two networks, which needs the torch backend: {TORCH_EXTRA_HINT}")
+        why = reweighting_unavailable(export, "onnx")
+        if why is not None:
+            raise BackendUnavailable(f"--detail {float(detail):g}: the ONNX export in {d} runs at detail "
+                                     f"{'(none recorded)' if baked is None else f'{baked:g}'} only ({why}); "
+                                     f"the torch backend runs every detail: {TORCH_EXTRA_HINT}")
     if name == "auto":
         from edgesr_cli.hw import cpu_has_native_bf16
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from importlib.util import find_spec
 
-from .base import BackendUnavailable
+from .base import BackendUnavailable, extra_hint
 
-PIP_HINT = {
-    "torch": "pip install 'edgesr[torch]' (the README's Quick start: torch's CPU build first)",
+PIP_HINT = {  # the extras that bring torch say how to get its CPU build (PyPI's torch on Linux is the CUDA one)
+    "torch": extra_hint("torch"),
     "onnx": "pip install onnxruntime (part of every edgesr install)",
-    "tflite": "pip install 'edgesr[tflite]'",
-    "qnn": "pip install 'edgesr[qnn]'",
+    "tflite": extra_hint("tflite"),
+    "qnn": extra_hint("qnn"),
     "openvino": "pip install 'edgesr[openvino]'",
 }
 

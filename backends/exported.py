@@ -1,7 +1,15 @@
 """Loading an `edgesr export` directory: its manifest (checked field by field, files by sha256) and
 ExportedRunner, what the onnx / tflite / qnn backends share. The export side (edgesr_cli/export.py)
 imports from here, never the other way round. No torch: numpy arrays in and out (the light install), except
-the host-side resize of exports made with `encoder_resize: host`, which uses torch's bicubic."""
+the host-side resize of exports made with `encoder_resize: host`, which uses torch's bicubic.
+
+Any --detail on an fp32 ONNX export: its manifest maps each graph's weight initializers to the model parameters they
+hold (`graphs.NAME.parameters`, written and checked by the exporter), so a runtime can be handed the graph with those
+initializers' bytes replaced by the two operating points' weights interpolated in numpy (modeldir.interpolated_tensors,
+the torch path's arithmetic). The bytes are replaced in the serialized graph, before the runtime reads it, because
+ONNX Runtime's SessionOptions.add_initializer takes effect after its graph optimizations (measured: fused and folded
+weights kept the file's values, up to 0.27 apart from torch at detail 0). The weights come from the model folder the
+export sits in (the bundled layout, MODEL/onnx/), checked against the manifest's sha256 of its source files."""
 
 from __future__ import annotations
 
@@ -126,9 +134,13 @@ class ExportedRunner:
 
     name = "exported"
 
-    def __init__(self, export_dir: Path, manifest: dict, scale: int | None = None) -> None:
+    def __init__(self, export_dir: Path, manifest: dict, scale: int | None = None, detail: float | None = None) -> None:
         self.export_dir = Path(export_dir)
         self.manifest = manifest
+        # the detail to run at when it is not the export's own (None: the graph file's weights as they are)
+        baked = manifest.get("detail")
+        self.detail = None if detail is None or (isinstance(baked, (int, float)) and abs(float(baked) - float(detail))
+                                                 <= 1e-6) else float(detail)
         cfg = ModelConfig.from_dict(manifest["model"]["config"])
         if scale is not None and int(scale) != int(manifest["scale"]):
             raise ValueError(f"{export_dir} was exported for x{manifest['scale']}, not x{scale}; re-export with --scale {scale}")
@@ -152,6 +164,12 @@ class ExportedRunner:
         raise NotImplementedError
 
     # -- helpers ------------------------------------------------------------------------------------
+    def graph_source(self, graph: str) -> Path | bytes:
+        """What a runtime reads for `graph`: its file, or, at another detail, its bytes with the weights replaced."""
+        if self.detail is None:
+            return self.export_dir / self.graphs[graph]["file"]
+        return graph_bytes(self.export_dir, self.manifest, graph, self.detail)
+
     def _need(self, graph: str) -> None:
         if graph not in self.graphs:
             raise ValueError(f"{self.export_dir} has no {graph} graph (exported: {', '.join(self.graphs)}); "
@@ -227,4 +245,165 @@ class ExportedRunner:
 
     def describe(self) -> str:
         q = (self.manifest.get("quantization") or {}).get("scheme", "fp32")
-        return f"{self.name}: {self.manifest['model']['name']} x{self.scale}, tile {self.tile}, {q}"
+        at = "" if self.detail is None else f", detail {self.detail:g}"
+        return f"{self.name}: {self.manifest['model']['name']} x{self.scale}, tile {self.tile}, {q}{at}"
+
+
+# ---- weights at another detail (see the module docstring) -------------------------------------------------------------
+# the backends that take an export's graph with its weights replaced (ExportedRunner subclasses that read graph_bytes)
+REWEIGHTING_BACKENDS = ("onnx", "openvino")
+
+
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        if i >= len(buf) or shift > 63:
+            raise ValueError("truncated varint")
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, i
+        shift += 7
+
+
+def _fields(buf: bytes, start: int, end: int):
+    """(field number, wire type, payload start, payload end) of each protobuf field in buf[start:end]."""
+    i = start
+    while i < end:
+        key, i = _varint(buf, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            _, j = _varint(buf, i)
+        elif wire == 1:
+            j = i + 8
+        elif wire == 5:
+            j = i + 4
+        elif wire == 2:
+            n, i = _varint(buf, i)
+            j = i + n
+        else:
+            raise ValueError(f"protobuf wire type {wire}")
+        if j > end:
+            raise ValueError("field runs past its message")
+        yield field, wire, i, j
+        i = j
+
+
+def initializer_data(buf: bytes) -> dict[str, tuple[int, int, int]]:
+    """{name: (offset, byte length, ONNX data type)} of the raw data of every initializer of an ONNX model's main graph,
+    read from the serialized bytes (ModelProto.graph = 7, GraphProto.initializer = 5, TensorProto: data_type = 2,
+    name = 8, raw_data = 9); initializers stored another way (typed fields, external data) are left out. No onnx
+    package: what the light install has."""
+    out: dict[str, tuple[int, int, int]] = {}
+    for field, wire, s, e in _fields(buf, 0, len(buf)):
+        if field != 7 or wire != 2:
+            continue
+        for gfield, gwire, gs, ge in _fields(buf, s, e):
+            if gfield != 5 or gwire != 2:
+                continue
+            name, raw, dtype = None, None, None
+            for tfield, twire, ts, te in _fields(buf, gs, ge):
+                if tfield == 8 and twire == 2:
+                    name = bytes(buf[ts:te]).decode("utf-8", "replace")
+                elif tfield == 9 and twire == 2:
+                    raw = (ts, te - ts)
+                elif tfield == 2 and twire == 0:
+                    dtype = _varint(buf, ts)[0]
+            if name is not None and raw is not None and dtype is not None:
+                out[name] = (raw[0], raw[1], dtype)
+    return out
+
+
+ONNX_FLOAT = 1  # TensorProto.FLOAT
+
+
+def replace_initializers(buf: bytes, values: dict[str, np.ndarray]) -> bytes:
+    """The serialized ONNX model `buf` with the named float32 initializers' raw data replaced by `values` (each of
+    the initializer's own size; its layout is C order, little-endian, as ONNX stores raw data)."""
+    where = initializer_data(buf)
+    out = bytearray(buf)
+    for name, value in values.items():
+        if name not in where:
+            raise ModelFileError(f"the graph has no initializer {name!r} stored as raw data; re-export the model")
+        offset, length, dtype = where[name]
+        data = np.ascontiguousarray(value, dtype="<f4").tobytes()
+        if dtype != ONNX_FLOAT or len(data) != length:
+            raise ModelFileError(f"initializer {name!r}: {len(data)} bytes of float32 for {length} bytes of ONNX "
+                                 f"type {dtype} in the graph; re-export the model")
+        out[offset:offset + length] = data
+    return bytes(out)
+
+
+def parameter_map(manifest: dict, graph: str) -> dict[str, tuple[str, str, bool]] | None:
+    """{initializer: (component, parameter key, stored transposed)} for a graph, from its manifest entry, or None when
+    the export records none (made before it was written, quantized, or a weight the exporter folded away)."""
+    raw = (manifest.get("graphs") or {}).get(graph, {}).get("parameters")
+    if not isinstance(raw, dict) or not raw:
+        return None
+    out: dict[str, tuple[str, str, bool]] = {}
+    for name, entry in raw.items():
+        if not (isinstance(entry, list) and len(entry) in (2, 3) and all(isinstance(x, str) for x in entry)
+                and (len(entry) == 2 or entry[2] == "T")):
+            raise ModelFileError(f"{MANIFEST_FILE}: graphs.{graph}.parameters.{name} must be [component, key] or "
+                                 f"[component, key, \"T\"], got {json.dumps(entry)[:80]}")
+        out[name] = (entry[0], entry[1], len(entry) == 3)
+    return out
+
+
+def weights_folder(export_dir: Path, manifest: dict, verify: bool = True) -> tuple[Path | None, str]:
+    """(the model folder whose two operating points an export can be run with, "") or (None, why not): the folder the
+    export sits in (MODEL/onnx/, the bundled layout), whose files must be those the export was made from (the
+    manifest's sha256 of each source file, the detail/ point's included; with `verify` False only their presence)."""
+    if manifest.get("format") != "onnx" or manifest.get("quantization"):
+        return None, "it is not an fp32 ONNX export"
+    if any(parameter_map(manifest, g) is None for g in manifest["graphs"]):
+        return None, "its manifest maps no weights to the graph (made by an older edgesr: export it again)"
+    source = (manifest.get("model") or {}).get("source") or {}
+    files = source.get("files") if isinstance(source, dict) else None
+    from edgesr_cli.modeldir import COMPONENT_FILES, DETAIL_DIR, INFERENCE_COMPONENTS
+
+    needed = [COMPONENT_FILES[c] for c in INFERENCE_COMPONENTS] + [f"{DETAIL_DIR}/{COMPONENT_FILES[c]}"
+                                                                   for c in INFERENCE_COMPONENTS]
+    if not isinstance(files, dict) or not all(n in files for n in needed):
+        return None, "it was not made from a model folder with both operating points"
+    folder = Path(export_dir).resolve().parent
+    for name, sha in files.items():
+        p = folder / name
+        if not p.is_file():
+            return None, f"the model folder it was made from is not beside it ({p} missing)"
+        if verify and file_sha256(p) != sha:
+            return None, f"{p} is not the file it was exported from (sha256 differs)"
+    return folder, ""
+
+
+def graph_bytes(export_dir: Path, manifest: dict, graph: str, detail: float) -> bytes:
+    """The graph file's bytes (checked against the manifest's sha256) with its weights at `detail`: the model
+    folder's two operating points interpolated in numpy (modeldir.interpolated_tensors) into the initializers the
+    manifest maps. ModelFileError on one line when the export cannot be run at another detail."""
+    from edgesr_cli.modeldir import check_detail, interpolated_tensors
+
+    folder, why = weights_folder(export_dir, manifest)
+    if folder is None:
+        raise ModelFileError(f"{export_dir}: runs at the detail it was exported with only: {why}")
+    detail = check_detail(folder, detail)
+    path = Path(export_dir) / manifest["graphs"][graph]["file"]
+    try:
+        buf = path.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"{path}: unreadable ({exc})") from None
+    import hashlib
+
+    info = (manifest.get("files") or {}).get(path.name)
+    if info is None or hashlib.sha256(buf).hexdigest() != info.get("sha256"):
+        raise ModelFileError(f"{path}: checksum mismatch or not listed, the file changed after export; re-export the model")
+    mapping = parameter_map(manifest, graph) or {}
+    wanted: dict[str, set[str]] = {}
+    for component, key, _ in mapping.values():
+        wanted.setdefault(component, set()).add(key)
+    weights = interpolated_tensors(folder, 0.0 if detail is None else detail, wanted)
+    values = {}
+    for name, (component, key, transposed) in mapping.items():
+        value = weights[component][key]
+        values[name] = value.T if transposed else value
+    return replace_initializers(buf, values)

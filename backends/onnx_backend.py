@@ -35,15 +35,17 @@ def session_options(threads: int | None = None):
     return so
 
 
-def open_session(path: Path, sess_options, providers: list | None = None):
-    """An InferenceSession, with a one-line ModelFileError for a file the runtime cannot read."""
+def open_session(path: Path, sess_options, providers: list | None = None, model: bytes | None = None):
+    """An InferenceSession of the file `path` (or of `model`, that file's bytes with other weights), with a one-line
+    ModelFileError for a file the runtime cannot read."""
     ort = _ort()
-    if not path.is_file():
+    if model is None and not path.is_file():
         raise ModelFileError(f"{path}: missing")
+    source = str(path) if model is None else model
     try:
         if providers is None:
-            return ort.InferenceSession(str(path), sess_options=sess_options)
-        return ort.InferenceSession(str(path), sess_options=sess_options, providers=providers)
+            return ort.InferenceSession(source, sess_options=sess_options)
+        return ort.InferenceSession(source, sess_options=sess_options, providers=providers)
     except Exception as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFileError(f"{path}: onnxruntime cannot load it ({msg[:300]})") from None
@@ -52,8 +54,9 @@ def open_session(path: Path, sess_options, providers: list | None = None):
 class OnnxBackend(ExportedRunner):
     name = "onnx"
 
-    def __init__(self, export_dir: Path, manifest: dict, threads: int | None = None, scale: int | None = None) -> None:
-        super().__init__(export_dir, manifest, scale=scale)
+    def __init__(self, export_dir: Path, manifest: dict, threads: int | None = None, scale: int | None = None,
+                 detail: float | None = None) -> None:
+        super().__init__(export_dir, manifest, scale=scale, detail=detail)
         self.threads = threads
         self._so = session_options(threads)
         self._sessions: dict = {}
@@ -65,7 +68,9 @@ class OnnxBackend(ExportedRunner):
         sess = self._sessions.get(graph)
         if sess is None:
             path = self.export_dir / self.graphs[graph]["file"]
-            sess = open_session(path, self._so, providers=["CPUExecutionProvider"])
+            source = self.graph_source(graph)  # the file, or its bytes with the weights at --detail
+            sess = open_session(path, self._so, providers=["CPUExecutionProvider"],
+                                model=source if isinstance(source, bytes) else None)
             self._sessions[graph] = sess
         return sess
 
@@ -77,8 +82,9 @@ class OnnxBackend(ExportedRunner):
 
 
 def load(model_dir: Path, threads: int | None = None, scale: int | None = None, verify: bool = True,
-         **_: object) -> OnnxBackend:
-    """Load an exported directory (format onnx, or qnn's QDQ graphs on the CPU)."""
+         detail: float | None = None, **_: object) -> OnnxBackend:
+    """Load an exported directory (format onnx, or qnn's QDQ graphs on the CPU); `detail` other than the export's
+    own runs its graph with the weights of the model folder it sits in at that detail (exported.graph_bytes)."""
     check()
     manifest = read_manifest(model_dir, expect=("onnx", "qnn"), verify=verify)
-    return OnnxBackend(Path(model_dir), manifest, threads=threads, scale=scale)
+    return OnnxBackend(Path(model_dir), manifest, threads=threads, scale=scale, detail=detail)

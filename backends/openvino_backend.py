@@ -9,7 +9,8 @@ backend's bf16 is.
 Compiled models are cached in $XDG_CACHE_HOME/edgesr/openvino (~/.cache/...; $EDGESR_OPENVINO_CACHE names
 another folder, or "" for none), keyed by OpenVINO on the graph's bytes and the settings: the first load of an
 export compiles it (about 0.9 s for the shipped one), later ones read the blob (about 0.25 s). A cache folder
-that cannot be created is skipped, not an error.
+that cannot be created is skipped, not an error. A graph run at another --detail than the export's (its weights
+replaced, exported.graph_bytes) is compiled each time and not cached: every detail would leave a blob of its own.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ class OpenVinoBackend(ExportedRunner):
     name = "openvino"
 
     def __init__(self, export_dir: Path, manifest: dict, threads: int | None = None, scale: int | None = None,
-                 dtype: str | None = None, compile_now: bool = True, core=None) -> None:
-        super().__init__(export_dir, manifest, scale=scale)
+                 dtype: str | None = None, compile_now: bool = True, core=None, detail: float | None = None) -> None:
+        super().__init__(export_dir, manifest, scale=scale, detail=detail)
         if threads is not None and int(threads) < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.threads = threads
@@ -70,7 +71,7 @@ class OpenVinoBackend(ExportedRunner):
         config: dict[str, object] = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        cache = cache_dir()
+        cache = cache_dir() if self.detail is None else None  # one blob per detail would pile up: not cached
         if cache is not None:
             config["CACHE_DIR"] = str(cache)
         self._config = config
@@ -85,7 +86,7 @@ class OpenVinoBackend(ExportedRunner):
         if self.precision == "f32":
             return None
         return OpenVinoBackend(self.export_dir, self.manifest, threads=self.threads, scale=self.scale,
-                               dtype="fp32", compile_now=False, core=self._core)
+                               dtype="fp32", compile_now=False, core=self._core, detail=self.detail)
 
     def _request(self, graph: str):
         req = self._requests.get(graph)
@@ -93,8 +94,12 @@ class OpenVinoBackend(ExportedRunner):
             path = self.export_dir / self.graphs[graph]["file"]
             if not path.is_file():
                 raise ModelFileError(f"{path}: missing")
+            source = self.graph_source(graph)  # the file, or its bytes with the weights at --detail
             try:
-                compiled = self._core.compile_model(str(path), "CPU", self._config)
+                if isinstance(source, bytes):
+                    compiled = self._core.compile_model(self._core.read_model(source), "CPU", self._config)
+                else:
+                    compiled = self._core.compile_model(str(path), "CPU", self._config)
             except Exception as exc:
                 msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise ModelFileError(f"{path}: OpenVINO cannot compile it ({msg[:300]})") from None
@@ -112,8 +117,8 @@ class OpenVinoBackend(ExportedRunner):
 
 
 def load(model_dir: Path, threads: int | None = None, scale: int | None = None, verify: bool = True,
-         dtype: str | None = None, **_: object) -> OpenVinoBackend:
-    """Load an ONNX export (fp32, or int8 QDQ) for OpenVINO's CPU plugin."""
+         dtype: str | None = None, detail: float | None = None, **_: object) -> OpenVinoBackend:
+    """Load an ONNX export (fp32, or int8 QDQ) for OpenVINO's CPU plugin; `detail` as onnx_backend.load takes it."""
     check()
     manifest = read_manifest(model_dir, expect=("onnx",), verify=verify)
-    return OpenVinoBackend(Path(model_dir), manifest, threads=threads, scale=scale, dtype=dtype)
+    return OpenVinoBackend(Path(model_dir), manifest, threads=threads, scale=scale, dtype=dtype, detail=detail)

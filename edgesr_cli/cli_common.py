@@ -95,8 +95,10 @@ def missing_extra(exc: ModuleNotFoundError) -> str | None:
     extra = EXTRAS.get(top)
     if extra is None:
         return None
-    also = "" if extra == "train" else " (training and export: pip install 'edgesr[train]')"
-    return f"this command needs {top}, which the light install leaves out: pip install 'edgesr[{extra}]'{also}"
+    from .backends.base import extra_hint
+
+    also = "" if extra == "train" else " (training and export: the same with edgesr[train])"
+    return f"this command needs {top}, which the light install leaves out: {extra_hint(extra)}{also}"
 
 
 _CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), 127)} | {9: "\\t", 10: "\\n", 13: "\\r"}

@@ -9,7 +9,9 @@ An exported directory holds, for one static LR tile size (batch dynamic where th
   noise window as an input, so the shared tiling engine still draws (and keeps) the noise;
 - ``manifest.json``: format, shapes, scale, tile, quantization, latent geometry, the model config,
   the source model's checksums and the sha256 of every file. Backends verify the checksums on load
-  and refuse a file that changed.
+  and refuse a file that changed. For an fp32 ONNX export, each graph's ``parameters`` maps its weight
+  initializers to the model parameters they hold (checked here: see _parameter_map), which lets ONNX
+  Runtime and OpenVINO run the graph at any --detail without torch (backends/exported.py).
 
 Export writes into a hidden temp directory beside the output and renames it into place, so an
 interrupted or failed export never leaves a half-written model. Bad requests (a tile size the
@@ -695,19 +697,109 @@ def _write_onnx(model: EdgeSR, geo: Geometry, wanted: Sequence[str], out: Path, 
                 say: Callable[[str], None]) -> tuple[dict[str, dict], dict]:
     import onnx
 
-    mods = graph_modules(model, geo.host_resize, resize="matmul", tile=geo.tile)
     files: dict[str, dict] = {}
     for name in wanted:
         say(f"exporting {name} graph to ONNX")
         _, outs = geo.io(name)
         path = out / f"{name}.onnx"
-        _torch_onnx_export(mods[name], example_inputs(geo, name, batch=2), list(outs), path, opset, dynamic_batch=True)
+        mapping, why = _export_mapped(
+            model, lambda m, name=name: graph_modules(m, geo.host_resize, resize="matmul", tile=geo.tile)[name],
+            example_inputs(geo, name, batch=2), list(outs), path, opset)
         onnx.checker.check_model(str(path))
         files[name] = {"file": path.name}
+        if mapping is not None:
+            files[name]["parameters"] = mapping
+        else:
+            say(f"note: the {name} graph runs at the exported detail only ({why})")
     extra = {"exporter": f"torch.onnx (dynamo) {torch.__version__}", "opset": opset, "batch": "dynamic"}
     if not geo.host_resize and geo.scale // 2 > 1:
         extra["encoder_resize_op"] = "MatMul with the bicubic interpolation matrices of the static tile (exact)"
     return files, extra
+
+
+def _export_mapped(model: nn.Module, make_graph: Callable[[nn.Module], nn.Module], inputs: dict[str, torch.Tensor],
+                   output_names: list[str], path: Path, opset: int) -> tuple[dict[str, list[str]] | None, str]:
+    """Export the graph `make_graph(model)` to `path` (batch dynamic) with the map of its weight initializers to the
+    model's parameters (`model.components()`): ({initializer: [component, key] or [component, key, "T"]}, "") or,
+    where no map holds, (None, why) and the graph exported as it is (runs at its own weights only).
+
+    How: the graph is exported from a probe, a copy of the model with every weight moved by a little noise, so that
+    no two weights are equal (the exporter merges equal initializers into one: untrained LayerNorms, say) and each
+    initializer is found by name or by value ("T": stored transposed, as a Linear weight for MatMul); the model's
+    own weights are then written into the initializers through the map (exported.replace_initializers, what the
+    light install does at another --detail), and ONNX Runtime must compute from that file what torch computes with
+    the model. A weight the exporter folded into another constant (a product of two parameters, say) does not
+    follow the map, and then the model itself is exported instead, without a map."""
+    import copy
+
+    from .backends.exported import replace_initializers
+
+    probe = copy.deepcopy(model).float().eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in probe.parameters():
+            p.add_(0.05 * (p.abs().mean() + 1e-3) * torch.randn(p.shape, generator=g))
+    _torch_onnx_export(make_graph(probe), inputs, output_names, path, opset, dynamic_batch=True)
+    mapping, why = _parameter_map(probe, make_graph(probe), path)
+    if mapping is not None:
+        own = {(c, k): v.detach().cpu().float().numpy() for c, mod in model.components().items()
+               for k, v in mod.named_parameters()}
+        path.write_bytes(replace_initializers(path.read_bytes(), {
+            name: own[(e[0], e[1])].T if len(e) == 3 else own[(e[0], e[1])] for name, e in mapping.items()}))
+        why = _map_check(make_graph(model), make_graph(probe), {k: v[:1] for k, v in inputs.items()}, path)
+        if not why:
+            return mapping, ""
+    _torch_onnx_export(make_graph(model), inputs, output_names, path, opset, dynamic_batch=True)
+    return None, why
+
+
+def _parameter_map(model: nn.Module, module: nn.Module, path: Path) -> tuple[dict[str, list[str]] | None, str]:
+    """The map of the exported graph at `path` (made from `module`, whose weights are `model`'s) as _export_mapped
+    describes it, or (None, why) where an initializer equals more than one parameter."""
+    import onnx
+    from onnx import numpy_helper
+
+    owner = {id(p): (c, k) for c, mod in model.components().items() for k, p in mod.named_parameters()}
+    params = {n: p for n, p in module.named_parameters() if id(p) in owner}
+    values = {n: p.detach().cpu().float().numpy() for n, p in params.items()}
+    proto = onnx.load(str(path), load_external_data=False)
+    mapping: dict[str, list[str]] = {}
+    for init in proto.graph.initializer:
+        if init.name in params:
+            mapping[init.name] = list(owner[id(params[init.name])])
+            continue
+        if init.data_type != onnx.TensorProto.FLOAT or len(init.dims) == 0:
+            continue
+        a = numpy_helper.to_array(init)
+        hits = [[*owner[id(params[n])]] for n, v in values.items() if v.shape == a.shape and np.array_equal(v, a)]
+        hits += [[*owner[id(params[n])], "T"] for n, v in values.items()
+                 if v.ndim == 2 and v.T.shape == a.shape and np.array_equal(v.T, a)]
+        if len(hits) > 1:
+            return None, f"initializer {init.name} equals {len(hits)} parameters"
+        if hits:
+            mapping[init.name] = hits[0]
+    return (mapping, "") if mapping else (None, "no weight initializers")
+
+
+def _map_check(module: nn.Module, probe: nn.Module, inputs: dict[str, torch.Tensor], path: Path) -> str:
+    """"" when ONNX Runtime computes from the graph file at `path` what torch computes with `module` (to float
+    rounding), where `probe`'s other weights would move the output far more; else why not."""
+    from .backends.onnx_backend import open_session, session_options
+
+    with torch.no_grad():
+        ref = module(*inputs.values())
+        moved_to = probe(*inputs.values())
+    refs = ref if isinstance(ref, tuple) else (ref,)
+    probes = moved_to if isinstance(moved_to, tuple) else (moved_to,)
+    outs = open_session(path, session_options(), providers=["CPUExecutionProvider"]).run(
+        None, {k: v.numpy() for k, v in inputs.items()})
+    for r, q, o in zip(refs, probes, outs):
+        err = float(np.abs(o - r.numpy()).max())
+        moved = float(np.abs(q.numpy() - r.numpy()).max())
+        if not err <= 1e-3 * max(1.0, float(np.abs(r.numpy()).max())) or not moved > 10 * err:
+            return (f"with its weights written in, the graph is {err:.2g} from torch (other weights move the output "
+                    f"by {moved:.2g}): a weight was folded into a constant the map does not rebuild")
+    return ""
 
 
 def _rename_initializers(model_proto) -> None:

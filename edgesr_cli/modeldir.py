@@ -112,3 +112,90 @@ def check_detail(model_dir: str | Path, detail: float | None) -> float | None:
         raise ModelFileError(f"{model_dir}: this model has one operating point (no {DETAIL_DIR}/ weights); "
                              f"--detail {detail:g} needs a model with a perceptual point")
     return float(detail)
+
+
+# ---- the detail interpolation in numpy (the light install's --detail) ---------------------------------------------
+# safetensors dtype -> (numpy dtype of the stored bytes); BF16 is widened to float32 by hand (numpy has no bfloat16)
+_ST_DTYPES = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "BF16": "<u2", "I64": "<i8", "I32": "<i4", "I16": "<i2",
+              "I8": "i1", "U8": "u1", "BOOL": "?"}
+
+
+def read_tensors(path: Path, keys=None) -> dict:
+    """Tensors of a safetensors file as numpy arrays (floating ones as float32, as `.float()` gives them to the torch
+    path), all of them or those named in `keys`; no torch. A one-line ModelFileError for a file that cannot be read."""
+    import struct
+
+    import numpy as np
+
+    try:
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            if size > 100 << 20:
+                raise ValueError(f"a {size:,}-byte header")
+            header = json.loads(f.read(size))
+            data = f.read()
+        out = {}
+        for name, info in header.items():
+            if name == "__metadata__" or (keys is not None and name not in keys):
+                continue
+            dtype = info["dtype"]
+            if dtype not in _ST_DTYPES:
+                raise ValueError(f"{name}: dtype {dtype} is not supported")
+            start, end = (int(x) for x in info["data_offsets"])
+            shape = tuple(int(n) for n in info["shape"])
+            if not 0 <= start <= end <= len(data):
+                raise ValueError(f"{name}: data offsets outside the file")
+            a = np.frombuffer(data, dtype=_ST_DTYPES[dtype], count=(end - start) // np.dtype(_ST_DTYPES[dtype]).itemsize,
+                              offset=start).reshape(shape)
+            if dtype == "BF16":
+                a = (a.astype(np.uint32) << 16).view(np.float32)
+            elif a.dtype.kind == "f":
+                a = a.astype(np.float32)
+            out[name] = np.array(a)  # own memory, native byte order
+        missing = sorted(set(keys or ()) - set(out))
+        if missing:
+            raise ValueError(f"missing {missing[:3]}")
+        return out
+    except (OSError, ValueError, struct.error, KeyError, TypeError, AttributeError) as exc:
+        raise ModelFileError(f"{path}: not a readable safetensors file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+
+
+def lerp(start, end, weight: float):
+    """torch.lerp(start, end, weight) on float32 arrays, bit for bit as torch's CPU kernel (what model.py's
+    _interpolate_into calls) computes it: diff = end - start in float32, then start + w * diff for w < 0.5, else
+    end + (w - 1) * diff, each a fused multiply-add (emulated here in float64, where the product is exact)."""
+    import numpy as np
+
+    start = np.asarray(start, dtype=np.float32)
+    end = np.asarray(end, dtype=np.float32)
+    w = np.float32(weight)
+    diff = (end - start).astype(np.float64)
+    if abs(w) < 0.5:
+        out = start.astype(np.float64) + np.float64(w) * diff
+    else:
+        out = end.astype(np.float64) + np.float64(w - np.float32(1.0)) * diff
+    return out.astype(np.float32)
+
+
+def interpolated_tensors(model_dir: str | Path, detail: float, wanted: dict) -> dict:
+    """{component: {key: float32 array}} at `detail` for the tensors named in `wanted` ({component: set of keys}):
+    (1 - detail) * top level + detail * DETAIL_DIR, in the torch path's arithmetic (model.load_model_dir), detail 0
+    being the top-level weights exactly. No torch: what the light install hands to an export's graph."""
+    d = Path(model_dir)
+    out = {}
+    for component, keys in wanted.items():
+        if component not in INFERENCE_COMPONENTS:
+            raise ModelFileError(f"{d}: no component {component!r} to interpolate")
+        path = d / COMPONENT_FILES[component]
+        a = read_tensors(path, set(keys))
+        if detail == 0:
+            out[component] = a
+            continue
+        other = d / DETAIL_DIR / COMPONENT_FILES[component]
+        if not other.is_file():
+            raise ModelFileError(f"{other}: missing")
+        b = read_tensors(other, set(keys))
+        if any(a[k].shape != b[k].shape for k in a):
+            raise ModelFileError(f"{other}: not the same network as {path}")
+        out[component] = {k: lerp(a[k], b[k], detail) if a[k].dtype.kind == "f" else b[k] for k in a}
+    return out

@@ -1,11 +1,13 @@
 """The light install: `pip install edgesr` without torch upscales with the shipped model through ONNX Runtime
-(the export bundled in the model folder), and commands that need torch say which extra to install.
+(the export bundled in the model folder), at every --detail, and on OpenVINO where the openvino extra is installed;
+commands that need torch say which extra to install, with torch's CPU build.
 
 Each case runs the CLI in a fresh interpreter in which torch (and scipy, onnx, onnxscript, scikit-image, openvino) cannot be
 imported, as in a venv that never installed them; .ci/run also builds such a venv for real and upscales in it."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -24,13 +26,13 @@ pytest.importorskip("onnxruntime")
 skimage_data = pytest.importorskip("skimage.data")
 
 BLOCKED = ("torch", "torchvision", "scipy", "onnx", "onnxscript", "skimage", "openvino")
-PRELUDE = f"""
+PRELUDE = """
 import importlib.abc, sys
-BLOCKED = {BLOCKED!r}
+BLOCKED = {blocked!r}
 class NotInstalled(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
 sys.meta_path.insert(0, NotInstalled())
 from edgesr_cli.cli import main
@@ -42,11 +44,12 @@ finally:
 """
 
 
-def light(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_COLOR": "1", "COLUMNS": "200"}
+def light(*args: str, cwd: Path, blocked: tuple[str, ...] = BLOCKED) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "NO_COLOR": "1", "COLUMNS": "200",
+           "EDGESR_OPENVINO_CACHE": str(cwd / "ov-cache")}  # never the user's ~/.cache
     env.pop("EDGESR_DEBUG", None)
-    return subprocess.run([sys.executable, "-c", PRELUDE, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-c", PRELUDE.replace("{blocked!r}", repr(blocked)), *args], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -66,30 +69,66 @@ def test_bundled_export_is_the_shipped_model():
     assert manifest["detail"] == default_detail(d)
     source = manifest["model"]["source"]["files"]
     assert source and all(file_sha256(d / name) == sha for name, sha in source.items())
+    assert manifest["graphs"]["fused"]["parameters"]  # what runs it at other details (tests/test_detail_anywhere.py)
 
 
-def test_upscale_without_torch_matches_torch_fp32(photo, tmp_path):
-    res = light("upscale", str(photo), "-o", str(tmp_path / "light.png"), "--json", cwd=tmp_path)
-    assert res.returncode == 0, res.stderr
-    assert res.stderr.strip().endswith("LOADED=")  # nothing of torch & co was imported
-    summary = json.loads(res.stdout)
-    assert summary["backend"] == "onnx" and summary["done"] == 1
+@pytest.fixture(scope="module")
+def torch_fp32(photo, tmp_path_factory):
+    """The torch backend's fp32 pictures of `photo` at each detail (None: the model's default), made when first asked."""
     from typer.testing import CliRunner
 
     from edgesr_cli.cli import app
 
-    r = CliRunner().invoke(app, ["upscale", str(photo), "-o", str(tmp_path / "torch.png"), "--backend", "torch",
-                                 "--dtype", "fp32", "--quiet"])
-    assert r.exit_code == 0, r.output
+    d, made = tmp_path_factory.mktemp("torch"), {}
+
+    def at(detail: float | None) -> np.ndarray:
+        if detail not in made:
+            out = d / f"torch-{detail}.png"
+            extra = [] if detail is None else ["--detail", str(detail)]
+            r = CliRunner().invoke(app, ["upscale", str(photo), "-o", str(out), "--backend", "torch", "--dtype", "fp32",
+                                         "--quiet", *extra])
+            assert r.exit_code == 0, r.output
+            made[detail] = np.asarray(Image.open(out)).astype(int)
+        return made[detail]
+
+    return at
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "openvino"])
+@pytest.mark.parametrize("detail", [None, 0.0, 0.3, 1.0])
+def test_every_detail_without_torch_matches_torch_fp32(photo, tmp_path, torch_fp32, runtime, detail):
+    """The bundled export at the model's default detail, and at any other with the model folder's two operating
+    points interpolated into its weights (backends/exported.py), on ONNX Runtime (what auto picks without torch
+    on a CPU without bf16) and OpenVINO in fp32: the same picture as torch fp32 at that detail, to 1/255 on a few
+    pixels."""
+    blocked = BLOCKED
+    args = ["upscale", str(photo), "-o", str(tmp_path / "light.png"), "--json"]
+    if runtime == "openvino":
+        if importlib.util.find_spec("openvino") is None:
+            pytest.skip("openvino not installed (the openvino extra)")
+        blocked = tuple(b for b in BLOCKED if b != "openvino")
+        args += ["--backend", "openvino", "--dtype", "fp32"]
+    if detail is not None:
+        args += ["--detail", str(detail)]
+    res = light(*args, cwd=tmp_path, blocked=blocked)
+    assert res.returncode == 0, res.stderr
+    assert "LOADED=" in res.stderr and not any(  # nothing of torch & co was imported
+        m.split(".")[0] in ("torch", "scipy", "onnx", "onnxscript", "skimage")
+        for m in res.stderr.strip().rsplit("LOADED=", 1)[1].split(",") if m)
+    summary = json.loads(res.stdout)
+    assert summary["backend"] == runtime and summary["done"] == 1
+    assert summary["detail"] == (default_detail(default_model_dir()) if detail is None else detail)
     a = np.asarray(Image.open(tmp_path / "light.png")).astype(int)
-    b = np.asarray(Image.open(tmp_path / "torch.png")).astype(int)
+    b = torch_fp32(detail)
     assert a.shape == b.shape == (144 * 4, 160 * 4, 3)
     diff = np.abs(a - b)
+    print(f"{runtime} detail {detail}: max {diff.max()}/255, {(diff > 0).mean():.2e} of the values differ")
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3  # the same noise field, fp32 arithmetic in another order
+    if detail in (0.0, 1.0):  # the details are far apart: this compares the right pictures
+        assert np.abs(torch_fp32(1.0 - detail) - a).mean() > 1.0
 
 
 @pytest.mark.parametrize("args, needs", [
-    (["upscale", "{photo}", "-o", "{tmp}/x.png", "--detail", "0.5"], "edgesr[torch]"),
     (["upscale", "{photo}", "-o", "{tmp}/x.png", "--backend", "torch"], "edgesr[torch]"),
     (["train", "--stage", "autoencoder", "--data", "{tmp}", "--steps", "1", "--out", "{tmp}/run"], "edgesr[torch]"),
     (["export", "-f", "onnx", "-o", "{tmp}/exp"], "edgesr[train]"),
@@ -101,6 +140,8 @@ def test_commands_that_need_torch_say_which_extra(photo, tmp_path, args, needs):
     assert res.returncode == 2, res.stderr
     lines = [line for line in res.stderr.splitlines() if not line.startswith("LOADED=")]
     assert len(lines) == 1 and lines[0].startswith("error: ") and needs in lines[0], res.stderr
+    # the one command that installs torch's CPU build first (PyPI's torch on Linux is the CUDA one)
+    assert "pip install torch --index-url https://download.pytorch.org/whl/cpu && pip install 'edgesr[" in lines[0]
     assert not list(tmp_path.glob("x.png"))
 
 
