@@ -19,6 +19,8 @@ _app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help, not rich's option table: the table cut long option names (--png-compressi…) at 80 columns
+    rich_markup_mode=None,
 )
 console = Console()
 
