@@ -502,3 +502,10 @@ def test_perceptual_finetune_logs_lpips_and_checkpoint_ema_tool_rebuilds_the_mod
         a = load_file(str(model_dir / COMPONENT_FILES[c]))
         b = load_file(str(tmp_path / "rebuilt" / COMPONENT_FILES[c]))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), c
+    # --raw: the optimizer's weights, which after 4 steps at lr 1e-3 are not the EMA's
+    assert checkpoint_ema.main([str(out / "checkpoint"), str(student_dir), str(tmp_path / "raw"), "--raw"]) == 0
+    raw_dec = load_file(str(tmp_path / "raw" / COMPONENT_FILES["decoder"]))
+    ck_dec = load_file(str(out / "checkpoint" / "decoder.safetensors"))
+    ema_dec = load_file(str(model_dir / COMPONENT_FILES["decoder"]))
+    assert all(torch.equal(raw_dec[k], ck_dec[k].to(raw_dec[k].dtype)) for k in raw_dec)
+    assert any(not torch.equal(raw_dec[k], ema_dec[k]) for k in raw_dec)
