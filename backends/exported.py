@@ -133,6 +133,7 @@ class ExportedRunner:
     Batch: dynamic graphs take the whole batch; batch-1 graphs are run tile by tile."""
 
     name = "exported"
+    tiles_per_run: int | None = None  # a dynamic-batch graph is run this many tiles at a time (None: the whole batch)
 
     def __init__(self, export_dir: Path, manifest: dict, scale: int | None = None, detail: float | None = None) -> None:
         self.export_dir = Path(export_dir)
@@ -177,13 +178,13 @@ class ExportedRunner:
 
     def _call(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         b = next(iter(feeds.values())).shape[0]
-        if self.static_batch is None or b == self.static_batch:
+        n = self.static_batch if self.static_batch is not None else self.tiles_per_run
+        if n is None or b == n or (self.static_batch is None and b < n):
             return self._run(graph, feeds)
-        n = self.static_batch
         outs: list[dict[str, np.ndarray]] = []
         for i in range(0, b, n):
             chunk = {k: v[i:i + n] for k, v in feeds.items()}
-            short = n - chunk[next(iter(chunk))].shape[0]
+            short = n - chunk[next(iter(chunk))].shape[0] if self.static_batch is not None else 0
             if short:
                 chunk = {k: np.concatenate([v, np.repeat(v[-1:], short, axis=0)]) for k, v in chunk.items()}
             res = self._run(graph, chunk)

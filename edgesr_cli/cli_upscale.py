@@ -365,7 +365,7 @@ class Limits:
 
 
 def check_limits(label: str, height: int, width: int, runner, opts: UpscaleOptions, stored, channels: int,
-                 alpha: bool, limits: Limits) -> None:
+                 alpha: bool, limits: Limits, fmt: str = "png") -> None:
     """Refuse, with one line naming the image, an output over --max-output-pixels or one whose estimated
     memory (upscale.estimate_peak_bytes) exceeds what is available now."""
     from .io import ImageError
@@ -381,7 +381,7 @@ def check_limits(label: str, height: int, width: int, runner, opts: UpscaleOptio
     from .upscale import PROCESS_BYTES, estimate_peak_bytes
 
     avail = available_memory()  # an output still being written (the writer thread) is already resident
-    need = estimate_peak_bytes(height, width, s, opts, stored, channels, alpha)
+    need = estimate_peak_bytes(height, width, s, opts, stored, channels, alpha, fmt)
     if avail is not None and need - PROCESS_BYTES > avail:  # the process itself is already resident
         raise ImageError(label, f"needs about {need / 2**30:.1f} GiB of memory for its {out_w}x{out_h} output, "
                                 f"{avail / 2**30:.1f} GiB available (--no-memory-check to try anyway)")
@@ -532,7 +532,7 @@ def _run_one(job: Job, runner, runner16, opts: UpscaleOptions, output: Output, s
         fmt = output.ext or _fmt_for(job, info.format)
         stored = stored_dtype(fmt, info.bit_depth)  # an unknown format is refused here, before the upscaling
         check_limits(job.label, info.height, info.width, runner, opts, stored, 1 if info.grayscale else 3,
-                     info.alpha, limits)
+                     info.alpha, limits, fmt)
         chosen["fmt"] = fmt
 
     photo = read_image(_stdin() if job.src is None else job.src, name=job.label, max_pixels=limits.max_pixels,

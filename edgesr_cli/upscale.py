@@ -28,25 +28,36 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as the w
 
 # Peak memory of one upscale beyond the photo's own buffers, measured on this project's CI machine with
 # `/usr/bin/time -v` (README, "What happens to your photo"): the process with torch and edge-tiny loaded
-# (~300 MB), and the batch of tiles in flight, whose decoder activations at HR resolution dominate (~270 MB for
-# 4 tiles of 128 px at x4, about 256 bytes per HR tile pixel).
+# (~270 MB; ~100 MB for the light install), and the batch of tiles in flight, whose decoder activations at HR
+# resolution dominate (~230 MB for 4 tiles of 128 px at x4 in torch, about 256 bytes per HR tile pixel with the
+# margin; ONNX Runtime runs them one at a time, ~135 MB).
 PROCESS_BYTES = 320 * 2**20
 _TILE_PIXEL_BYTES = 256
+_NOISE_BYTES = 64  # per LR pixel of a noise row: 16 latent channels of float32 (edge-tiny)
+_IN_PLACE_FORMATS = ("png", "tif", "tiff")  # io's own encoders write the stored samples without a copy
 
 
 def estimate_peak_bytes(height: int, width: int, scale: int, opts: UpscaleOptions, stored: np.dtype | type,
-                        channels: int = 3, alpha: bool = False) -> int:
-    """About how much memory `edgesr upscale` needs for an (height, width) photo: the process and the tiles
-    in flight, the LR image in float (and its padded copy), the engine's float band (two tile rows of the
-    output while it grows), the quantized output and the encoder's copy of it, and a float alpha plane."""
+                        channels: int = 3, alpha: bool = False, fmt: str = "png") -> int:
+    """About how much memory `edgesr upscale` needs for an (height, width) photo written as `fmt`: the process
+    and the tiles in flight, the LR image in float, the engine's float sums (at most two tile rows of the output)
+    and noise rows, the quantized output, the encoder's copy of it where there is one (Pillow's JPEG and WebP
+    encoders take one at 4 bytes a pixel; the PNG and TIFF writers encode the samples in place, unless an alpha
+    plane has to be stacked in), and a float alpha plane."""
     out_px = height * width * scale * scale
     tile_hr = opts.tile * scale
-    band = 2 * tile_hr * (width + 2 * opts.tile) * scale * 16  # float sums + weights of a tile row, and a copy
+    out_w = (width + 2 * opts.tile) * scale
+    band = 2 * tile_hr * out_w * 16  # float sums (3 channels) and weights of two tile rows
+    noise = 2 * opts.tile * width * _NOISE_BYTES
     stored_bytes = out_px * (channels + alpha) * np.dtype(stored).itemsize
+    if fmt.lower() not in _IN_PLACE_FORMATS:
+        copy = max(stored_bytes, out_px * 4)  # Pillow's image of the output
+    else:
+        copy = stored_bytes if alpha else 0  # the planes stacked with the alpha plane
     step = max(1, int(opts.tile * (1 - opts.overlap)))
     in_flight = min(opts.batch, math.ceil(height / step) * math.ceil(width / step))
-    return int(PROCESS_BYTES + in_flight * tile_hr * tile_hr * _TILE_PIXEL_BYTES + height * width * 24 + band
-               + 2 * stored_bytes + (out_px * 8 if alpha else 0))
+    return int(PROCESS_BYTES + in_flight * tile_hr * tile_hr * _TILE_PIXEL_BYTES + height * width * 12 + band
+               + noise + stored_bytes + copy + (out_px * 8 if alpha else 0))
 
 
 def _quantize_band(x: np.ndarray, maxval: int, dtype: np.dtype) -> np.ndarray:
@@ -65,7 +76,7 @@ def upscale_photo(runner: Runner, photo: Photo, opts: UpscaleOptions,
     engine finishes them, into the values the writer stores, (H*s, W*s, 3), or (H*s, W*s, 1) for a
     grayscale source: the same values the writer makes of the float result, at a quarter (8-bit) of its
     memory and without a float copy of the output."""
-    lr = np.ascontiguousarray(photo.rgb.transpose(2, 0, 1), dtype=np.float32)
+    lr = np.asarray(photo.rgb, dtype=np.float32).transpose(2, 0, 1)  # a view: the engine copies tiles out of it
     s = runner.scale
     h, w = photo.height * s, photo.width * s
     if quantize is not None:

@@ -511,3 +511,69 @@ def test_light_install_caps_threads_and_keeps_onnx_runtime_quiet(small_photo, tm
                        f"use; using {cpus}"
     assert len(lines) == 2 and lines[1].startswith("1 upscaled, 0 skipped, 0 failed in "), res.stderr
     assert "onnxruntime" not in res.stderr
+
+
+# ---- memory: the light install at or under the torch install's, the output held once -----------------------------
+
+# In the child: a 4000x4000 RGB output in memory (48 MB, every page touched), then encoded to PNG; what the encoder
+# adds to the peak resident memory is printed in MiB. Pillow's encoder copied the image (64 MB at 4 bytes a pixel).
+PNG_ENCODE_PEAK = """
+import numpy as np
+from edgesr_cli.io import Photo, encode_image
+def hwm():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")) / 1024
+values = np.full((4000, 4000, 3), 7, dtype=np.uint8)  # one value: a small file, so the encoded bytes do not count
+before = hwm()
+data = encode_image(Photo(rgb=values), "png")
+print(hwm() - before)
+"""
+
+
+def test_png_writer_takes_no_copy_of_the_image():
+    proc = subprocess.run([sys.executable, "-c", PNG_ENCODE_PEAK], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert float(proc.stdout) < 16, proc.stdout  # MiB: a few blocks of rows, not the 48 MB image
+
+
+class _Upsampler:
+    """A runner with edge-tiny's geometry (x4, latent /4, 16 channels) that only repeats pixels: the engine's own
+    memory, without a model's."""
+
+    scale, latent_factor, latent_channels, lr_multiple, conditioning, schedule = 4, 4, 16, 1, "bidirectional", None
+
+    def fused_one_step(self, lr, noise):
+        return np.repeat(np.repeat(lr, 4, axis=2), 4, axis=3)
+
+
+@pytest.mark.parametrize("height, width, tile", [(100, 1000, 32), (60, 600, 16)])
+def test_engine_holds_two_tile_rows_of_float_sums_and_no_copy_of_the_photo(height, width, tile):
+    """Beyond the output buffer the engine's peak is its float sums and weights (at most two tile rows of the output,
+    4 channels of float32) and little else: no float copy of the band it hands out, of the sums when rows finish,
+    or of the photo (its (H, W, 3) pixels are read as a (3, H, W) view). It was 2.4 times the sums."""
+    import tracemalloc
+
+    from edgesr_cli.upscale import UpscaleOptions, upscale_photo
+
+    photo = Photo(rgb=np.random.default_rng(0).random((height, width, 3), dtype=np.float32))
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        out = upscale_photo(_Upsampler(), photo, UpscaleOptions(tile=tile), quantize=np.uint8)
+        peak = tracemalloc.get_traced_memory()[1] - base - out.rgb.nbytes
+    finally:
+        tracemalloc.stop()
+    sums = 4 * (2 * tile * 4) * (width * 4) * 4
+    assert peak < 1.8 * sums, (peak, sums)
+    assert out.rgb.shape == (height * 4, width * 4, 3)
+
+
+def test_onnx_backend_runs_one_tile_per_session_run():
+    """ONNX Runtime's arena keeps the largest run's activations for the process: 4 tiles at once cost +520 MB."""
+    from edgesr_cli.backends.onnx_backend import OnnxBackend
+
+    runner = OnnxBackend.__new__(OnnxBackend)
+    runner.static_batch = None
+    seen = []
+    runner._run = lambda graph, feeds: seen.append(feeds["lr"].shape[0]) or {"hr": feeds["lr"] * 2}
+    out = runner._call("fused", {"lr": np.arange(4.0).reshape(4, 1), "noise": np.zeros((4, 1))})
+    assert seen == [1, 1, 1, 1] and np.array_equal(out["hr"], np.arange(4.0).reshape(4, 1) * 2)
