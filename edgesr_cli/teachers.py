@@ -267,6 +267,9 @@ def load_teacher(runtime: str = "torch-bf16", onnx_path: Path | None = None, thr
         try:
             import torch  # noqa: F401
         except ImportError:
-            raise TeacherError("the torch teacher needs torch (pip install torch); --teacher ncnn runs without it") from None
+            from .backends.base import extra_hint
+
+            raise TeacherError(f"the torch teacher needs torch ({extra_hint('teacher')}); --teacher ncnn runs "
+                               "without it") from None
         run = _torch_run(param, binf, threads, bf16=runtime == "torch-bf16")
     return Teacher("x4plus", runtime, files, X4PLUS_LICENCE, run)
