@@ -139,13 +139,10 @@ def check_options(name: str, device: str | None, dtype: str | None) -> None:
     spec = registry().get(name)
     if spec is None:
         return
-    hint = "" if name == "torch" else f" (the torch backend runs others: {TORCH_EXTRA_HINT})"
     if spec.devices is not None and device not in (None, "auto", *spec.devices):
-        raise BackendUnavailable(f"--device {device}: the {name} backend runs on {' or '.join(spec.devices)} "
-                                 f"only{hint}")
+        raise BackendUnavailable(f"--device {device}: the {name} backend runs on {' or '.join(spec.devices)} only")
     if spec.dtypes is not None and dtype not in (None, "auto", *spec.dtypes):
-        raise BackendUnavailable(f"--dtype {dtype}: the {name} backend computes in {' or '.join(spec.dtypes)} "
-                                 f"only{hint}")
+        raise BackendUnavailable(f"--dtype {dtype}: the {name} backend runs {' or '.join(spec.dtypes)}")
 
 
 def runs_at(baked: float | None, detail: float | None) -> bool:

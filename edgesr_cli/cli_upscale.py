@@ -247,6 +247,8 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     ) -> None:
         """Upscale photos x4 with Edge-SD-SR (one denoising step)."""
+        from .hw import set_threads
+
         if skip_existing and overwrite:
             raise UserError("--skip-existing and --overwrite exclude each other")
         check_options(batch, steps, tile, overlap, seed, threads, max_pixels, max_output_pixels)
@@ -260,8 +262,6 @@ def register(app: typer.Typer) -> None:
         with signals_as_interrupts():
             try:
                 sh = parse_shard(shard)
-                from .hw import set_threads
-
                 threads, notes = set_threads(threads)
                 plan = plan_jobs(inputs, output, ext.value if ext else None, suffix, scale, sh)
                 if not plan.found and plan.failures:  # nothing to do at all: a usage error

@@ -279,12 +279,14 @@ def read_image(
         values = values[..., :-1]
 
     scale = np.float32(1.0 / maxval)
-    rgb = values.astype(np.float32) * scale
+    rgb = values.astype(np.float32)
+    rgb *= scale  # in place: no second float copy of the photo
     del values
     if info.grayscale:
         rgb = np.repeat(rgb, 3, axis=2)
     if alpha is not None:
-        alpha = alpha.astype(np.float32) * scale
+        alpha = alpha.astype(np.float32)
+        alpha *= scale
     rgb = _orient(rgb, orientation)
     alpha = None if alpha is None else _orient(alpha, orientation)
 
@@ -1722,8 +1724,9 @@ def _expand(raw: str, failures: list[ImageError], skipped: list[str]) -> list[tu
         return out
 
     if is_dir:
+        reported = len(failures)
         files = _walk_images(path, failures)
-        if not files:
+        if not files and len(failures) == reported:  # (a folder that cannot be listed is reported already)
             failures.append(ImageError(raw, "no images found in this folder "
                                             f"(looking for .{', .'.join(sorted(EXTENSIONS))})"))
         return keep(files, path)

@@ -476,8 +476,8 @@ def small_photo(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("args, problem", [
     (["--device", "cuda"], "error: --device cuda: the onnx backend runs on cpu only"),
-    (["--dtype", "fp16"], "error: --dtype fp16: the onnx backend computes in fp32 only"),
-    (["--dtype", "bf16"], "error: --dtype bf16: the onnx backend computes in fp32 only"),
+    (["--dtype", "fp16"], "error: --dtype fp16: the onnx backend runs fp32"),
+    (["--dtype", "bf16"], "error: --dtype bf16: the onnx backend runs fp32"),
 ])
 def test_light_install_refuses_what_it_would_silently_ignore(small_photo, tmp_path, args, problem):
     from test_light_install import light
