@@ -104,6 +104,13 @@ def out_name(rel: Path, ext: str | None, suffix: str, src_fmt_ext: str) -> Path:
     return rel.with_name(f"{rel.stem}{suffix}.{e}")
 
 
+def _is_terminal(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):  # a closed or unusual stream is not a terminal
+        return False
+
+
 def plan_jobs(inputs: list[str], out: str | None, ext: str | None, suffix: str | None, scale: int,
               shard: tuple[int, int] | None) -> Plan:
     if not inputs:
@@ -254,8 +261,12 @@ def register(app: typer.Typer) -> None:
         check_options(batch, steps, tile, overlap, seed, threads, max_pixels, max_output_pixels)
         if as_json and output == "-":
             raise UserError("--json prints on stdout, which -o - uses for the image")
-        if sys.stdout is None and (output == "-" or (output is None and "-" in inputs) or as_json):
+        to_stdout = output == "-" or (output is None and "-" in inputs)
+        if sys.stdout is None and (to_stdout or as_json):
             raise UserError("stdout is closed: nowhere to write " + ("the JSON summary" if as_json else "the image"))
+        if to_stdout and _is_terminal(sys.stdout):
+            raise UserError("stdout is a terminal: image bytes would be printed as text; write to a file with "
+                            "-o FILE, or pipe or redirect stdout (... | other-tool, > big.png)")
         started = time.perf_counter()
         jobs: list[Job] = []
         # from the start, not only around the batch: SIGTERM or SIGHUP while the model loads is reported too

@@ -509,3 +509,29 @@ def test_invalid_manifest_json_is_named_not_called_missing(tiny_model_dir, tmp_p
     assert result.exit_code == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"error: {export / 'manifest.json'}: not a readable JSON manifest"), line
+
+
+def test_image_bytes_are_not_written_to_a_terminal(tiny_model_dir, tmp_path):
+    """`edgesr upscale - < photo.png` (or -o -) with stdout on a terminal: a one-line usage error, nothing printed."""
+    import pty
+
+    src = tmp_path / "a.png"
+    make_png(src, 20, 28)
+    master, slave = pty.openpty()
+    try:
+        for args, stdin in ((["-", "-m", str(tiny_model_dir)], src), ([str(src), "-o", "-", "-m", str(tiny_model_dir)], None)):
+            with open(stdin if stdin else os.devnull, "rb") as fin:
+                proc = subprocess.run([sys.executable, "-c", "from edgesr_cli.cli import main; main()", "upscale", *args],
+                                      stdin=fin, stdout=slave, stderr=subprocess.PIPE, timeout=60,
+                                      env={**os.environ, "OMP_NUM_THREADS": "1"})
+            err = proc.stderr.decode().strip().splitlines()
+            assert proc.returncode == 2 and len(err) == 1 and "stdout is a terminal" in err[0] and "-o FILE" in err[0], err
+        os.set_blocking(master, False)
+        try:
+            printed = os.read(master, 65536)
+        except BlockingIOError:
+            printed = b""
+        assert b"PNG" not in printed and b"IHDR" not in printed
+    finally:
+        os.close(master)
+        os.close(slave)
