@@ -190,3 +190,16 @@ def default_model_dir() -> Path:
     except (ModuleNotFoundError, TypeError):
         pass
     raise UserError("no default model found (weights/edge-tiny is missing from this install); pass -m/--model DIR")
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """--shard 'i/n' (0 <= i < n) of `upscale` and `teacher-pairs`; None stays None."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise UserError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise UserError(f"--shard {text!r}: need 0 <= i < n")
+    return i, n

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from .cli_common import Device, Precision, UserError, friendly_errors
+from .cli_common import Device, Precision, UserError, friendly_errors, parse_shard
 from .config import PRESETS, ModelConfig, get_preset
 
 if TYPE_CHECKING:  # torch, numpy and the training code load when a command runs, not at CLI start
@@ -338,15 +338,13 @@ def register(app: typer.Typer) -> None:
         """Make (degraded LR, teacher x4, HR) triplets from photo folders, for finetune-decoder --teacher-data."""
         _setup_logging(quiet)
         _check_data(data)
-        from .data import DataError
+        from .data import DataError, LRPipelineConfig
         from .teachers import TeacherError, load_teacher
-        from .training.teacher_pairs import PairsConfig, make_pairs, parse_shard
+        from .training.teacher_pairs import PairsConfig, make_pairs
 
+        shard_in = parse_shard(shard)
         try:
-            shard_in = parse_shard(shard)
             lr_cfg = _lr_pipeline(realesrgan_prob, None, jpeg_prob, camera_prob)
-            from .data import LRPipelineConfig
-
             cfg = PairsConfig(seed=seed, lr_size=lr_size, context=context, lr_pipeline=LRPipelineConfig.from_dict(lr_cfg))
             n_threads = threads or len(os.sched_getaffinity(0))
             t = load_teacher(teacher.value, teacher_model, n_threads)

@@ -26,7 +26,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .cli_common import (Device, UserError, default_model_dir, err_console, friendly_errors, interruption,
-                         print_error, printable, signals_as_interrupts)
+                         parse_shard, print_error, printable, signals_as_interrupts)
 from .defaults import DEFAULT_COMPRESS_LEVEL, DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS
 
 # numpy, Pillow (.io) and torch (.upscale, the backends) are imported where they are used: `edgesr --help`
@@ -76,19 +76,6 @@ class Plan:
     failures: list[ImageError] = field(default_factory=list)  # inputs that cannot be processed
     skipped: list[str] = field(default_factory=list)  # notes: special files met in folders
     found: bool = True  # some input exists (else the run is a usage error)
-
-
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    """'i/n' with 0 <= i < n."""
-    if text is None:
-        return None
-    try:
-        i, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise UserError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
-    if n < 1 or not 0 <= i < n:
-        raise UserError(f"--shard {text!r}: need 0 <= i < n")
-    return i, n
 
 
 def in_shard(rel: Path, shard: tuple[int, int] | None) -> bool:

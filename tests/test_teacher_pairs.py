@@ -338,7 +338,7 @@ def test_finetune_on_teacher_triplets_uses_the_teacher_terms(pairs, photos, x4_m
 
 def test_cli_teacher_pairs_and_finetune_flags(photos, pairs, x4_model, tmp_path):
     r = runner.invoke(app, ["teacher-pairs", "-d", str(photos), "-o", str(tmp_path / "p"), "--shard", "3/2"])
-    assert r.exit_code == 2 and "--shard 3/2" in r.output
+    assert r.exit_code == 2 and "--shard '3/2': need 0 <= i < n" in r.output
     r = runner.invoke(app, ["finetune-decoder", "-m", str(x4_model), "--teacher-data", str(pairs), "--val", str(photos),
                             "-o", str(tmp_path / "ft"), "--steps", "1", "-b", "1", "--crop", "32", "--precision", "fp32",
                             "--teacher-pixel-weight", "1", "--teacher-perceptual-weight", "0", "--perceptual-weight",

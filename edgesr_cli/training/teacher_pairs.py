@@ -133,16 +133,6 @@ def _names_hash(names: list[str]) -> str:
     return hashlib.sha256("\n".join(names).encode()).hexdigest()
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    try:
-        i, n = (int(v) for v in text.split("/"))
-    except ValueError:
-        raise DataError(f"--shard must be I/N (e.g. 0/4), got {text!r}") from None
-    if n < 1 or not 0 <= i < n:
-        raise DataError(f"--shard {text}: need 0 <= I < N")
-    return i, n
-
-
 def manifest_lines(out: Path) -> Iterator[dict]:
     for f in sorted(Path(out).glob("manifest-*.jsonl")):
         with open(f) as fh:
