@@ -34,7 +34,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .. import degradations as deg
 from ..data import Batch, CropDataset, DataError, LRPipelineConfig, load_images_named
 
 log = logging.getLogger(__name__)
