@@ -37,6 +37,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from . import metrics as M
+from .atomic import write_bytes_atomic
 from .io import DEFAULT_MAX_PIXELS, EXTENSIONS, ImageError, Photo, find_images, read_image, write_image
 
 __all__ = [
@@ -636,14 +637,7 @@ def write_json(record: dict, path: str | os.PathLike) -> Path:
 
 def _atomic_write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return write_bytes_atomic(path, data)
 
 
 # Grid geometry, in pixels (see grid_size)

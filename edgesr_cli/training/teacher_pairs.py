@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..atomic import write_bytes_atomic
 from ..data import Batch, CropDataset, DataError, LRPipelineConfig, load_images_named
 
 log = logging.getLogger(__name__)
@@ -108,15 +109,6 @@ def _png(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def open_sources(folders: list[Path], cfg: PairsConfig) -> tuple[CropDataset, list[str]]:
     """The photos (decoded once, those at least an HR crop large, in sorted order) as a CropDataset, and their
     names (folder name / path inside it) in that order."""
@@ -168,10 +160,10 @@ def make_pairs(folders: list[Path], out: Path, count: int, teacher, cfg: PairsCo
         runtimes = sorted(set(old["teacher"].get("runtimes", [old["teacher"]["runtime"]])) | {teacher.runtime})
         if runtimes != old["teacher"].get("runtimes"):
             old["teacher"]["runtimes"] = runtimes
-            _write_atomic(hpath, json.dumps(old, indent=1).encode())
+            write_bytes_atomic(hpath, json.dumps(old, indent=1).encode())
     else:
         header["teacher"]["runtimes"] = [teacher.runtime]
-        _write_atomic(hpath, json.dumps(header, indent=1).encode())
+        write_bytes_atomic(hpath, json.dumps(header, indent=1).encode())
     i_shard, n_shard = shard
     done = {int(d["index"]) for d in manifest_lines(out)}
     todo = [i for i in range(i_shard, count, n_shard) if i not in done]
@@ -197,7 +189,7 @@ def make_pairs(folders: list[Path], out: Path, count: int, teacher, cfg: PairsCo
                          "hr": hr_u8}
                 for sub, arr in files.items():
                     data = _png(np.ascontiguousarray(arr))
-                    _write_atomic(out / sub / f"{i:06d}.png", data)
+                    write_bytes_atomic(out / sub / f"{i:06d}.png", data)
                     desc[f"{sub}_sha256"] = hashlib.sha256(data).hexdigest()
                 mf.write(json.dumps(desc) + "\n")
             mf.flush()
