@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
@@ -339,6 +338,7 @@ def register(app: typer.Typer) -> None:
         _setup_logging(quiet)
         _check_data(data)
         from .data import DataError, LRPipelineConfig
+        from .hw import thread_count, usable_cpus
         from .teachers import TeacherError, load_teacher
         from .training.teacher_pairs import PairsConfig, make_pairs
 
@@ -346,7 +346,12 @@ def register(app: typer.Typer) -> None:
         try:
             lr_cfg = _lr_pipeline(realesrgan_prob, None, jpeg_prob, camera_prob)
             cfg = PairsConfig(seed=seed, lr_size=lr_size, context=context, lr_pipeline=LRPipelineConfig.from_dict(lr_cfg))
-            n_threads = threads or len(os.sched_getaffinity(0))
+            if threads is None:  # a long background job: every usable CPU, not only those idle at its start
+                n_threads = usable_cpus()
+            else:
+                n_threads, notes = thread_count(threads)
+                for note in notes:
+                    log.warning(note)
             t = load_teacher(teacher.value, teacher_model, n_threads)
             result = make_pairs(data, out, count, t, cfg, shard_in, batch, show_progress=not quiet)
         except (DataError, TeacherError) as exc:
