@@ -115,6 +115,19 @@ def _lr_pipeline(realesrgan_prob: float | None, existing: dict | None = None, jp
         raise UserError(str(exc)) from None
 
 
+def _int_list(option: str, text: str | None) -> list[int] | None:
+    """"1,1,0" -> [1, 1, 0] (each >= 0), None for None; a bad list is a usage error naming the option."""
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or min(values) < 0:
+        raise typer.BadParameter(f"comma-separated counts >= 0 expected, got {text!r}", param_hint=option)
+    return values
+
+
 def _setup_logging(quiet: bool) -> None:
     from rich.logging import RichHandler
 
@@ -277,8 +290,15 @@ def register(app: typer.Typer) -> None:
             "--teacher-pixel-weight", min=0.0, help="Weight of the pixel loss to the teacher's output.")] = None,
         teacher_perceptual_weight: Annotated[Optional[float], typer.Option(
             "--teacher-perceptual-weight", min=0.0, help="Weight of LPIPS-vgg to the teacher's output.")] = None,
+        teacher_dists_weight: Annotated[Optional[float], typer.Option(
+            "--teacher-dists-weight", min=0.0,
+            help="Weight of DISTS (texture and structure statistics) to the teacher's output.")] = None,
         gan_real: Annotated[Optional[GanReal], typer.Option(
             "--gan-real", help="The discriminator's real samples: the HR photo or the teacher's output.")] = None,
+        decoder_blocks: Annotated[Optional[str], typer.Option(
+            "--decoder-blocks", metavar="N,N,..",
+            help="Residual blocks per decoder level; levels that gain blocks start as identity (the loaded "
+                 "model's output is unchanged at step 0).")] = None,
         realesrgan_prob: Annotated[Optional[float], typer.Option(help="Share of crops degraded with Real-ESRGAN.")] = None,
         jpeg_prob: JpegProbOpt = None,
         camera_prob: CameraProbOpt = None,
@@ -303,7 +323,8 @@ def register(app: typer.Typer) -> None:
             finetune_generator=finetune_generator or None, val_every=val_every, l1_weight=pixel_weight,
             teacher_data=str(teacher_data) if teacher_data is not None else None, teacher_count=teacher_count,
             teacher_pixel_weight=teacher_pixel_weight, teacher_perceptual_weight=teacher_perceptual_weight,
-            gan_real=gan_real.value if gan_real else None,
+            teacher_dists_weight=teacher_dists_weight, gan_real=gan_real.value if gan_real else None,
+            decoder_blocks=_int_list("--decoder-blocks", decoder_blocks),
             ckpt_every=ckpt_every, seed=seed, precision=precision.value,
             lr_pipeline=_lr_pipeline(realesrgan_prob, None, jpeg_prob, camera_prob)))
         from .training.decoder import finetune_decoder

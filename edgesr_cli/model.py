@@ -21,7 +21,7 @@ from .modeldir import (  # noqa: F401 (re-exported: the model directory layout a
     COMPONENT_FILES, CONFIG_FILE, DETAIL_DIR, DETAIL_FILE, INFERENCE_COMPONENTS, ModelFileError, check_detail,
     default_detail, file_sha256, read_config, shape_mismatch, tensor_shapes)
 from .diffusion import Schedule, unet_input
-from .models.autoencoder import Autoencoder, Decoder, small_decoder
+from .models.autoencoder import Autoencoder, Decoder, grow_decoder, small_decoder
 from .models.lr_encoder import LREncoder
 from .models.unet import UNet
 
@@ -87,6 +87,29 @@ class EdgeSR(nn.Module):
         if self.autoencoder is not None:
             out["autoencoder"] = self.autoencoder
         return out
+
+
+def with_decoder_blocks(model: EdgeSR, blocks: tuple[int, ...] | list[int]) -> EdgeSR:
+    """`model` with `blocks` residual blocks per decoder level (at least as many as it has at each level): the
+    new blocks start as identities, so the returned model's output equals `model`'s. The same model when
+    `blocks` is what it has; ValueError naming the counts for fewer blocks or another number of levels."""
+    import dataclasses
+
+    old = model.cfg.decoder.blocks
+    blocks = tuple(int(b) for b in blocks)
+    if blocks == tuple(old):
+        return model
+    if len(blocks) != len(old) or any(b < a for a, b in zip(old, blocks)):
+        raise ValueError(f"decoder blocks {list(blocks)}: the model has {list(old)}; give as many levels, "
+                         "none with fewer blocks")
+    cfg = dataclasses.replace(model.cfg, decoder=dataclasses.replace(model.cfg.decoder, blocks=blocks))
+    grown = EdgeSR(cfg, with_autoencoder=model.autoencoder is not None)
+    grown.lr_encoder.load_state_dict(model.lr_encoder.state_dict())
+    grown.unet.load_state_dict(model.unet.state_dict())
+    if model.autoencoder is not None:
+        grown.autoencoder.load_state_dict(model.autoencoder.state_dict())
+    grow_decoder(model.decoder, grown.decoder)
+    return grown.to(next(model.parameters()).device)
 
 
 def count_parameters(module: nn.Module) -> int:

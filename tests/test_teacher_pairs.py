@@ -346,3 +346,74 @@ def test_cli_teacher_pairs_and_finetune_flags(photos, pairs, x4_model, tmp_path)
     assert r.exit_code == 0, r.output
     saved = json.loads((tmp_path / "ft/checkpoint/train_config.json").read_text())
     assert saved["l1_weight"] == 0.5 and saved["teacher_pixel_weight"] == 1.0
+
+
+def test_grown_decoder_computes_the_same_and_its_new_blocks_learn(x4_model):
+    from edgesr_cli.model import load_model_dir, with_decoder_blocks
+
+    model = load_model_dir(x4_model).eval()
+    grown = with_decoder_blocks(model, [1, 1, 2]).eval()
+    assert grown.cfg.decoder.blocks == (1, 1, 2) and model.cfg.decoder.blocks == (1, 0, 0)
+    z = torch.randn(2, model.cfg.latent_channels, 8, 8, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(grown.decoder(z), model.decoder(z))
+    assert with_decoder_blocks(model, (1, 0, 0)) is model
+    grown.decoder(z).square().mean().backward()
+    from edgesr_cli.models.layers import ConvBlock
+
+    new_last = [m.conv[-1] for m in grown.decoder.net if isinstance(m, ConvBlock)][1:]
+    assert len(new_last) == 3 and all(c.weight.grad.abs().sum() > 0 for c in new_last)
+    for bad in ([0, 0, 0], [1, 1]):
+        with pytest.raises(ValueError, match="decoder blocks"):
+            with_decoder_blocks(model, bad)
+
+
+def test_finetune_grows_the_decoder_and_trains_on_dists_to_the_teacher(pairs, photos, x4_model, tmp_path):
+    from edgesr_cli import dists
+    from edgesr_cli.model import load_model_dir, read_config
+
+    cfg = TrainConfig(stage="decoder", steps=2, batch_size=2, crop=32, lr=1e-3, precision="fp32", log_every=1,
+                      val_every=2, ckpt_every=2, val_images=2, finetune_generator=True, teacher_data=str(pairs),
+                      teacher_count=8, l1_weight=0.0, teacher_pixel_weight=1.0, perceptual_weight=0.0, gan_weight=0.0,
+                      decoder_blocks=[1, 1, 0], teacher_dists_weight=1.0 if dists.available() else 0.0)
+    out = finetune_decoder(cfg, [], photos, tmp_path / "run", x4_model, show_progress=False)
+    assert read_config(out).decoder.blocks == (1, 1, 0)
+    assert load_model_dir(out).decoder.net[5].conv[-1].weight.abs().sum() > 0  # the new block moved off identity
+    train = [json.loads(line) for line in (tmp_path / "run/log.jsonl").read_text().splitlines()
+             if json.loads(line)["kind"] == "train"]
+    if dists.available():
+        assert all(r["t_dists"] > 0 for r in train)
+    with pytest.raises(TrainError, match="--decoder-blocks"):
+        finetune_decoder(dataclasses.replace(cfg, decoder_blocks=[0, 0, 0], teacher_dists_weight=0.0), [], photos,
+                         tmp_path / "run2", x4_model, show_progress=False)
+    with pytest.raises(TrainError, match="--teacher-dists-weight needs --teacher-data"):
+        finetune_decoder(dataclasses.replace(cfg, teacher_data=None, teacher_pixel_weight=0.0, decoder_blocks=None,
+                                             teacher_dists_weight=1.0), [photos], None, tmp_path / "run3", x4_model,
+                         show_progress=False)
+
+
+def test_cli_decoder_blocks_must_be_counts(pairs, photos, x4_model, tmp_path):
+    for bad in ("1,x", "", "1,-1"):
+        r = runner.invoke(app, ["finetune-decoder", "-m", str(x4_model), "--teacher-data", str(pairs), "--val",
+                                str(photos), "-o", str(tmp_path / "ft"), "--decoder-blocks", bad, "-q"])
+        assert r.exit_code == 2 and "--decoder-blocks" in r.output, r.output
+        assert not (tmp_path / "ft").exists()
+
+
+def test_pack_weights_grows_the_fidelity_point_to_the_perceptual_decoder(x4_model, tmp_path):
+    from edgesr_cli.model import load_model_dir, with_decoder_blocks
+    from edgesr_cli.tools import pack_weights
+
+    base = load_model_dir(x4_model).eval()
+    perc = with_decoder_blocks(base, [1, 1, 0])
+    with torch.no_grad():
+        for p in perc.decoder.parameters():
+            p.add_(0.01)
+    perc_dir = save_model_dir(perc, tmp_path / "perc")
+    assert pack_weights.main([str(x4_model), str(tmp_path / "packed"), "--perceptual", str(perc_dir),
+                              "--default-detail", "0.5"]) == 0
+    packed0 = load_model_dir(tmp_path / "packed", detail=0).eval()
+    assert packed0.cfg.decoder.blocks == (1, 1, 0)
+    z = torch.randn(1, base.cfg.latent_channels, 8, 8, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():  # fp16 packing: the same function up to its rounding
+        assert (packed0.decoder(z) - base.decoder(z)).abs().max() < 2e-2
+        assert (load_model_dir(tmp_path / "packed", detail=1).decoder(z) - perc.decoder(z)).abs().max() < 2e-2

@@ -72,6 +72,29 @@ def small_decoder(cfg: ModelConfig) -> Decoder:
 
 
 @torch.no_grad()
+def grow_decoder(source: Decoder, target: Decoder) -> Decoder:
+    """Copy `source` into `target`, a decoder of the same widths with at least as many residual blocks per
+    level, and make every block `source` lacks an identity (its last conv zero: a ConvBlock fed a ReLU's
+    output then returns its input), so `target` computes exactly what `source` does. Returns `target`."""
+    src = list(source.net)
+    i = 0
+    for module in target.net:
+        if i < len(src) and type(src[i]) is type(module) and all(
+                a.shape == b.shape for a, b in zip(src[i].state_dict().values(), module.state_dict().values())):
+            module.load_state_dict(src[i].state_dict())
+            i += 1
+        elif isinstance(module, ConvBlock):
+            last = module.conv[-1]
+            last.weight.zero_()
+            last.bias.zero_()
+        else:
+            raise ValueError(f"cannot grow the decoder: layer {type(module).__name__} has no counterpart")
+    if i != len(src):
+        raise ValueError("cannot grow the decoder: the target has fewer layers than the source")
+    return target
+
+
+@torch.no_grad()
 def init_decoder_from(target: Decoder, source: Decoder) -> int:
     """Copy weights from `source` where shapes allow: equal shapes whole, larger ones by their
     leading slice (halved channels keep the first half). Returns the number of tensors copied."""

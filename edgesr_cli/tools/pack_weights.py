@@ -5,7 +5,9 @@
         --default-detail 1.0
 
 With --perceptual the second model (finetuned from the first: the same network) becomes the directory's
-detail point (OUT/detail/), and `--default-detail` the detail `edgesr upscale` uses without --detail.
+detail point (OUT/detail/), and `--default-detail` the detail `edgesr upscale` uses without --detail. A
+perceptual point whose decoder gained blocks (`finetune-decoder --decoder-blocks`) is packed with the fidelity
+point grown the same way: its new blocks are identities, so detail 0 gives the same pixels as before.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from ..model import DETAIL_DIR, DETAIL_FILE, count_parameters, load_model_dir, read_config, save_model_dir
+from ..model import (DETAIL_DIR, DETAIL_FILE, count_parameters, load_model_dir, read_config, save_model_dir,
+                     with_decoder_blocks)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,8 +32,14 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 <= args.default_detail <= 1.0:
         ap.error(f"--default-detail must be in [0, 1], got {args.default_detail}")
     model = load_model_dir(args.model_dir, detail=0)
-    if args.perceptual is not None and read_config(args.perceptual).architecture_dict() != model.cfg.architecture_dict():
-        ap.error(f"{args.perceptual}: not the same network as {args.model_dir}")
+    if args.perceptual is not None:
+        perc_cfg = read_config(args.perceptual)
+        try:  # a perceptual point trained with --decoder-blocks: the fidelity point gets the same blocks as identities
+            model = with_decoder_blocks(model, perc_cfg.decoder.blocks)
+        except ValueError:
+            pass
+        if perc_cfg.architecture_dict() != model.cfg.architecture_dict():
+            ap.error(f"{args.perceptual}: not the same network as {args.model_dir}")
     dst = save_model_dir(model, args.out_dir, dtype=torch.float16, inference_only=True,
                          metadata={"source": args.model_dir.name})
     if args.perceptual is not None:

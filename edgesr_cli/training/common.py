@@ -81,7 +81,11 @@ class TrainConfig:
     teacher_count: int | None = None
     teacher_pixel_weight: float = 0.0  # pixel loss (cfg.pixel_loss kind) to the teacher's output
     teacher_perceptual_weight: float = 0.0  # LPIPS-vgg to the teacher's output
+    teacher_dists_weight: float = 0.0  # DISTS (texture + structure statistics) to the teacher's output
     gan_real: str = "hr"  # the discriminator's real samples: "hr" or "teacher"
+    # decoder stage: residual blocks per decoder level, grown from the loaded model's by identity blocks (the
+    # model's output is unchanged at step 0); None = the loaded model's
+    decoder_blocks: list[int] | None = None
 
     def lr_at(self, step: int) -> float:
         """The learning rate of optimisation step `step` (0-based)."""

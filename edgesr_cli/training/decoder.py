@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..metrics import BT601_Y, MetricUnavailable
-from ..model import EdgeSR, load_model_dir, save_model_dir
+from ..model import EdgeSR, load_model_dir, save_model_dir, with_decoder_blocks
 from .common import (EMA, TrainConfig, TrainError, Trainable, all_reduce_mean, autocast, channels_last, load_checkpoint, psnr,
                      run_loop, to_dev, wrap_ddp)
 from .setup import prepare_stage
@@ -55,6 +55,19 @@ def perceptual_loss_fn(device: torch.device):
         return None
 
 
+def dists_loss_fn(device: torch.device):
+    """A frozen copy of DISTS (edgesr_cli.dists: images in [0, 1]) on `device`, differentiable; TrainError
+    naming what is missing when its weights are not here (asked for explicitly, so not silently off)."""
+    import copy
+
+    from .. import dists as D
+
+    try:
+        return copy.deepcopy(D.load()).to(device)
+    except D.DISTSUnavailable as exc:
+        raise TrainError(f"--teacher-dists-weight: {exc}") from None
+
+
 _LUMA = tuple(c / 255.0 for c in BT601_Y)  # metrics.rgb_to_y's luma (without its offset) on [0, 1] images
 
 
@@ -83,6 +96,11 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
                      resume: bool = False, device: str = "auto", show_progress: bool = True,
                      workers: int | None = None) -> Path:
     model = load_model_dir(model_dir, with_autoencoder=False)
+    if cfg.decoder_blocks is not None:
+        try:
+            model = with_decoder_blocks(model, cfg.decoder_blocks)
+        except ValueError as exc:
+            raise TrainError(f"--decoder-blocks: {exc}") from None
     model_cfg = model.cfg
     ctx = prepare_stage(cfg, data, val, out, resume, device, scales=(model_cfg.scale,), workers=workers)
     d = ctx.d
@@ -114,6 +132,9 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
     lpips = perceptual_loss_fn(d.device) if max(cfg.perceptual_weight, cfg.teacher_perceptual_weight) > 0 else None
     if lpips is not None:
         channels_last(lpips)
+    if cfg.teacher_dists_weight > 0 and not with_teacher:
+        raise TrainError("--teacher-dists-weight needs --teacher-data (teacher triplets)")
+    dists = dists_loss_fn(d.device) if cfg.teacher_dists_weight > 0 else None
     last_layer = decoder.net[-1].weight
     disc_start = cfg.gan_start if cfg.disc_start is None else cfg.disc_start
     val_batch = ctx.val.fixed_batch(cfg.val_images, seed=12345)
@@ -148,6 +169,11 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
                 t_loss = lpips(sr * 2 - 1, te * 2 - 1).float().mean()
             rec = rec + cfg.teacher_perceptual_weight * t_loss
             stats["t_lpips"] = float(t_loss.detach())
+        if dists is not None and te is not None:
+            with autocast(d.device, ctx.dtype):
+                t_dists = dists(sr, te).float().mean()
+            rec = rec + cfg.teacher_dists_weight * t_dists
+            stats["t_dists"] = float(t_dists.detach())
         real = te if cfg.gan_real == "teacher" else hr
         use_gan = cfg.gan_weight > 0 and step >= cfg.gan_start
         train_disc = cfg.gan_weight > 0 and step >= disc_start
