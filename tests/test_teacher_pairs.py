@@ -378,6 +378,10 @@ def test_finetune_grows_the_decoder_and_trains_on_dists_to_the_teacher(pairs, ph
     out = finetune_decoder(cfg, [], photos, tmp_path / "run", x4_model, show_progress=False)
     assert read_config(out).decoder.blocks == (1, 1, 0)
     assert load_model_dir(out).decoder.net[5].conv[-1].weight.abs().sum() > 0  # the new block moved off identity
+    from edgesr_cli.tools import checkpoint_ema  # a checkpoint of the grown run loads over the ungrown base model
+
+    assert checkpoint_ema.main([str(tmp_path / "run/checkpoint"), str(x4_model), str(tmp_path / "ema")]) == 0
+    assert read_config(tmp_path / "ema").decoder.blocks == (1, 1, 0)
     train = [json.loads(line) for line in (tmp_path / "run/log.jsonl").read_text().splitlines()
              if json.loads(line)["kind"] == "train"]
     if dists.available():
