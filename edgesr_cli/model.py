@@ -16,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .atomic import replacing_folder
 from .config import ModelConfig
 from .modeldir import (  # noqa: F401 (re-exported: the model directory layout and its error type)
     COMPONENT_FILES, CONFIG_FILE, DETAIL_DIR, DETAIL_FILE, INFERENCE_COMPONENTS, ModelFileError, check_detail,
@@ -119,36 +120,18 @@ def count_parameters(module: nn.Module) -> int:
 def save_model_dir(model: EdgeSR, out_dir: str | Path, dtype: torch.dtype | None = None, inference_only: bool = True,
                    metadata: dict | None = None) -> Path:
     """Write config.json + one safetensors per component into `out_dir` (created). Written to a temp
-    dir first and moved into place, so an interrupted save never leaves a half model."""
+    dir first and swapped into place (atomic.replacing_folder), so an interrupted save never leaves a half model."""
     out = Path(out_dir)
-    tmp = out.with_name(f".{out.name}.tmp")
-    if tmp.exists():
-        _rmtree(tmp)
-    tmp.mkdir(parents=True)
-    model.cfg.save(tmp / CONFIG_FILE)
     names = INFERENCE_COMPONENTS if inference_only else tuple(model.components())
     meta = {k: str(v) for k, v in (metadata or {}).items()}
-    for name in names:
-        module = model.components()[name]
-        state = {k: (v.detach().to(dtype) if dtype is not None and v.is_floating_point() else v.detach()).contiguous().cpu()
-                 for k, v in module.state_dict().items()}
-        save_file(state, str(tmp / COMPONENT_FILES[name]), metadata=meta or None)
-    if out.exists():
-        old = out.with_name(f".{out.name}.old")
-        if old.exists():
-            _rmtree(old)
-        out.rename(old)
-        tmp.rename(out)
-        _rmtree(old)
-    else:
-        tmp.rename(out)
+    with replacing_folder(out) as tmp:
+        model.cfg.save(tmp / CONFIG_FILE)
+        for name in names:
+            module = model.components()[name]
+            state = {k: (v.detach().to(dtype) if dtype is not None and v.is_floating_point() else v.detach()).contiguous().cpu()
+                     for k, v in module.state_dict().items()}
+            save_file(state, str(tmp / COMPONENT_FILES[name]), metadata=meta or None)
     return out
-
-
-def _rmtree(p: Path) -> None:
-    import shutil
-
-    shutil.rmtree(p, ignore_errors=True)
 
 
 def load_state(path: Path) -> dict[str, torch.Tensor]:

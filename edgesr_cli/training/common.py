@@ -10,7 +10,6 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -22,11 +21,13 @@ import torch.distributed as dist
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from ..atomic import swap_folder, temp_folder, temp_folder_path
 from ..config import ModelConfig
 from ..data import LRPipelineConfig
 from ..hw import cpu_has_native_bf16
 
 CKPT_DIR = "checkpoint"
+CKPT_TAG = "ranks"  # the checkpoint's temp folder, .checkpoint.tmp-ranks: one name every rank knows
 
 
 class TrainError(ValueError):
@@ -242,13 +243,12 @@ class Trainable:
 def save_checkpoint(out: Path, step: int, model_cfg: ModelConfig, train_cfg: TrainConfig,
                     trainables: list[Trainable], frozen: dict[str, nn.Module], generator: torch.Generator,
                     d: Dist, extra: dict | None = None) -> None:
-    """Write out/checkpoint atomically (temp dir + rename). Every rank writes its RNG state."""
+    """Write out/checkpoint atomically (a temp folder all ranks write into, swapped into place by
+    atomic.swap_folder). Every rank writes its RNG state."""
     ck = out / CKPT_DIR
-    tmp = out / f".{CKPT_DIR}.tmp"
+    tmp = temp_folder_path(ck, CKPT_TAG)
     if d.main:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir(parents=True)
+        temp_folder(ck, CKPT_TAG)
     if d.world > 1:
         dist.barrier()
     save_file({"state": generator.get_state()}, str(tmp / f"rng_rank{d.rank}.safetensors"))
@@ -271,12 +271,7 @@ def save_checkpoint(out: Path, step: int, model_cfg: ModelConfig, train_cfg: Tra
     if d.world > 1:
         dist.barrier()
     if d.main:
-        old = out / f".{CKPT_DIR}.old"
-        if ck.exists():
-            ck.rename(old)
-        tmp.rename(ck)
-        if old.exists():
-            shutil.rmtree(old)
+        swap_folder(tmp, ck)
     if d.world > 1:
         dist.barrier()
 
