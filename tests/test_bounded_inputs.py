@@ -24,6 +24,7 @@ from PIL import Image
 
 from edgesr_cli import hw
 from edgesr_cli import io as eio
+from edgesr_cli.imageio import decode
 from edgesr_cli.io import ImageError, Photo, read_image, write_image
 from test_hostile_inputs import assert_one_failure, batch_with, edgesr_proc, proc_errors
 from test_upscale_cli import error_lines, make_png, no_temp_files, size_of, upscale
@@ -251,8 +252,8 @@ def no_decoding(monkeypatch):
     def refuse(im, label):
         raise AssertionError(f"{label} was decoded")
 
-    monkeypatch.setattr(eio, "_load", refuse)
-    monkeypatch.setattr(eio, "_decode_planar", lambda im, fp, label: refuse(im, label), raising=False)
+    monkeypatch.setattr(decode, "_load", refuse)
+    monkeypatch.setattr(decode, "_decode_planar", lambda im, fp, label: refuse(im, label), raising=False)
 
 
 def test_output_size_is_refused_from_the_header_before_decoding(tiny_model_dir, tmp_path, no_decoding):

@@ -265,7 +265,7 @@ def test_newline_in_a_file_name_stays_on_one_error_line(tiny_model_dir, tmp_path
 
 # In the child: the first output write sends the signal to the process halfway through the file.
 SIGNAL_MID_WRITE = """
-import io, os, signal, edgesr_cli.io as io_
+import io, os, signal, edgesr_cli.imageio.encode as io_
 signal.signal(signal.SIGINT, signal.default_int_handler)  # a suite started in the background inherits SIGINT ignored
 _plan = io_._plan
 def plan(*a, **k):

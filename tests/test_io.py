@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import tempfile
 import zlib
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
-from edgesr_cli import io as eio
+from edgesr_cli.imageio import decode16
 from edgesr_cli.io import ImageError, Photo, encode_image, find_images, read_image, write_image
 
 RNG = np.random.default_rng(1234)
@@ -276,7 +277,7 @@ def test_16bit_colour_fallback_warns(monkeypatch):
     def unavailable(data, rawmode):
         raise ValueError("unknown raw mode")
 
-    monkeypatch.setattr(eio, "_decode_with_rawmode", unavailable)
+    monkeypatch.setattr(decode16, "_decode_with_rawmode", unavailable)
     with pytest.warns(UserWarning, match="8-bit precision"):
         photo = read_image(png_by_hand(values), name="deep.png")
     assert photo.bit_depth == 16  # the output stays a 16-bit file
@@ -444,7 +445,7 @@ def test_failed_write_keeps_old_file_and_removes_temp(tmp_path, monkeypatch):
     def broken_fsync(fd):
         raise OSError(5, "Input/output error")
 
-    monkeypatch.setattr(eio.os, "fsync", broken_fsync)
+    monkeypatch.setattr(os, "fsync", broken_fsync)
     with pytest.raises(ImageError) as err:
         write_image(target, Photo(rgb=smooth_rgb(), bit_depth=16))
     assert str(err.value) == f"{target}: cannot write (Input/output error)"
@@ -454,7 +455,7 @@ def test_failed_write_keeps_old_file_and_removes_temp(tmp_path, monkeypatch):
     def interrupted(fd):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(eio.os, "fsync", interrupted)
+    monkeypatch.setattr(os, "fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_image(target, Photo(rgb=smooth_rgb()))
     assert no_leftovers(tmp_path, {"keep.png"})
@@ -479,7 +480,7 @@ def test_permission_error_message(tmp_path, monkeypatch):
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(eio.tempfile, "NamedTemporaryFile", denied)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", denied)
     with pytest.raises(ImageError) as err:
         write_image(tmp_path / "out" / "x.png", Photo(rgb=smooth_rgb()))
     assert str(err.value) == f"{tmp_path / 'out' / 'x.png'}: cannot write (Permission denied)"
