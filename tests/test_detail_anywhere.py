@@ -246,7 +246,7 @@ def test_the_exporter_keeps_a_map_only_where_it_holds(tmp_path, graph, maps):
     constant, and then the graph is exported with the model's own weights as before."""
     pytest.importorskip("onnxscript")
     ort = pytest.importorskip("onnxruntime")
-    from edgesr_cli.export import _export_mapped
+    from edgesr_cli.exporter.onnx_format import _export_mapped
 
     toy = _Toy()
     with torch.no_grad():
