@@ -11,6 +11,7 @@ from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from edgesr_cli import metrics as M
+from edgesr_cli import niqe as N
 
 
 def _grid(rng, shape, lo=0.2, hi=0.7):
@@ -196,7 +197,7 @@ def test_matlab_imresize_basics():
     assert M.matlab_imresize(np.zeros((7, 5, 3)), 2).shape == (14, 10, 3)
     x = np.random.default_rng(6).random((50, 37))
     # the float32 port used for BasicSR-exact NIQE agrees with the float64 one
-    np.testing.assert_allclose(M._basicsr_imresize_half_f32(x), M.matlab_imresize(x, 0.5), atol=1e-5)
+    np.testing.assert_allclose(N._basicsr_imresize_half_f32(x), M.matlab_imresize(x, 0.5), atol=1e-5)
 
 
 # --------------------------------------------------------------------------- NIQE
@@ -210,7 +211,7 @@ def pink_params():
 @pytest.fixture
 def no_published(monkeypatch):
     monkeypatch.delenv(M.NIQE_PARAMS_ENV, raising=False)
-    monkeypatch.setattr(M, "_basicsr_candidates", lambda: [])
+    monkeypatch.setattr(N, "_basicsr_candidates", lambda: [])
 
 
 def test_niqe_without_published_params_raises_clearly(no_published):
@@ -394,16 +395,16 @@ def test_niqe_params_found_inside_iqa_torch_without_importing_it(tmp_path, monke
     M.save_niqe_params(pink_params, pkg / "niqe" / "niqe_pris_params.npz")
     monkeypatch.delenv(M.NIQE_PARAMS_ENV, raising=False)
     monkeypatch.delitem(sys.modules, "iqa", raising=False)
-    monkeypatch.setattr(M.importlib.metadata, "distribution", _no_distribution)
+    monkeypatch.setattr(N.importlib.metadata, "distribution", _no_distribution)
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(M.importlib.util, "find_spec", lambda name: _spec_only(name, tmp_path))
+    monkeypatch.setattr(N.importlib.util, "find_spec", lambda name: _spec_only(name, tmp_path))
     found = M.find_published_niqe_params()
     assert found is not None and found.resolve() == (pkg / "niqe" / "niqe_pris_params.npz").resolve()
     assert "iqa" not in sys.modules
 
 
 def _no_distribution(name):
-    raise M.importlib.metadata.PackageNotFoundError(name)
+    raise N.importlib.metadata.PackageNotFoundError(name)
 
 
 def _spec_only(name, root):
