@@ -1,11 +1,12 @@
-"""The backend Protocol and registry.
+"""The backend registry: one entry per backend that says what it loads and what it can do, spandrel-style.
 
-A backend loads a model (a model directory for `torch`, an exported directory for the others) and
-provides encode / denoise / decode (and optionally a fused one-step call). The shared tiling engine
-and sampler (edgesr_cli.tiling, edgesr_cli.sampler) drive every backend; none re-implements them.
+A backend loads a model (a model folder for `torch`, an `edgesr export` folder for the others) and returns a
+Backend (edgesr_cli/runtime/runner.py): encode / denoise / decode, optionally a fused one-step call. The shared
+tiling engine and sampler (edgesr_cli/runtime/) drive every backend; none re-implements them. Which backend runs
+which folder at which detail and tile is decided in one place, edgesr_cli/runtime/resolve.py, from these entries.
 
-The registry is an explicit dict of the built-in backends plus the entry-point group
-`edgesr.backends` (value: "module:factory"), read when asked, never at import time.
+The registry is an explicit dict of the built-in backends plus the entry-point group `edgesr.backends` (value:
+"module:attribute", a BackendSpec or a callable returning one), read when asked, never at import time.
 """
 
 from __future__ import annotations
@@ -13,55 +14,72 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from pathlib import Path
-from typing import Callable, Protocol, runtime_checkable
+from typing import Callable
 
-
-from edgesr_cli.runner import Runner
 
 ENTRY_POINT_GROUP = "edgesr.backends"
+
+# torch's CPU build: PyPI's default torch wheel on Linux is the CUDA one (about 3 GB with its libraries)
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def extra_hint(extra: str) -> str:
+    """The one command that installs an extra needing torch with torch's CPU build (PyPI's torch on Linux pulls CUDA)."""
+    return f"pip install torch --index-url {TORCH_CPU_INDEX} && pip install 'edgesr[{extra}]'"
+
+
+TORCH_EXTRA_HINT = extra_hint("torch")
 
 
 class BackendUnavailable(RuntimeError):
     """A backend whose packages are missing or that cannot run here; the message says how to fix it."""
 
 
-@runtime_checkable
-class Backend(Runner, Protocol):
-    """What the tiling engine drives (encode / denoise / decode and the geometry), plus a name.
-    A backend may also offer `fused_one_step(lr_tiles, noise_window)`, which the engine prefers."""
-
-    name: str
-
-
 @dataclass(frozen=True)
 class BackendSpec:
+    """What a backend is and can do. Third-party backends register one under the `edgesr.backends` entry point."""
+
     name: str
-    loader: str  # "module:function" taking (model_dir: Path, **options) -> Backend
-    check: str  # "module:function" returning None if usable here, else raising BackendUnavailable
+    loader: str  # "module:function" taking (folder: Path, **options) -> Backend; options: detail, threads, device,
+    #              dtype (when not auto), manifest (an export's, already read); a loader takes **_ for the others
+    check: str  # "module:function" returning None if usable here, else raising BackendUnavailable ("": always)
     description: str
-    speed_rank: int  # lower is preferred by --backend auto
+    speed_rank: int  # lower is listed first by `edgesr backends`
     devices: tuple[str, ...] | None = None  # --device values it runs on (None: not said, nothing is refused)
     dtypes: tuple[str, ...] | None = None  # --dtype values it computes in (None: not said)
+    loads: str = "model"  # "model": a model folder (config.json + safetensors); "export": an `edgesr export` folder
+    formats: tuple[str, ...] = ()  # the export formats it runs ("onnx" includes a model folder's bundled export)
+    static_tile: bool = False  # its graphs take one tile size, the export's (manifest tile.lr): --tile at most that
+    reweights: bool = False  # runs an fp32 ONNX export at any --detail (its weights interpolated: backends/exported.py)
+    fp32_twin: bool = False  # a runner in reduced precision has fp32_twin(), for 16-bit photos
+    install: str = ""  # the command that installs what it needs
 
 
 _PKG = "edgesr_cli.backends"
 # checks live in backends/checks.py (no torch at import: `edgesr backends` stays instant); loaders load a model
 BUILTIN: dict[str, BackendSpec] = {
     "torch": BackendSpec("torch", f"{_PKG}.torch_backend:load", f"{_PKG}.checks:torch",
-                         "PyTorch (CPU, CUDA; fp32, bf16, fp16)", 1, ("cpu", "cuda"), ("fp32", "bf16", "fp16")),
+                         "PyTorch (CPU, CUDA; fp32, bf16, fp16)", 1, ("cpu", "cuda"), ("fp32", "bf16", "fp16"),
+                         fp32_twin=True, install=TORCH_EXTRA_HINT),
     "onnx": BackendSpec("onnx", f"{_PKG}.onnx_backend:load", f"{_PKG}.checks:onnx",
-                        "ONNX Runtime CPU (exported model)", 0, ("cpu",), ("fp32",)),
+                        "ONNX Runtime CPU (exported model)", 0, ("cpu",), ("fp32",), loads="export",
+                        formats=("onnx", "qnn"), static_tile=True, reweights=True,
+                        install="pip install onnxruntime (part of every edgesr install)"),
     "openvino": BackendSpec("openvino", f"{_PKG}.openvino_backend:load", f"{_PKG}.checks:openvino",
-                            "OpenVINO CPU (exported model; bf16 where the CPU has it)", 0, ("cpu",), ("fp32", "bf16")),
+                            "OpenVINO CPU (exported model; bf16 where the CPU has it)", 0, ("cpu",), ("fp32", "bf16"),
+                            loads="export", formats=("onnx",), static_tile=True, reweights=True, fp32_twin=True,
+                            install="pip install 'edgesr[openvino]'"),
     "tflite": BackendSpec("tflite", f"{_PKG}.tflite_backend:load", f"{_PKG}.checks:tflite",
-                          "LiteRT / TFLite interpreter (exported model)", 2, ("cpu",), ("fp32",)),
+                          "LiteRT / TFLite interpreter (exported model)", 2, ("cpu",), ("fp32",), loads="export",
+                          formats=("tflite",), static_tile=True, install=extra_hint("tflite")),
     "qnn": BackendSpec("qnn", f"{_PKG}.qnn_backend:load", f"{_PKG}.checks:qnn",
-                       "Qualcomm QNN HTP via onnxruntime-qnn (W8A16; emulated on x86_64)", 3, ("cpu",), ("fp32",)),
+                       "Qualcomm QNN HTP via onnxruntime-qnn (W8A16; emulated on x86_64)", 3, ("cpu",), ("fp32",),
+                       loads="export", formats=("qnn",), static_tile=True, install=extra_hint("qnn")),
 }
 
 
-def _resolve(ref: str) -> Callable:
+def resolve_ref(ref: str) -> Callable:
+    """The object a "module:attribute" reference names (a loader or a check)."""
     module, _, attr = ref.partition(":")
     return getattr(importlib.import_module(module), attr)
 
@@ -82,15 +100,26 @@ def registry() -> dict[str, BackendSpec]:
     return specs
 
 
+def get_spec(name: str, specs: dict[str, BackendSpec] | None = None) -> BackendSpec:
+    """The registry's entry for `name`, or BackendUnavailable on one line naming the known ones."""
+    specs = registry() if specs is None else specs
+    if name not in specs:
+        raise BackendUnavailable(f"unknown backend {name!r}; known: {', '.join(sorted(specs))} "
+                                 "(`edgesr backends` lists them)")
+    return specs[name]
+
+
 def availability(name: str) -> str | None:
     """None if the backend can run here, else the reason."""
     spec = registry().get(name)
     if spec is None:
         return f"unknown backend {name!r}"
-    if not spec.check:
+    if not spec.loader:
         return spec.description
+    if not spec.check:
+        return None
     try:
-        _resolve(spec.check)()
+        resolve_ref(spec.check)()
     except BackendUnavailable as exc:
         return str(exc)
     except ImportError as exc:
@@ -98,157 +127,11 @@ def availability(name: str) -> str | None:
     return None
 
 
-def load_backend(name: str, model_dir: str | Path, **options) -> Backend:
-    specs = registry()
-    if name not in specs:
-        raise BackendUnavailable(f"unknown backend {name!r}; known: {', '.join(sorted(specs))}")
-    reason = availability(name)
-    if reason is not None:
-        raise BackendUnavailable(f"backend {name!r} is not usable here: {reason}")
-    detail = options.pop("detail", None)
-    if not (Path(model_dir) / "manifest.json").is_file():  # a model dir (the loader reports a broken export)
-        options["detail"] = detail
-    elif detail is not None and not runs_at(export_detail(model_dir), detail):
-        why = reweighting_unavailable(model_dir, name)
-        if why is not None:
-            baked = export_detail(model_dir)
-            raise BackendUnavailable(f"{model_dir}: this export runs at the detail it was exported with "
-                                     f"({'none recorded' if baked is None else f'{baked:g}'}): {why}; "
-                                     f"export again with --detail {float(detail):g}")
-        options["detail"] = float(detail)  # its graph with the weights at this detail (exported.graph_bytes)
-    return _resolve(specs[name].loader)(Path(model_dir), **options)
-
-
-def reweighting_unavailable(export_dir: str | Path, name: str) -> str | None:
-    """None when the backend `name` can run the export at any detail (its graph with the weights of the model folder
-    it sits in, interpolated: backends/exported.py), else why not. Cheap: the files' sha256 are checked at load."""
-    from .exported import REWEIGHTING_BACKENDS, read_manifest, weights_folder
-
-    if name not in REWEIGHTING_BACKENDS:
-        return f"the {name} backend runs an export's own weights only"
-    try:
-        manifest = read_manifest(export_dir, verify=False)
-    except ValueError as exc:
-        return str(exc)
-    return weights_folder(Path(export_dir), manifest, verify=False)[1] or None
-
-
-def check_options(name: str, device: str | None, dtype: str | None) -> None:
+def check_options(spec: BackendSpec, device: str | None, dtype: str | None) -> None:
     """Refuse, on one line, a --device or --dtype the backend cannot honour (an exported model runs on the CPU
     in its own precision) rather than run something else silently. "auto" and None are always accepted."""
-    spec = registry().get(name)
-    if spec is None:
-        return
+    name = spec.name
     if spec.devices is not None and device not in (None, "auto", *spec.devices):
         raise BackendUnavailable(f"--device {device}: the {name} backend runs on {' or '.join(spec.devices)} only")
     if spec.dtypes is not None and dtype not in (None, "auto", *spec.dtypes):
         raise BackendUnavailable(f"--dtype {dtype}: the {name} backend runs {' or '.join(spec.dtypes)}")
-
-
-def runs_at(baked: float | None, detail: float | None) -> bool:
-    """Whether an export made at detail `baked` (None: not recorded) serves --detail `detail` (None: the default)."""
-    return detail is None or (baked is not None and abs(baked - float(detail)) <= 1e-6)
-
-
-def export_detail(model_dir: str | Path) -> float | None:
-    """The detail an exported model was made at (its manifest's `detail`), None when not recorded."""
-    import json
-
-    try:
-        value = json.loads((Path(model_dir) / "manifest.json").read_text()).get("detail")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def detect_model_format(model_dir: str | Path) -> str | None:
-    """'torch' for a model directory, the export format for an exported one (its manifest says), else None."""
-    d = Path(model_dir)
-    manifest = d / "manifest.json"
-    if manifest.is_file():
-        import json
-
-        from edgesr_cli.modeldir import ModelFileError
-
-        try:
-            data = json.loads(manifest.read_text())
-        except (ValueError, OSError) as exc:  # a broken manifest is not "no manifest"
-            raise ModelFileError(f"{manifest}: not a readable JSON manifest ({str(exc).splitlines()[0]})") from None
-        fmt = data.get("format") if isinstance(data, dict) else None
-        if not isinstance(fmt, str) or not fmt:
-            raise ModelFileError(f"{manifest}: field format must be the export format's name, "
-                                 f"got {json.dumps(fmt)[:80]}")
-        return fmt
-    if (d / "config.json").is_file():
-        return "torch"
-    return None
-
-
-# A model folder may carry its own ONNX export (the shipped edge-tiny does, in the wheel): the fused one-step graph
-# at the model's default detail, checksummed by its manifest. It is what the light install (no torch) runs, at any
-# --detail (the folder's two operating points interpolated into the graph's weights: backends/exported.py).
-BUNDLED_EXPORT = "onnx"
-# torch's CPU build: PyPI's default torch wheel on Linux is the CUDA one (about 3 GB with its libraries)
-TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-
-
-def extra_hint(extra: str) -> str:
-    """The one command that installs an extra needing torch with torch's CPU build (PyPI's torch on Linux pulls CUDA)."""
-    return f"pip install torch --index-url {TORCH_CPU_INDEX} && pip install 'edgesr[{extra}]'"
-
-
-TORCH_EXTRA_HINT = extra_hint("torch")
-
-
-def bundled_export(model_dir: str | Path) -> Path | None:
-    """The ONNX export a model folder carries (BUNDLED_EXPORT/manifest.json), or None."""
-    p = Path(model_dir) / BUNDLED_EXPORT
-    return p if (p / "manifest.json").is_file() else None
-
-
-def auto_backend(model_dir: str | Path) -> str:
-    """The fastest backend that can run this model here: for a model folder, torch when it is installed
-    (bf16 on this project's CPUs is faster than ONNX Runtime's fp32, README "Backends"), else the folder's bundled
-    export on OpenVINO where it is installed and the CPU computes bf16 natively, else on ONNX Runtime; for an
-    export, its format's runtime."""
-    return resolve_backend(model_dir, "auto")[0]
-
-
-def resolve_backend(model_dir: str | Path, name: str, detail: float | None = None) -> tuple[str, Path]:
-    """(backend, folder to load) for `--backend name` (auto: the fastest that can run it here) on `model_dir`,
-    or BackendUnavailable on one line saying what to install or export."""
-    d = Path(model_dir)
-    fmt = detect_model_format(d)
-    if fmt not in (None, "torch"):  # an export
-        if name != "auto":
-            return name, d
-        if fmt == "qnn" and availability("qnn") is not None:
-            return "onnx", d  # the QDQ graphs of a QNN export also run on ONNX Runtime's CPU provider
-        return fmt, d
-    if name not in ("auto", "onnx", "openvino"):
-        return name, d  # torch (or a plugin taking model folders): load_backend says if it cannot run here
-    if name == "auto" and availability("torch") is None:
-        return "torch", d
-    export = bundled_export(d)
-    if export is None:
-        if name in ("onnx", "openvino"):
-            raise BackendUnavailable(f"{d} holds no ONNX export ({BUNDLED_EXPORT}/manifest.json): make one with "
-                                     f"`edgesr export -f onnx -m {d} -o OUT` and pass -m OUT")
-        raise BackendUnavailable(f"{d}: a PyTorch model folder needs torch: {TORCH_EXTRA_HINT}")
-    baked = export_detail(export)
-    if not runs_at(baked, detail):
-        why = reweighting_unavailable(export, "onnx")
-        if why is not None:
-            raise BackendUnavailable(f"--detail {float(detail):g}: the ONNX export in {d} runs at detail "
-                                     f"{'(none recorded)' if baked is None else f'{baked:g}'} only ({why}); "
-                                     f"the torch backend runs every detail: {TORCH_EXTRA_HINT}")
-    if name == "auto":
-        from edgesr_cli.hw import cpu_has_native_bf16
-
-        if availability("openvino") is None and cpu_has_native_bf16():
-            return "openvino", export  # bf16 kernels: about twice ONNX Runtime's fp32 speed (README "Backends")
-        if availability("onnx") is not None:
-            raise BackendUnavailable(f"{d}: neither torch nor ONNX Runtime is installed: pip install edgesr "
-                                     f"(ONNX Runtime) or {TORCH_EXTRA_HINT}")
-        return "onnx", export
-    return name, export

@@ -1,22 +1,17 @@
 """Whether each built-in backend can run here, without loading torch or a model: what `edgesr backends`,
-`--backend auto` and load_backend ask first. A check finds the runtime's packages and, where importing the
-runtime is cheap (the LiteRT interpreter, the QNN plugin, when installed), imports it; each raises
-BackendUnavailable with the pip command that fixes it. ONNX Runtime is only found here: its import is
-checked, with the same one-line message, when a model loads (onnx_import)."""
+`--backend auto` and the resolver (edgesr_cli/runtime/resolve.py) ask first. A check finds the runtime's
+packages and, where importing the runtime is cheap (the LiteRT interpreter, the QNN plugin, when installed),
+imports it; each raises BackendUnavailable with the pip command that fixes it (the registry's `install`). ONNX
+Runtime is only found here: its import is checked, with the same one-line message, when a model loads
+(onnx_import)."""
 
 from __future__ import annotations
 
 from importlib.util import find_spec
 
-from .base import BackendUnavailable, extra_hint
+from .base import BUILTIN, BackendUnavailable
 
-PIP_HINT = {  # the extras that bring torch say how to get its CPU build (PyPI's torch on Linux is the CUDA one)
-    "torch": extra_hint("torch"),
-    "onnx": "pip install onnxruntime (part of every edgesr install)",
-    "tflite": extra_hint("tflite"),
-    "qnn": extra_hint("qnn"),
-    "openvino": "pip install 'edgesr[openvino]'",
-}
+PIP_HINT = {name: spec.install for name, spec in BUILTIN.items()}  # the registry's install commands, by backend
 
 
 def _found(module: str) -> bool:
@@ -77,7 +72,7 @@ def tflite() -> None:
     if not (_found("ai_edge_litert") or _found("tflite_runtime")):
         raise BackendUnavailable(f"no TFLite interpreter installed (ai-edge-litert or tflite-runtime): "
                                  f"{PIP_HINT['tflite']}")
-    from .tflite_backend import check  # installed: does it load?
+    from .tflite_backend import check  # installed: does it load? (that module imports none of this one)
 
     check()
 
@@ -87,6 +82,7 @@ def qnn() -> None:
         raise BackendUnavailable(f"onnxruntime is not installed: {PIP_HINT['qnn']}")
     if not _found("onnxruntime_qnn"):
         raise BackendUnavailable(f"onnxruntime-qnn is not installed: {PIP_HINT['qnn']}")
-    from .qnn_backend import check  # installed: does the plugin load, is there an HTP (or its emulation)?
+    from .qnn_backend import check  # installed: does the plugin load, is there an HTP (or its emulation)? (no circle:
+    #                                 qnn_backend takes its install hint from the registry, not from here)
 
     check()

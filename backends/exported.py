@@ -20,31 +20,25 @@ from typing import Any
 
 import numpy as np
 
-from edgesr_cli import __version__
 from edgesr_cli.config import ModelConfig
 from edgesr_cli.modeldir import ModelFileError, file_sha256
-from edgesr_cli.schedule import SamplingSchedule
-from edgesr_cli.tiling import as_array, reflect_pad
+from edgesr_cli.runtime.schedule import SamplingSchedule
+from edgesr_cli.runtime.tiling import as_array, reflect_pad
+from edgesr_cli.version import __version__
 
 MANIFEST_FILE = "manifest.json"
 EXPORT_VERSION = 1
 
 
-def read_manifest(export_dir: str | Path, expect: Sequence[str] | None = None, verify: bool = True) -> dict:
-    """Read and check an export's manifest; with `verify`, check every file's sha256.
+def read_manifest(export_dir: str | Path, expect: Sequence[str] | None = None, verify: bool = True,
+                  manifest: dict | None = None) -> dict:
+    """Read and check an export's manifest; with `verify`, check every file's sha256. `manifest`: the file's
+    contents as read already (by the resolver, edgesr_cli/runtime/resolve.py), checked without reading it again.
     Raises ModelFileError with a one-line reason."""
     d = Path(export_dir)
     path = d / MANIFEST_FILE
-    if not d.is_dir():
-        raise ModelFileError(f"{d}: not a folder")
-    if not path.is_file():
-        hint = " (this is a PyTorch model folder: use --backend torch, or `edgesr export` it first)" \
-            if (d / "config.json").is_file() else ""
-        raise ModelFileError(f"{path}: missing; not an edgesr export{hint}")
-    try:
-        manifest = json.loads(path.read_text())
-    except (ValueError, OSError) as exc:
-        raise ModelFileError(f"{path}: unreadable ({exc})") from None
+    if manifest is None:
+        manifest = _read_json(d)
     if not isinstance(manifest, dict) or "format" not in manifest or "graphs" not in manifest:
         raise ModelFileError(f"{path}: not an edgesr export manifest")
     version = manifest.get("edgesr_export")
@@ -57,6 +51,20 @@ def read_manifest(export_dir: str | Path, expect: Sequence[str] | None = None, v
     if verify:
         verify_files(d, manifest)
     return manifest
+
+
+def _read_json(d: Path) -> Any:
+    path = d / MANIFEST_FILE
+    if not d.is_dir():
+        raise ModelFileError(f"{d}: not a folder")
+    if not path.is_file():
+        hint = " (this is a PyTorch model folder: use --backend torch, or `edgesr export` it first)" \
+            if (d / "config.json").is_file() else ""
+        raise ModelFileError(f"{path}: missing; not an edgesr export{hint}")
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, OSError) as exc:
+        raise ModelFileError(f"{path}: unreadable ({exc})") from None
 
 
 def _is_int(v: Any) -> bool:
@@ -252,7 +260,7 @@ class ExportedRunner:
 
 # ---- weights at another detail (see the module docstring) -------------------------------------------------------------
 # the backends that take an export's graph with its weights replaced (ExportedRunner subclasses that read graph_bytes)
-REWEIGHTING_BACKENDS = ("onnx", "openvino")
+# say so in the registry (backends/base.py: BackendSpec.reweights)
 
 
 def _varint(buf: bytes, i: int) -> tuple[int, int]:
@@ -379,15 +387,15 @@ def weights_folder(export_dir: Path, manifest: dict, verify: bool = True) -> tup
 
 
 def graph_bytes(export_dir: Path, manifest: dict, graph: str, detail: float) -> bytes:
-    """The graph file's bytes (checked against the manifest's sha256) with its weights at `detail`: the model
-    folder's two operating points interpolated in numpy (modeldir.interpolated_tensors) into the initializers the
-    manifest maps. ModelFileError on one line when the export cannot be run at another detail."""
-    from edgesr_cli.modeldir import check_detail, interpolated_tensors
+    """The graph file's bytes (checked against the manifest's sha256) with its weights at `detail` (in [0, 1], as
+    the resolver checked it): the model folder's two operating points interpolated in numpy
+    (modeldir.interpolated_tensors) into the initializers the manifest maps. ModelFileError on one line when the
+    export cannot be run at another detail."""
+    from edgesr_cli.modeldir import interpolated_tensors
 
     folder, why = weights_folder(export_dir, manifest)
     if folder is None:
         raise ModelFileError(f"{export_dir}: runs at the detail it was exported with only: {why}")
-    detail = check_detail(folder, detail)
     path = Path(export_dir) / manifest["graphs"][graph]["file"]
     try:
         buf = path.read_bytes()
@@ -402,7 +410,7 @@ def graph_bytes(export_dir: Path, manifest: dict, graph: str, detail: float) -> 
     wanted: dict[str, set[str]] = {}
     for component, key, _ in mapping.values():
         wanted.setdefault(component, set()).add(key)
-    weights = interpolated_tensors(folder, 0.0 if detail is None else detail, wanted)
+    weights = interpolated_tensors(folder, float(detail), wanted)
     values = {}
     for name, (component, key, transposed) in mapping.items():
         value = weights[component][key]

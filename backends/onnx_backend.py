@@ -85,9 +85,10 @@ class OnnxBackend(ExportedRunner):
 
 
 def load(model_dir: Path, threads: int | None = None, scale: int | None = None, verify: bool = True,
-         detail: float | None = None, **_: object) -> OnnxBackend:
+         detail: float | None = None, manifest: dict | None = None, **_: object) -> OnnxBackend:
     """Load an exported directory (format onnx, or qnn's QDQ graphs on the CPU); `detail` other than the export's
-    own runs its graph with the weights of the model folder it sits in at that detail (exported.graph_bytes)."""
+    own runs its graph with the weights of the model folder it sits in at that detail (exported.graph_bytes).
+    `manifest`: the export's manifest as the resolver read it (checked here, not read again)."""
     check()
-    manifest = read_manifest(model_dir, expect=("onnx", "qnn"), verify=verify)
+    manifest = read_manifest(model_dir, expect=("onnx", "qnn"), verify=verify, manifest=manifest)
     return OnnxBackend(Path(model_dir), manifest, threads=threads, scale=scale, detail=detail)

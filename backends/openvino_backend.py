@@ -117,8 +117,10 @@ class OpenVinoBackend(ExportedRunner):
 
 
 def load(model_dir: Path, threads: int | None = None, scale: int | None = None, verify: bool = True,
-         dtype: str | None = None, detail: float | None = None, **_: object) -> OpenVinoBackend:
-    """Load an ONNX export (fp32, or int8 QDQ) for OpenVINO's CPU plugin; `detail` as onnx_backend.load takes it."""
+         dtype: str | None = None, detail: float | None = None, manifest: dict | None = None,
+         **_: object) -> OpenVinoBackend:
+    """Load an ONNX export (fp32, or int8 QDQ) for OpenVINO's CPU plugin; `detail` and `manifest` as
+    onnx_backend.load takes them."""
     check()
-    manifest = read_manifest(model_dir, expect=("onnx",), verify=verify)
+    manifest = read_manifest(model_dir, expect=("onnx",), verify=verify, manifest=manifest)
     return OpenVinoBackend(Path(model_dir), manifest, threads=threads, scale=scale, dtype=dtype, detail=detail)

@@ -19,9 +19,10 @@ import numpy as np
 
 from edgesr_cli.modeldir import ModelFileError
 
-from .base import BackendUnavailable
-from .checks import PIP_HINT
+from .base import BUILTIN, BackendUnavailable
 from .exported import ExportedRunner, read_manifest
+
+_HINT = BUILTIN["qnn"].install  # the registry's install command
 
 EP_NAME = "QNNExecutionProvider"
 _lock = threading.Lock()
@@ -32,16 +33,16 @@ def _modules():
     try:
         import onnxruntime as ort
     except ImportError as exc:
-        raise BackendUnavailable(f"onnxruntime is not installed ({exc}): {PIP_HINT['qnn']}") from None
+        raise BackendUnavailable(f"onnxruntime is not installed ({exc}): {_HINT}") from None
     try:
         import onnxruntime_qnn as qnn
     except ImportError as exc:
-        raise BackendUnavailable(f"onnxruntime-qnn is not installed ({exc}): {PIP_HINT['qnn']}") from None
+        raise BackendUnavailable(f"onnxruntime-qnn is not installed ({exc}): {_HINT}") from None
     except Exception as exc:
-        raise BackendUnavailable(f"onnxruntime-qnn does not load ({str(exc).splitlines()[0]}): {PIP_HINT['qnn']}") from None
+        raise BackendUnavailable(f"onnxruntime-qnn does not load ({str(exc).splitlines()[0]}): {_HINT}") from None
     if not hasattr(ort, "register_execution_provider_library"):
         raise BackendUnavailable(f"onnxruntime {ort.__version__} cannot load plugin execution providers "
-                                 f"(needs >= 1.22): {PIP_HINT['qnn']}")
+                                 f"(needs >= 1.22): {_HINT}")
     return ort, qnn
 
 
@@ -129,7 +130,7 @@ class QnnBackend(ExportedRunner):
 
 
 def load(model_dir: Path, use_context: bool = True, perf_mode: str | None = "burst", scale: int | None = None,
-         verify: bool = True, **_: object) -> QnnBackend:
+         verify: bool = True, manifest: dict | None = None, **_: object) -> QnnBackend:
     check()
-    manifest = read_manifest(model_dir, expect=("qnn",), verify=verify)
+    manifest = read_manifest(model_dir, expect=("qnn",), verify=verify, manifest=manifest)
     return QnnBackend(Path(model_dir), manifest, use_context=use_context, perf_mode=perf_mode, scale=scale)

@@ -14,9 +14,10 @@ import numpy as np
 
 from edgesr_cli.modeldir import ModelFileError
 
-from .base import BackendUnavailable
-from .checks import PIP_HINT
+from .base import BUILTIN, BackendUnavailable
 from .exported import ExportedRunner, read_manifest
+
+_HINT = BUILTIN["tflite"].install  # the registry's install command
 
 
 def _interpreter_class():
@@ -39,9 +40,9 @@ def check() -> None:
         cls, _ = _interpreter_class()
     except Exception as exc:  # a broken install
         raise BackendUnavailable(f"the LiteRT interpreter does not load ({str(exc).splitlines()[0]}): reinstall with "
-                                 f"{PIP_HINT['tflite']}") from None
+                                 f"{_HINT}") from None
     if cls is None:
-        raise BackendUnavailable(f"no TFLite interpreter installed (ai-edge-litert or tflite-runtime): {PIP_HINT['tflite']}")
+        raise BackendUnavailable(f"no TFLite interpreter installed (ai-edge-litert or tflite-runtime): {_HINT}")
 
 
 class TFLiteBackend(ExportedRunner):
@@ -79,7 +80,7 @@ class TFLiteBackend(ExportedRunner):
 
 
 def load(model_dir: Path, threads: int | None = None, scale: int | None = None, verify: bool = True,
-         **_: object) -> TFLiteBackend:
+         manifest: dict | None = None, **_: object) -> TFLiteBackend:
     check()
-    manifest = read_manifest(model_dir, expect=("tflite",), verify=verify)
+    manifest = read_manifest(model_dir, expect=("tflite",), verify=verify, manifest=manifest)
     return TFLiteBackend(Path(model_dir), manifest, threads=threads, scale=scale)

@@ -3,6 +3,7 @@ The tiling engine hands it numpy arrays and gets numpy arrays back (float32, CPU
 
 from __future__ import annotations
 
+import copy
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -54,6 +55,15 @@ class TorchBackend:
         self.lr_multiple = model.lr_multiple
         self.conditioning = cfg.conditioning
         self.schedule = model.schedule
+
+    def fp32_twin(self) -> TorchBackend | None:
+        """The same loaded model computing in fp32 (only the autocast dtype differs), for 16-bit photos; None when
+        this runner is fp32 already."""
+        if self.dtype == torch.float32:
+            return None
+        twin = copy.copy(self)
+        twin.dtype = torch.float32
+        return twin
 
     def _ctx(self):
         if self.dtype == torch.float32:

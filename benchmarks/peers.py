@@ -84,19 +84,16 @@ def torch_details(args, mdir: Path) -> tuple[list[float | None], float | None]:
 
 
 def edgesr_methods(args, threads: int) -> tuple[list[E.Method], list[str], int]:
-    from edgesr_cli.backends.base import auto_backend, load_backend
-
-    from edgesr_cli.cli_common import UserError, default_model_dir
-    from edgesr_cli.modeldir import ModelFileError
+    from edgesr_cli.modeldir import ModelFileError, default_model_dir
+    from edgesr_cli.runtime.resolve import load, resolve
 
     jobs = []
     skipped: list[str] = []
     try:
         jobs.append(("torch", Path(args.model) if args.model else default_model_dir()))
-    except UserError as exc:
+    except ModelFileError as exc:
         skipped.append(f"edgesr torch: {exc}")
-    for d in args.export or []:
-        jobs.append((auto_backend(d), Path(d)))
+    jobs += [("auto", Path(d)) for d in args.export or []]
     methods, scales = [], set()
     runs = []  # (backend, model dir, detail or None, the model's default detail)
     for name, mdir in jobs:
@@ -110,29 +107,24 @@ def edgesr_methods(args, threads: int) -> tuple[list[E.Method], list[str], int]:
             continue
         runs += [(name, mdir, detail, own) for detail in details]
     for name, mdir, detail, own in runs:
-        opts = {"device": "cpu", "threads": threads}
-        if name == "torch" and args.dtype != "auto":
-            opts["dtype"] = args.dtype
-        if detail is not None:
-            opts["detail"] = detail
-        try:
-            runner = load_backend(name, mdir, **opts)
+        try:  # the tile as `edgesr upscale --tile` means it: --tile, else an export's static tile, else 128
+            r = resolve(mdir, name, detail, args.tile, args.dtype if name == "torch" else None, "cpu")
+            runner = load(r, threads).runner
         except Exception as exc:  # noqa: BLE001 - report the backend as skipped, keep the others
             skipped.append(f"edgesr {name} ({mdir}): {str(exc).splitlines()[0]}")
             continue
+        name = r.backend
         scales.add(runner.scale)
         dt = str(getattr(runner, "dtype", "")).replace("torch.", "")
-        static = getattr(runner, "tile", None)  # exported graphs take one static tile
-        tile = static if isinstance(static, int) else args.tile
         if not dt:
             q = (getattr(runner, "manifest", None) or {}).get("quantization")
             dt = q.get("scheme", "") if isinstance(q, dict) else "fp32"
-        label = f"edgesr {mdir.name}, {name} cpu {dt}".strip() + f", {threads} threads, tile {tile}"
+        label = f"edgesr {mdir.name}, {name} cpu {dt}".strip() + f", {threads} threads, tile {r.tile}"
         if own is not None:
             d = own if detail is None else detail
             label += f", detail {d:g}" + (" (the model's default)" if d == own else "")
         method_name = f"edgesr-{name}" + ("" if detail is None else f"-detail{detail:g}")
-        methods.append(E.runner_method(runner, name=method_name, label=label, tile=tile, batch=args.batch,
+        methods.append(E.runner_method(runner, name=method_name, label=label, tile=r.tile, batch=args.batch,
                                        seed=args.seed))
     if len(scales) > 1:
         raise SystemExit(f"error: the edgesr models upscale by different factors {sorted(scales)}")
@@ -266,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help="edgesr model dir (default: the shipped edge-tiny)")
     ap.add_argument("--export", action="append", help="exported edgesr dir to run as another backend (repeatable)")
     ap.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"], help="torch backend precision")
-    ap.add_argument("--tile", type=int, default=128, help="edgesr LR tile")
+    ap.add_argument("--tile", type=int, default=None, help="edgesr LR tile (default 128, or an export's static tile)")
     ap.add_argument("--batch", type=int, default=4, help="edgesr tiles per call")
     ap.add_argument("--detail", type=detail_arg, action="append",
                     help="edgesr operating point(s) to run: a number in [0, 1] or 'default' (the model's own; "

@@ -1,6 +1,14 @@
-"""edgesr: Edge-SD-SR one-step diffusion super-resolution."""
+"""edgesr: Edge-SD-SR one-step diffusion super-resolution.
 
-__version__ = "0.1.0"
+    import edgesr_cli
+    up = edgesr_cli.load()                 # the shipped model, the fastest backend here, its default detail
+    big = up.upscale(image)                # a PIL image or a numpy array (8- or 16-bit, alpha kept), x4
+
+`load` and `Upscaler` are lazy attributes (edgesr_cli/runtime/upscaler.py): importing the package imports
+nothing heavy (`edgesr --version` and `--help` start without numpy, Pillow or torch).
+"""
+
+from .version import __version__  # noqa: F401
 
 
 def _checkout_layout() -> None:
@@ -18,3 +26,11 @@ def _checkout_layout() -> None:
 
 
 _checkout_layout()
+
+
+def __getattr__(name: str):
+    if name in ("load", "Upscaler"):
+        from .runtime import upscaler
+
+        return getattr(upscaler, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""Shared CLI plumbing: one-line errors for user mistakes, enums, the default model location."""
+"""Shared CLI plumbing: one-line errors for user mistakes, signals as interruptions, --shard. The shared options
+and enums are in cli_options.py."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import os
 import sys
 import signal
 import threading
-from enum import Enum
-from pathlib import Path
 from typing import Callable, Iterator, TypeVar
 
 import typer
 from rich.console import Console
+
+from .cli_options import Device, Precision  # noqa: F401 (cli_train imports them from here)
+from .modeldir import default_model_dir  # noqa: F401 (the shipped model's folder; commands and tests import it here)
 
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable)
@@ -157,39 +159,6 @@ def friendly_errors(fn: F) -> F:
             raise fail(*interruption(exc)) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-
-
-class Precision(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
-
-
-def default_model_dir() -> Path:
-    """The shipped model: $EDGESR_MODEL, else the package data (wheel) or the checkout's weights/."""
-    env = os.environ.get("EDGESR_MODEL")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve().parent
-    for cand in (here / "weights" / "edge-tiny", here.parent / "weights" / "edge-tiny"):
-        if (cand / "config.json").is_file():
-            return cand
-    try:
-        from importlib.resources import files
-
-        cand = Path(str(files("edgesr_cli.weights") / "edge-tiny"))
-        if (cand / "config.json").is_file():
-            return cand
-    except (ModuleNotFoundError, TypeError):
-        pass
-    raise UserError("no default model found (weights/edge-tiny is missing from this install); pass -m/--model DIR")
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

@@ -15,24 +15,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.markup import escape
 from rich.table import Table
 
-from .cli_common import Device, UserError, default_model_dir, err_console, friendly_errors
-from .cli_upscale import BackendName, DType
+from .cli_common import UserError, err_console, friendly_errors
+from .cli_options import (BenchBackendOption, BackendOption, DetailOption, Device, DeviceOption, ModelOption,
+                          OverlapOption, Precision, StepsOption, TileOption, check_engine_options, dtype_value)
 
 
 class Degrade(str, Enum):
     bicubic = "bicubic"
     realesrgan = "realesrgan"
     jpeg = "jpeg"
-
-
-class BenchBackend(str, Enum):
-    auto = "auto"
-    torch = "torch"
-    onnx = "onnx"
-    openvino = "openvino"
-    tflite = "tflite"
-    qnn = "qnn"
-    all = "all"
 
 
 def _set_threads(threads: int | None) -> int:
@@ -47,34 +38,6 @@ def _set_threads(threads: int | None) -> int:
     n = threads if threads is not None else usable_cpus()
     torch.set_num_threads(n)
     return n
-
-
-def _load_runner(name: str, model_dir: Path, device: str, dtype: DType | None, threads: int | None,
-                 detail: float | None = None):
-    from .backends.base import load_backend
-
-    options: dict = {"device": device, "threads": threads, "detail": detail}
-    if dtype is not None and dtype is not DType.auto:
-        options["dtype"] = dtype.value
-    return load_backend(name, model_dir, **options)
-
-
-def _detail_used(model_dir: Path, detail: float | None) -> float | None:
-    from .cli_upscale import _detail_used as used
-
-    return used(model_dir, detail)
-
-
-def _detail_note(model_dir: Path, detail: float | None) -> str:
-    used = _detail_used(model_dir, detail)
-    return "" if used is None else f", detail {used:g}"
-
-
-def _check_model_dir(model_dir: Path) -> None:
-    from .backends.base import detect_model_format
-
-    if detect_model_format(model_dir) is None:
-        raise UserError(f"{model_dir}: not a model directory (no config.json or manifest.json)")
 
 
 def _runner_label(name: str, runner) -> str:
@@ -96,17 +59,16 @@ def register(app: typer.Typer) -> None:
         lr: Annotated[Optional[Path], typer.Option("--lr", help="Folder of LR images, paired with HR by file name.")] = None,
         degrade: Annotated[Optional[Degrade], typer.Option("--degrade", help="Make LR from HR instead: bicubic (MATLAB imresize, as Set5/Set14/BSD100) realesrgan (seeded per image) or jpeg (bicubic, then JPEG quality 40). Default without --lr: bicubic.")] = None,
         seed: Annotated[int, typer.Option(help="Seed: realesrgan degradation (image i uses seed + i) and the noise field.")] = 0,
-        model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model dir or exported dir (default: the shipped edge-tiny).")] = None,
-        backend: Annotated[BackendName, typer.Option(help="Backend that runs the model.")] = BackendName.auto,
-        device: Annotated[Device, typer.Option(help="torch backend device.")] = Device.auto,
-        dtype: Annotated[DType, typer.Option(help="torch backend precision (auto: as `edgesr upscale`).")] = DType.auto,
+        model: ModelOption = None,
+        backend: BackendOption = "auto",
+        device: DeviceOption = Device.auto,
+        dtype: Annotated[Precision, typer.Option(help="torch backend precision (auto: as `edgesr upscale`).")] = Precision.auto,
         threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
-        tile: Annotated[Optional[int], typer.Option("--tile", "-t", help="LR tile size (default: 128, or an export's static tile).", show_default=False)] = None,
-        overlap: Annotated[float, typer.Option(help="Tile overlap as a fraction of the tile.")] = 0.25,
+        tile: TileOption = None,
+        overlap: OverlapOption = 0.25,
         batch: Annotated[int, typer.Option(help="Tiles per model call.")] = 4,
-        steps: Annotated[int, typer.Option(help="Denoising steps (the model is trained for 1).")] = 1,
-        detail: Annotated[Optional[float], typer.Option(
-            min=0.0, max=1.0, help="Operating point of the model (0 fidelity .. 1 perceptual; default: the model's).")] = None,
+        steps: StepsOption = 1,
+        detail: DetailOption = None,
         out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Report folder (default: edgesr-eval/<dataset>).")] = None,
         max_images: Annotated[Optional[int], typer.Option("--max-images", help="Evaluate only the first N images (sorted by name).")] = None,
         grid_images: Annotated[int, typer.Option("--grid-images", help="Images shown in the comparison grid.")] = 4,
@@ -122,38 +84,27 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Quality on HR/LR pairs: PSNR-Y, SSIM-Y (border = scale), NIQE, LPIPS, DISTS, always beside bicubic; writes a
         per-image CSV, a JSON summary and a comparison grid PNG."""
-        from .backends.base import resolve_backend
-
         from . import evaluate as E
+        from .runtime.resolve import load, resolve
 
         if lr is not None and degrade is not None:
             raise UserError("give --lr DIR or --degrade, not both")
-        if batch < 1 or steps < 1 or (tile is not None and tile < 1):
-            raise UserError("--batch, --steps and --tile must be >= 1")
+        check_engine_options(batch, steps, tile, overlap, seed)
         if grid_images < 0 or grid_crop < 1 or grid_cell < 1:
             raise UserError("--grid-images must be >= 0, --grid-crop and --grid-cell >= 1")
         how = None if lr is not None else (degrade or Degrade.bicubic).value
         threads = _set_threads(threads)
-        model_dir = model if model is not None else default_model_dir()
-        _check_model_dir(model_dir)
-        name, load_dir = resolve_backend(model_dir, backend.value, detail)
+        r = resolve(model, backend, detail, tile, dtype_value(dtype), device.value)
         # sizes first (headers only), so a bad folder fails before the model loads
-        pre_scale = _model_scale(model_dir)
-        pairs = E.plan_pairs(hr, lr, scale=pre_scale, degrade=how, seed=seed, max_images=max_images)
-        runner = _load_runner(name, load_dir, device.value, dtype, threads, detail)
-        if runner.scale != pre_scale:
-            pairs = E.plan_pairs(hr, lr, scale=runner.scale, degrade=how, seed=seed, max_images=max_images)
-        if tile is None:
-            static = getattr(runner, "tile", None)
-            tile = static if isinstance(static, int) else 128
-        if tile % runner.lr_multiple:
-            raise UserError(f"--tile {tile}: must be a multiple of {runner.lr_multiple} for this model")
-        scale = runner.scale
+        pairs = E.plan_pairs(hr, lr, scale=r.scale, degrade=how, seed=seed, max_images=max_images)
+        runner = load(r, threads).runner
+        scale, tile = r.scale, r.tile
         setup = E.setup_metrics(scale, niqe=not no_niqe, niqe_params=niqe_params, lpips=not no_lpips,
                                 dists=not no_dists)
-        label = _runner_label(name, runner)
+        label = _runner_label(r.backend, runner)
+        note = "" if r.detail is None else f", detail {r.detail:g}"
         methods = [E.bicubic_method(scale),
-                   E.runner_method(runner, name="edgesr", label=f"edgesr {label} ({model_dir.name}, tile {tile}{_detail_note(model_dir, detail)})",
+                   E.runner_method(runner, name="edgesr", label=f"edgesr {label} ({r.model.name}, tile {tile}{note})",
                                    tile=tile, overlap=overlap, batch=batch, steps=steps, seed=seed)]
         out_dir = out if out is not None else Path("edgesr-eval") / E.dataset_label(hr)
         if out_dir.exists() and not out_dir.is_dir():
@@ -182,7 +133,7 @@ def register(app: typer.Typer) -> None:
             "schema": "edgesr.eval/1",
             "dataset": E.dataset_label(hr), "hr": str(hr), "lr": str(lr) if lr else None,
             "degrade": how, "seed": seed, "scale": scale, "images": len(pairs),
-            "model": str(model_dir), "backend": name, "runner": label, "detail": _detail_used(model_dir, detail),
+            "model": str(r.model), "backend": r.backend, "runner": label, "detail": r.detail,
             "tile": tile, "overlap": overlap, "batch": batch, "steps": steps,
             "threads": torch.get_num_threads(),
             "metrics": setup.describe(),
@@ -199,16 +150,16 @@ def register(app: typer.Typer) -> None:
     @app.command("bench")
     @friendly_errors
     def bench_cmd(
-        backend: Annotated[BenchBackend, typer.Option(help="Backend to measure; all = torch on --model plus every --export.")] = BenchBackend.auto,
-        model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model dir (torch) or exported dir for --backend X (default: the shipped edge-tiny).")] = None,
+        backend: BenchBackendOption = "auto",
+        model: ModelOption = None,
         export: Annotated[Optional[list[Path]], typer.Option("--export", help="Exported model dir (repeatable): benched by --backend all, pushed to the phone by --device <android>.")] = None,
-        tile: Annotated[int, typer.Option("--tile", "-t", help="LR tile size.")] = 128,
-        overlap: Annotated[float, typer.Option(help="Tile overlap for the whole-image run.")] = 0.25,
+        tile: TileOption = None,
+        overlap: OverlapOption = 0.25,
         batch: Annotated[int, typer.Option(help="Tiles per model call in the whole-image run (per-tile latency uses 1).")] = 4,
         size: Annotated[int, typer.Option(help="LR size of the whole-image run (size x size -> x4).")] = 512,
         threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
         device: Annotated[str, typer.Option(help="auto, cpu or cuda for this machine; or an Android target (s24, s23, s25, s22, a Qualcomm SoC such as sm8650, or android) measured through adb.")] = "auto",
-        dtype: Annotated[DType, typer.Option(help="torch backend precision (auto: as `edgesr upscale`).")] = DType.auto,
+        dtype: Annotated[Precision, typer.Option(help="torch backend precision (auto: as `edgesr upscale`).")] = Precision.auto,
         warmup: Annotated[int, typer.Option(help="Untimed warm-up rounds before the per-tile timings.")] = 3,
         runs: Annotated[int, typer.Option(help="Timed rounds per tile (and runs on the phone).")] = 10,
         image_runs: Annotated[int, typer.Option("--image-runs", help="Timed whole-image runs (after one warm-up).")] = 3,
@@ -225,25 +176,27 @@ def register(app: typer.Typer) -> None:
         """Speed and memory: per-tile encoder / UNet / decoder latency, a whole 512 -> 2048 upscale with tiling,
         peak memory, megapixels/s and achieved GFLOP/s, with machine, versions and threads; or on a phone."""
         from . import bench as B
+        from . import bench_android as A
+        from .runtime.tiling import DEFAULT_TILE
+        from .runtime.upscale import UpscaleOptions
 
         exports = list(export or [])
-        if B.is_android_target(device):
-            _bench_android(B, device, exports, model, dry_run, serial, qnn_sdk, benchmark_tool, targets, threads,
+        if A.is_android_target(device):
+            _bench_android(B, A, device, exports, model, dry_run, serial, qnn_sdk, benchmark_tool, targets, threads,
                            warmup, runs, out, as_json)
             return
-        if device not in B.LOCAL_DEVICES:
-            B.resolve_android_target(device)  # raises with the list of names
+        if device not in A.LOCAL_DEVICES:
+            A.resolve_android_target(device)  # raises with the list of names
         if dry_run:
             raise UserError("--dry-run applies to Android targets (--device s24 ...); here nothing needs printing")
-        settings = B.BenchSettings(tile=tile, overlap=overlap, batch=batch, size=size, warmup=warmup, runs=runs,
-                                   image_runs=image_runs, seed=seed)
+        check_engine_options(batch, 1, tile, overlap, seed)
+        settings = B.BenchSettings(UpscaleOptions(tile=tile or DEFAULT_TILE, overlap=overlap, batch=batch, seed=seed),
+                                   size=size, warmup=warmup, runs=runs, image_runs=image_runs)
         requested, threads = threads, _set_threads(threads)
         jobs = _bench_jobs(backend, model, exports)
         say = (lambda m: err_console.print(escape(m), style="dim", highlight=False)) if not (quiet or as_json) else None
-        results = []
-        for name, mdir in jobs:
-            rec = _bench_one(B, name, mdir, device, dtype, threads, settings, say, strict=backend is not BenchBackend.all)
-            results.append(rec)
+        results = [_bench_one(B, name, mdir, tile, device, dtype, threads, settings, say, strict=backend != "all")
+                   for name, mdir in jobs]
         import torch
 
         record = {
@@ -252,7 +205,7 @@ def register(app: typer.Typer) -> None:
             "machine": B.machine_info(),
             "versions": B.versions(),
             "threads": B.thread_info(requested),
-            "settings": {"tile": tile, "overlap": overlap, "batch": batch, "size": size, "warmup": warmup,
+            "settings": {"tile": settings.upscale.tile, "overlap": overlap, "batch": batch, "size": size, "warmup": warmup,
                          "runs": runs, "image_warmup": settings.image_warmup, "image_runs": image_runs, "seed": seed,
                          "device": device, "dtype": dtype.value},
             "results": results,
@@ -263,30 +216,11 @@ def register(app: typer.Typer) -> None:
                 "achieved GFLOP/s = counted GFLOPs (torch flop counter, 2 x MACs) / measured median time",
             ],
         }
-        if out is not None:
-            from .evaluate import write_json
-
-            write_json(record, out)
-        if as_json:
-            from .evaluate import to_jsonable
-
-            typer.echo(json.dumps(to_jsonable(record), indent=2, allow_nan=False))
-        elif not quiet:
+        _write_record(record, out, as_json)
+        if not (as_json or quiet):
             _print_bench_table(record, torch.get_num_threads())
         if not any(r["status"] == "ok" for r in results):
             raise typer.Exit(1)
-
-
-def _model_scale(model_dir: Path) -> int:
-    """The scale from a model dir's config or an export's manifest (header read only; default 4)."""
-    for name in ("config.json", "manifest.json"):
-        p = Path(model_dir) / name
-        if p.is_file():
-            try:
-                return int(json.loads(p.read_text()).get("scale", 4))
-            except (ValueError, OSError, TypeError, AttributeError):
-                return 4
-    return 4
 
 
 def _now() -> str:
@@ -295,63 +229,81 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _bench_jobs(backend: BenchBackend, model: Path | None, exports: list[Path]) -> list[tuple[str, Path | None]]:
-    from .backends.base import auto_backend, availability, bundled_export, detect_model_format, resolve_backend
+def _write_record(record: dict, out: Path | None, as_json: bool) -> None:
+    """bench's JSON record: to --out (atomically), and on stdout with --json."""
+    from .eval_report import to_jsonable, write_json
 
-    if backend is BenchBackend.all:
-        jobs: list[tuple[str, Path | None]] = []
-        try:
-            mdir = model if model is not None else default_model_dir()
-            jobs.append(("torch", mdir))
-            export = bundled_export(mdir)
-            if export is not None:  # the shipped model's ONNX export: torch vs ONNX (and OpenVINO) in one run
-                jobs.append(("onnx", export))
-                if availability("openvino") is None:
-                    jobs.append(("openvino", export))
-        except UserError:
-            if not exports:
-                raise
-        for d in exports:
-            if detect_model_format(d) is None:
-                raise UserError(f"--export {d}: not an exported model folder (no manifest.json)")
-            jobs.append((auto_backend(d), d))
-        return jobs
-    if exports:
-        raise UserError("--export is for --backend all or an Android --device; use --model DIR for one backend")
-    mdir = model if model is not None else default_model_dir()
-    _check_model_dir(mdir)
-    return [resolve_backend(mdir, backend.value)]
+    if out is not None:
+        write_json(record, out)
+    if as_json:
+        typer.echo(json.dumps(to_jsonable(record), indent=2, allow_nan=False))
 
 
-def _bench_one(B, name: str, mdir: Path | None, device: str, dtype: DType, threads: int | None, settings, say,
-               strict: bool) -> dict:
+def _bench_jobs(backend: str, model: Path | None, exports: list[Path]) -> list[tuple[str, Path | None]]:
+    """(backend, folder) to measure: the one asked for on --model; or, for all, torch on --model, its bundled export
+    on ONNX Runtime (and OpenVINO where installed), and every --export on its own runtime."""
+    from .backends.base import availability
+    from .modeldir import ModelFileError, bundled_export, default_model_dir
+    from .runtime.resolve import detect_model_format
+
+    if backend != "all":
+        if exports:
+            raise UserError("--export is for --backend all or an Android --device; use --model DIR for one backend")
+        return [(backend, model)]
+    jobs: list[tuple[str, Path | None]] = []
+    try:
+        mdir = model if model is not None else default_model_dir()
+    except ModelFileError:
+        if not exports:
+            raise
+    else:
+        jobs.append(("torch", mdir))
+        if bundled_export(mdir) is not None:  # the shipped model's ONNX export: torch vs ONNX (and OpenVINO) in one run
+            jobs += [(name, mdir) for name in ("onnx", "openvino") if name == "onnx" or availability(name) is None]
+    for d in exports:
+        if detect_model_format(d) is None:
+            raise UserError(f"--export {d}: not an exported model folder (no manifest.json)")
+        jobs.append(("auto", d))
+    return jobs
+
+
+def _bench_one(B, name: str, model: Path | None, tile: int | None, device: str, dtype: Precision,
+               threads: int | None, settings, say, strict: bool) -> dict:
+    """One backend resolved, loaded and measured; in a run of all, one that cannot is a skipped record."""
+    import dataclasses
     import gc
 
     from .backends.base import BackendUnavailable
+    from .runtime.resolve import load, resolve
 
     try:
-        runner = _load_runner(name, mdir, device, dtype, threads)
-    except (BackendUnavailable, UserError, ValueError, OSError) as exc:
+        r = resolve(model, name, None, tile, dtype_value(dtype), device)
+        runner = load(r, threads).runner
+    except (BackendUnavailable, ValueError, OSError) as exc:
         if strict:
             raise
-        return {"backend": name, "model": str(mdir), "status": "skipped", "reason": str(exc).splitlines()[0]}
+        return {"backend": name, "model": str(model), "status": "skipped", "reason": str(exc).splitlines()[0]}
+    note = None if r.tile == settings.upscale.tile else \
+        f"the exported graphs take a static {r.tile}x{r.tile} tile: measured at that tile"
+    settings = dataclasses.replace(settings, upscale=dataclasses.replace(settings.upscale, tile=r.tile))
     try:
-        return B.bench_runner(runner, settings, backend=name, model_dir=mdir, progress=say)
+        return B.bench_runner(runner, settings, r.config, backend=r.backend, model_dir=r.folder, note=note,
+                              progress=say)
     finally:
         del runner
         gc.collect()
 
 
-def _bench_android(B, device: str, exports: list[Path], model: Path | None, dry_run: bool, serial: str | None,
+def _bench_android(B, A, device: str, exports: list[Path], model: Path | None, dry_run: bool, serial: str | None,
                    qnn_sdk: Path | None, benchmark_tool: Path | None, targets: str, threads: int | None,
                    warmup: int, runs: int, out: Path | None, as_json: bool) -> None:
-    target = B.resolve_android_target(device)
+    target = A.resolve_android_target(device)
     wanted = [t.strip().lower() for t in targets.split(",") if t.strip()]
     bad = [t for t in wanted if t not in ("htp", "cpu", "gpu", "nnapi")]
     if bad or not wanted:
         raise UserError(f"--targets {targets!r}: choose from htp, cpu, gpu, nnapi")
     if model is not None:
-        from .backends.base import detect_model_format
+        from .runtime.resolve import detect_model_format
 
         if detect_model_format(model) not in (None, "torch"):
             exports = [model, *exports]
@@ -362,7 +314,7 @@ def _bench_android(B, device: str, exports: list[Path], model: Path | None, dry_
     sdk = str(qnn_sdk) if qnn_sdk else os.environ.get("QNN_SDK_ROOT")
     work = Path("edgesr-bench-android") / device.lower()
     if dry_run:
-        plan = B.plan_android(target, exports, targets=wanted, adb="adb", serial=serial, qnn_sdk=sdk,
+        plan = A.plan_android(target, exports, targets=wanted, adb="adb", serial=serial, qnn_sdk=sdk,
                               benchmark_tool=str(benchmark_tool) if benchmark_tool else None,
                               threads=threads or 4, warmup=warmup, runs=runs, work_dir=work)
         typer.echo(f"# edgesr bench --device {device}: {target.name}; run nothing, print the commands")
@@ -373,34 +325,27 @@ def _bench_android(B, device: str, exports: list[Path], model: Path | None, dry_
         for step in plan.steps:
             typer.echo(step.shell() if step.kind != "host" else f"{step.shell()}   # on this machine")
         return
-    adb, ser = B.find_adb_device(target, None, serial, need)
+    adb, ser = A.find_adb_device(target, None, serial, need)
     if not exports:
         raise UserError(f"{need}; no exported model given")
-    info = B.adb_device_info(adb, ser)
+    info = A.adb_device_info(adb, ser)
     soc = (info.get("soc") or "").upper()
     if target.soc and soc and soc != target.soc:
         err_console.print("[yellow]warning:[/] " + escape(f"--device {device} means {target.soc}, the connected phone reports {soc}; "
                           "QNN context binaries only load on the SoC they were built for"), highlight=False)
-    plan = B.plan_android(target, exports, targets=wanted, adb=adb, serial=ser, qnn_sdk=sdk,
+    plan = A.plan_android(target, exports, targets=wanted, adb=adb, serial=ser, qnn_sdk=sdk,
                           benchmark_tool=str(benchmark_tool) if benchmark_tool else None, threads=threads or 4,
                           warmup=warmup, runs=runs, work_dir=work, soc=soc or None)
     if not any(s.kind == "run" for s in plan.steps):
         raise UserError(f"nothing to run on the phone: {'; '.join(plan.notes) or 'no graphs found'}")
     say = None if as_json else (lambda m: err_console.print(escape(f"$ {m}"), style="dim", highlight=False, soft_wrap=True))
-    results = B.run_android(plan, adb, work, echo=say)
+    results = A.run_android(plan, adb, work, echo=say)
     record = {"schema": B.SCHEMA, "created": _now(), "device": {"target": device, "name": target.name, **info,
                                                                   "serial": ser},
               "host": B.machine_info(), "versions": B.versions(), "results": results, "notes": plan.notes,
               "settings": {"threads": threads or 4, "warmup": warmup, "runs": runs, "targets": wanted}}
-    if out is not None:
-        from .evaluate import write_json
-
-        write_json(record, out)
-    if as_json:
-        from .evaluate import to_jsonable
-
-        typer.echo(json.dumps(to_jsonable(record), indent=2, allow_nan=False))
-    else:
+    _write_record(record, out, as_json)
+    if not as_json:
         table = Table(title=f"{info.get('model') or device} ({soc or target.soc}): measured on the phone by its own tools")
         for col in ("target", "graph", "avg ms", "min ms", "max ms", "init ms", "status"):
             table.add_column(col, justify="left" if col in ("target", "graph", "status") else "right")

@@ -25,15 +25,18 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from .cli_common import (Device, UserError, default_model_dir, err_console, friendly_errors, interruption,
-                         parse_shard, print_error, printable, signals_as_interrupts)
+from .cli_common import (UserError, err_console, friendly_errors, interruption, parse_shard, print_error, printable,
+                         signals_as_interrupts)
+from .cli_options import (BackendOption, DetailOption, Device, DeviceOption, ModelOption, OverlapOption, Precision,
+                          StepsOption, TileOption, check_engine_options, dtype_value)
 from .defaults import DEFAULT_COMPRESS_LEVEL, DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS
 
-# numpy, Pillow (.io) and torch (.upscale, the backends) are imported where they are used: `edgesr --help`
+# numpy, Pillow (.io) and torch (.runtime, the backends) are imported where they are used: `edgesr --help`
 # and `--version` start without them.
 if TYPE_CHECKING:
     from .io import ImageError
-    from .upscale import UpscaleOptions
+    from .runtime.resolve import Resolved
+    from .runtime.upscale import UpscaleOptions
 
 
 class Ext(str, Enum):
@@ -41,22 +44,6 @@ class Ext(str, Enum):
     jpg = "jpg"
     webp = "webp"
     tif = "tif"
-
-
-class BackendName(str, Enum):
-    auto = "auto"
-    torch = "torch"
-    onnx = "onnx"
-    openvino = "openvino"
-    tflite = "tflite"
-    qnn = "qnn"
-
-
-class DType(str, Enum):
-    auto = "auto"
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
 
 
 _SOURCE_EXT = {"PNG": "png", "JPEG": "jpg", "WEBP": "webp", "TIFF": "tif"}  # Pillow format -> --ext
@@ -163,40 +150,16 @@ def _is_dir(path: Path) -> bool:
         return False
 
 
-MAX_TILE = 4096  # LR pixels a tile side: one 4096 tile's HR activations already take tens of GB
-MAX_STEPS = 1000  # the model's noise schedule has 1000 timesteps
-
-
 def check_options(batch: int, steps: int, tile: int | None, overlap: float, seed: int, threads: int | None,
                   max_pixels: int, max_output_pixels: int) -> None:
     """Refuse, on one line, option values no image can run with (a usage error, exit 2), before anything loads."""
-    if batch < 1 or steps < 1 or (tile is not None and tile < 1):
-        raise UserError("--batch, --steps and --tile must be >= 1")
-    if tile is not None and tile > MAX_TILE:
-        raise UserError(f"--tile {tile}: must be at most {MAX_TILE} (LR pixels a side; the default is 128)")
-    if steps > MAX_STEPS:
-        raise UserError(f"--steps {steps}: must be at most {MAX_STEPS} (the model is distilled for 1)")
-    if not 0.0 <= overlap < 0.5:
-        raise UserError(f"--overlap {overlap}: must be a fraction in [0, 0.5)")
-    if not -(2 ** 63) <= seed < 2 ** 64:
-        raise UserError(f"--seed {seed}: must fit in 64 bits (-2**63 to 2**64 - 1)")
+    check_engine_options(batch, steps, tile, overlap, seed)
     if threads is not None and threads < 1:
         raise UserError(f"--threads must be >= 1, got {threads}")
     if max_pixels < 1:
         raise UserError(f"--max-pixels {max_pixels}: must be >= 1")
     if max_output_pixels < 0:
         raise UserError(f"--max-output-pixels {max_output_pixels}: must be >= 0 (0: no limit but memory)")
-
-
-def _detail_used(model_dir: Path, detail: float | None) -> float | None:
-    """The operating point the run used: --detail, or the model's default (None: a single-point model)."""
-    from .backends.base import detect_model_format, export_detail
-
-    if detect_model_format(model_dir) != "torch":  # an export runs at --detail when it can (else it was refused)
-        return detail if detail is not None else export_detail(model_dir)
-    from .modeldir import default_detail
-
-    return detail if detail is not None else default_detail(model_dir)
 
 
 def register(app: typer.Typer) -> None:
@@ -206,18 +169,16 @@ def register(app: typer.Typer) -> None:
         inputs: Annotated[list[str], typer.Argument(help="Image files, folders (recursive), globs, or - for stdin.", show_default=False)],
         output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output file, folder (mirrored), or - for stdout. Default: beside each input with --suffix.")] = None,
         scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor (the model's).")] = 4,
-        model: Annotated[Optional[Path], typer.Option("--model", "-m", help="Model dir or exported dir (default: the shipped edge-tiny).")] = None,
-        tile: Annotated[Optional[int], typer.Option("--tile", "-t", help="LR tile size (default 128, or an exported model's tile).")] = None,
-        overlap: Annotated[float, typer.Option(help="Tile overlap as a fraction of the tile.")] = 0.25,
+        model: ModelOption = None,
+        tile: TileOption = None,
+        overlap: OverlapOption = 0.25,
         batch: Annotated[int, typer.Option(help="Tiles per model call (memory is bounded by this).")] = 4,
-        steps: Annotated[int, typer.Option(help="Denoising steps (the model is trained for 1).")] = 1,
-        detail: Annotated[Optional[float], typer.Option(
-            min=0.0, max=1.0, help="0 = fidelity (closest to the photo's pixels), 1 = perceptual (sharp, "
-            "natural texture), in between = both networks interpolated. Default: the model's own default.")] = None,
+        steps: StepsOption = 1,
+        detail: DetailOption = None,
         seed: Annotated[int, typer.Option(help="Seed of the noise field (same seed, same bytes).")] = 0,
-        backend: Annotated[BackendName, typer.Option(help="auto picks the fastest available for the model.")] = BackendName.auto,
-        device: Annotated[Device, typer.Option(help="torch backend device.")] = Device.auto,
-        dtype: Annotated[DType, typer.Option(help="torch backend precision (auto: bf16 on CPUs with AVX512-BF16 or AMX, and on CUDA; 16-bit inputs always run in fp32, since bf16 keeps only about 8 bits).")] = DType.auto,
+        backend: BackendOption = "auto",
+        device: DeviceOption = Device.auto,
+        dtype: Annotated[Precision, typer.Option(help="torch backend precision (auto: bf16 on CPUs with AVX512-BF16 or AMX, and on CUDA; 16-bit inputs always run in fp32, since bf16 keeps only about 8 bits).")] = Precision.auto,
         threads: Annotated[Optional[int], typer.Option(
             help="CPU threads (default: $OMP_NUM_THREADS, else the CPUs this process may use (affinity, cgroup "
                  "quota) that are idle at start; the output is the same for any count).")] = None,
@@ -267,8 +228,8 @@ def register(app: typer.Typer) -> None:
                         print_error(str(problem))
                     raise typer.Exit(2)
                 jobs = plan.jobs
-                runner, runner16, name, model_dir, opts = _load(model, backend, device, dtype, detail, threads, scale,
-                                                               tile, overlap, batch, steps, seed)
+                resolved, runner, runner16, opts = _load(model, backend, device, dtype, detail, threads, scale, tile,
+                                                         overlap, batch, steps, seed)
             except KeyboardInterrupt as stop:
                 _stopped_before_start(stop, len(jobs), started, quiet, as_json)
                 raise
@@ -280,48 +241,30 @@ def register(app: typer.Typer) -> None:
             summary, stopped = run_jobs(jobs, runner, opts, output_opts, skip_existing, overwrite, limits,
                                         quiet or as_json or any(j.dst is None for j in jobs),
                                         runner16=runner16, failures=plan.failures)
-            summary.update(backend=name, model=str(model_dir), detail=_detail_used(model_dir, detail))
+            summary.update(backend=resolved.backend, model=str(resolved.model), detail=resolved.detail)
             if as_json:
                 typer.echo(json.dumps(summary, indent=2))
             elif not quiet and (stopped is not None or not any(j.dst is None for j in jobs)):
                 late = f", {summary['not_started']} not started" if stopped is not None else ""
                 err_console.print(f"{summary['done']} upscaled, {summary['skipped']} skipped, {summary['failed']} failed"
-                                  f"{late} in {summary['seconds']:.1f} s ({name})")
+                                  f"{late} in {summary['seconds']:.1f} s ({resolved.backend})")
         if stopped is not None:
             raise stopped
         if summary["failed"]:
             raise typer.Exit(1)
 
 
-def _load(model: Path | None, backend: BackendName, device: Device, dtype: DType, detail: float | None,
-          threads: int, scale: int, tile: int | None, overlap: float, batch: int, steps: int, seed: int):
-    """The backend for the run and its fp32 twin (16-bit photos), its name, the model folder and the upscale
-    options; a --device, --dtype, --scale or --tile it cannot run with is a one-line usage error."""
-    from .backends.base import check_options as check_backend_options
-    from .backends.base import detect_model_format, load_backend, resolve_backend
-    from .upscale import UpscaleOptions
+def _load(model: Path | None, backend: str, device: Device, dtype: Precision, detail: float | None, threads: int,
+          scale: int, tile: int | None, overlap: float, batch: int, steps: int,
+          seed: int) -> tuple[Resolved, object, object, UpscaleOptions]:
+    """The run's model resolved (backend, folder, detail, tile: runtime/resolve.py), its runner and fp32 twin (16-bit
+    photos), and the upscale options; a --device, --dtype, --scale or --tile it cannot run with is one line."""
+    from .runtime.resolve import load, resolve
+    from .runtime.upscale import UpscaleOptions
 
-    model_dir = model if model is not None else default_model_dir()
-    if detect_model_format(model_dir) is None:
-        raise UserError(f"{model_dir}: not a model directory (no config.json or manifest.json)")
-    name, load_dir = resolve_backend(model_dir, backend.value, detail)
-    check_backend_options(name, device.value, None if dtype is DType.auto else dtype.value)
-    options = {"device": device.value, "threads": threads, "detail": detail}
-    if dtype is not DType.auto:
-        options["dtype"] = dtype.value
-    runner = load_backend(name, load_dir, **options)
-    if runner.scale != scale:
-        raise UserError(f"--scale {scale}: the model {model_dir} upscales x{runner.scale}")
-    static = getattr(runner, "tile", None)  # an exported model runs at its own tile
-    if tile is None:
-        tile = int(static) if isinstance(static, int) else 128
-    elif isinstance(static, int) and tile > static:
-        raise UserError(f"--tile {tile}: this exported model runs tiles of at most {static} LR pixels")
-    if tile % runner.lr_multiple:
-        raise UserError(f"--tile {tile}: must be a multiple of {runner.lr_multiple} for this model")
-    opts = UpscaleOptions(tile=tile, overlap=overlap, batch=batch, steps=steps, seed=seed)
-    runner16 = fp32_twin(runner) if dtype is DType.auto else None
-    return runner, runner16, name, model_dir, opts
+    r = resolve(model, backend, detail, tile, dtype_value(dtype), device.value, scale)
+    runner, runner16 = load(r, threads)
+    return r, runner, runner16, UpscaleOptions(tile=r.tile, overlap=overlap, batch=batch, steps=steps, seed=seed)
 
 
 def _stopped_before_start(stop: KeyboardInterrupt, jobs: int, started: float, quiet: bool, as_json: bool) -> None:
@@ -332,24 +275,6 @@ def _stopped_before_start(stop: KeyboardInterrupt, jobs: int, started: float, qu
                                "interrupted": interruption(stop)[0], "not_started": jobs}, indent=2))
     elif not quiet:
         err_console.print(f"0 upscaled, 0 skipped, 0 failed, {jobs} not started in {seconds:.1f} s")
-
-
-def fp32_twin(runner):
-    """The same backend computing in fp32, for 16-bit photos: bf16 keeps 8 bits of mantissa, so a
-    16-bit photo run in bf16 comes back holding about 8 bits. None when the runner has no reduced
-    precision to leave (fp32 already, or an exported model with its own fixed precision)."""
-    import copy
-
-    own = getattr(runner, "fp32_twin", None)
-    if callable(own):  # a backend that makes its own (OpenVINO: the export compiled again in fp32, lazily)
-        return own()
-    torch = sys.modules.get("torch")  # a runner with a torch dtype means torch is loaded; none in the light install
-    dt = getattr(runner, "dtype", None)
-    if torch is None or not isinstance(dt, torch.dtype) or dt == torch.float32:
-        return None
-    twin = copy.copy(runner)  # shares the loaded model; only the autocast dtype differs
-    twin.dtype = torch.float32
-    return twin
 
 
 @dataclass(frozen=True)
@@ -376,7 +301,7 @@ def check_limits(label: str, height: int, width: int, runner, opts: UpscaleOptio
     if not limits.memory_check:
         return
     from .hw import available_memory
-    from .upscale import PROCESS_BYTES, estimate_peak_bytes
+    from .runtime.upscale import PROCESS_BYTES, estimate_peak_bytes
 
     avail = available_memory()  # an output still being written (the writer thread) is already resident
     need = estimate_peak_bytes(height, width, s, opts, stored, channels, alpha, fmt)
@@ -514,7 +439,7 @@ def _run_one(job: Job, runner, runner16, opts: UpscaleOptions, output: Output, s
     """One job: the fields of its record, and the write still to do (None when done or skipped). The image is
     refused by its header (size, output size, memory) before a pixel is decoded."""
     from .io import ImageError, check_writable, encode_image, read_image, stored_dtype, write_image
-    from .upscale import upscale_photo
+    from .runtime.upscale import upscale_photo
 
     if job.dst is not None and _lexists(job.dst):
         if skip_existing:

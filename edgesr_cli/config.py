@@ -243,9 +243,12 @@ class ModelConfig(JsonConfig):
         return 2 * c if self.conditioning == "unidirectional" else c
 
     def lr_multiple(self, scale: int | None = None) -> int:
-        """LR height/width must be a multiple of this so that LR*scale/latent_factor is whole."""
+        """LR height/width must be a multiple of this: LR * scale must divide by the latent factor times the UNet's
+        downsampling (2 ** (levels - 1)), so that the latent grid is whole and the UNet's levels line up. Read from
+        the config alone (no torch): what the resolver checks --tile against before a model loads."""
         s = self.scale if scale is None else scale
-        return max(1, self.latent_factor // math.gcd(self.latent_factor, s))
+        need = self.latent_factor * 2 ** (len(self.unet.channel_mult) - 1)
+        return need // math.gcd(need, s)
 
     def architecture_dict(self) -> dict[str, Any]:
         """Everything that decides parameter shapes (what a checkpoint must match to be loaded)."""

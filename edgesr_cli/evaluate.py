@@ -1,5 +1,6 @@
 """Quality evaluation (library level): HR/LR pairs, PSNR/SSIM on Y, NIQE, LPIPS, DISTS, the bicubic baseline,
-a per-image CSV, a JSON summary and a comparison grid PNG. No CLI concerns here (see cli_eval.py).
+a comparison grid PNG, and (eval_report.py) the per-image CSV and the JSON summary. No CLI concerns here (see
+cli_eval.py).
 
 Protocol (what SR papers report, see metrics.py): images are compared as 8-bit images, PSNR and SSIM on
 the BT.601 luma Y with ``scale`` pixels cropped from every border; HR images whose size is not a
@@ -21,10 +22,7 @@ HxWx3``; :func:`evaluate` runs all of them on the same pairs and times each call
 
 from __future__ import annotations
 
-import csv
-import dataclasses
 import io as _io
-import json
 import math
 import os
 import re
@@ -37,8 +35,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from . import metrics as M
-from .atomic import write_bytes_atomic
+from .eval_report import to_jsonable, write_csv, write_file, write_json  # noqa: F401 (the reports: eval_report.py)
 from .io import DEFAULT_MAX_PIXELS, EXTENSIONS, ImageError, Photo, find_images, read_image, write_image
+from .runtime.tiling import DEFAULT_TILE
 
 __all__ = [
     "DEGRADATIONS",
@@ -276,10 +275,10 @@ def bicubic_method(scale: int) -> Method:
     return Method("bicubic", fn, f"PIL bicubic x{scale} of the 8-bit LR (metrics.bicubic_upscale)")
 
 
-def runner_method(runner, *, name: str = "edgesr", label: str = "", tile: int = 128, overlap: float = 0.25,
+def runner_method(runner, *, name: str = "edgesr", label: str = "", tile: int = DEFAULT_TILE, overlap: float = 0.25,
                   batch: int = 4, steps: int = 1, seed: int = 0, warmup_size: int | None = None) -> Method:
     """edgesr through the shared tiling engine (upscale_photo: grayscale in, grayscale out, as the CLI does)."""
-    from .upscale import UpscaleOptions, upscale_photo
+    from .runtime.upscale import UpscaleOptions, upscale_photo
 
     opts = UpscaleOptions(tile=tile, overlap=overlap, batch=batch, steps=steps, seed=seed)
 
@@ -588,58 +587,6 @@ def summarize(result: EvalResult, baseline: str = "bicubic") -> dict:
 # Reports
 # ---------------------------------------------------------------------------------------------------
 
-CSV_FIELDS = ("image", "method", "psnr_y", "ssim_y", "niqe", "lpips", "dists", "seconds",
-              "hr_width", "hr_height", "lr_width", "lr_height")
-
-
-def _csv_value(v) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, float):
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        return f"{v:.6g}" if abs(v) < 1e-3 else f"{v:.4f}"
-    return str(v)
-
-
-def write_csv(result: EvalResult, path: str | os.PathLike) -> Path:
-    """Per-image CSV (one row per image and method; empty cells where a metric is off)."""
-    buf = _io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(CSV_FIELDS)
-    for r in result.rows():
-        w.writerow([_csv_value(r[k]) for k in CSV_FIELDS])
-    return _atomic_write(Path(path), buf.getvalue().encode())
-
-
-def to_jsonable(obj):
-    """Plain JSON: numpy scalars to Python, non-finite floats to None, paths to str."""
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, (np.floating, float)):
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return to_jsonable(dataclasses.asdict(obj))
-    return obj
-
-
-def write_json(record: dict, path: str | os.PathLike) -> Path:
-    text = json.dumps(to_jsonable(record), indent=2, allow_nan=False) + "\n"
-    return _atomic_write(Path(path), text.encode())
-
-
-def _atomic_write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return write_bytes_atomic(path, data)
-
-
 # Grid geometry, in pixels (see grid_size)
 GRID_PAD = 8
 GRID_HEADER = 24
@@ -696,7 +643,7 @@ def write_grid(result: EvalResult, path: str | os.PathLike, cell: int = 256) -> 
     im = make_grid(result.grid_rows, [m.name for m in result.methods] + ["HR"], cell)
     buf = _io.BytesIO()
     im.save(buf, format="PNG", optimize=True)
-    return _atomic_write(Path(path), buf.getvalue())
+    return write_file(Path(path), buf.getvalue())
 
 
 def dataset_label(hr_dir: str | os.PathLike) -> str:

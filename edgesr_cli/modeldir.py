@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from .config import ModelConfig
@@ -24,10 +25,41 @@ INFERENCE_COMPONENTS = ("lr_encoder", "unet", "decoder")
 # al., ESRGAN 2018). DETAIL_FILE there says which detail the model uses when none is asked for.
 DETAIL_DIR = "detail"
 DETAIL_FILE = "detail.json"
+# A model folder may carry its own ONNX export (the shipped edge-tiny does, in the wheel): the fused one-step graph
+# at the model's default detail, checksummed by its manifest. It is what the light install (no torch) runs, at any
+# --detail (the folder's two operating points interpolated into the graph's weights: backends/exported.py).
+BUNDLED_EXPORT = "onnx"
 
 
 class ModelFileError(ValueError):
     """A model directory or checkpoint that cannot be used; the message names the file."""
+
+
+def default_model_dir() -> Path:
+    """The shipped model: $EDGESR_MODEL, else the package data (wheel) or the checkout's weights/."""
+    env = os.environ.get("EDGESR_MODEL")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve().parent
+    for cand in (here / "weights" / "edge-tiny", here.parent / "weights" / "edge-tiny"):
+        if (cand / CONFIG_FILE).is_file():
+            return cand
+    try:
+        from importlib.resources import files
+
+        cand = Path(str(files("edgesr_cli.weights") / "edge-tiny"))
+        if (cand / CONFIG_FILE).is_file():
+            return cand
+    except (ModuleNotFoundError, TypeError):
+        pass
+    raise ModelFileError("no default model found (weights/edge-tiny is missing from this install); "
+                         "pass -m/--model DIR")
+
+
+def bundled_export(model_dir: str | Path) -> Path | None:
+    """The ONNX export a model folder carries (BUNDLED_EXPORT/manifest.json), or None."""
+    p = Path(model_dir) / BUNDLED_EXPORT
+    return p if (p / "manifest.json").is_file() else None
 
 
 def file_sha256(path: Path) -> str:

@@ -29,7 +29,7 @@ from edgesr_cli.backends.torch_backend import from_model  # noqa: E402
 from edgesr_cli import metrics as M  # noqa: E402
 from edgesr_cli.cli_common import default_model_dir  # noqa: E402
 from edgesr_cli.model import load_model_dir  # noqa: E402
-from edgesr_cli.tiling import upscale_tensor  # noqa: E402
+from edgesr_cli.runtime.tiling import upscale_tensor  # noqa: E402
 from samples import DEGRADED, EXTRA, SAMPLES, make_lr  # noqa: E402  (benchmarks/samples.py, shared with peers.py)
 
 ZOOM = 96  # side of the zoomed-in crop shown, in HR pixels

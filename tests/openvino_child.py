@@ -15,11 +15,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from edgesr_cli.backends.base import load_backend  # noqa: E402
 from edgesr_cli.backends.torch_backend import from_model  # noqa: E402
-from edgesr_cli.cli_upscale import fp32_twin  # noqa: E402
 from edgesr_cli.model import load_model_dir  # noqa: E402
-from edgesr_cli.tiling import upscale_tensor  # noqa: E402
+from edgesr_cli.runtime.resolve import fp32_twin, load_backend  # noqa: E402
+from edgesr_cli.runtime.tiling import upscale_tensor  # noqa: E402
 
 from export_common import lr_image, psnr  # noqa: E402
 

@@ -18,7 +18,7 @@ from edgesr_cli.cli import app
 from edgesr_cli.config import get_preset
 from edgesr_cli.diffusion import Schedule, x0_loss
 from edgesr_cli.model import EdgeSR
-from edgesr_cli.tiling import upscale_tiles
+from edgesr_cli.runtime.tiling import upscale_tiles
 from edgesr_cli.training.autoencoder import train_autoencoder
 from edgesr_cli.training.common import TrainConfig, TrainError
 from edgesr_cli.training.joint import encoder_regression_loss, train_distill, train_encoder, train_joint

@@ -1,4 +1,4 @@
-"""`edgesr bench` and edgesr_cli.bench: the JSON record, the encoder/UNet/decoder split against the engine's
+"""`edgesr bench`, edgesr_cli.bench and bench_android: the JSON record, the encoder/UNet/decoder split against the engine's
 per-tile total, the Android path (no adb, a fake adb, --dry-run) and the parsers of the phone tools' output."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from edgesr_cli.backends.torch_backend import load as load_torch
 from edgesr_cli import bench as B
+from edgesr_cli import bench_android as A
 from edgesr_cli import cli_eval
 
 cli = CliRunner()
@@ -251,11 +252,11 @@ def test_context_binary_is_extracted_from_an_ep_context_model(tmp_path):
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
     path = tmp_path / "fused.SM8650.ctx.onnx"
     onnx.save(helper.make_model(graph), str(path))
-    out = B.extract_context_binary(path, tmp_path / "w" / "fused.bin")
+    out = A.extract_context_binary(path, tmp_path / "w" / "fused.bin")
     assert out.read_bytes() == blob
     (tmp_path / "bad.ctx.onnx").write_bytes(b"nope")
-    with pytest.raises(B.BenchError):
-        B.extract_context_binary(tmp_path / "bad.ctx.onnx", tmp_path / "w" / "bad.bin")
+    with pytest.raises(A.BenchError):
+        A.extract_context_binary(tmp_path / "bad.ctx.onnx", tmp_path / "w" / "bad.bin")
 
 
 def test_dry_run_without_an_export_uses_placeholders():
@@ -266,12 +267,12 @@ def test_dry_run_without_an_export_uses_placeholders():
 
 
 def test_android_target_names():
-    assert B.resolve_android_target("S24").soc == "SM8650"
-    assert B.resolve_android_target("s23").soc == "SM8550"
-    assert B.resolve_android_target("sm8650").hexagon == "v75"
-    assert not B.is_android_target("cpu")
-    with pytest.raises(B.BenchError):
-        B.resolve_android_target("iphone")
+    assert A.resolve_android_target("S24").soc == "SM8650"
+    assert A.resolve_android_target("s23").soc == "SM8550"
+    assert A.resolve_android_target("sm8650").hexagon == "v75"
+    assert not A.is_android_target("cpu")
+    with pytest.raises(A.BenchError):
+        A.resolve_android_target("iphone")
 
 
 # --------------------------------------------------------------------------- parsers (sample tool output)
@@ -356,7 +357,7 @@ Graph 0 (fused):
 
 
 def test_parse_benchmark_model():
-    p = B.parse_benchmark_model(BENCHMARK_MODEL_OUT)
+    p = A.parse_benchmark_model(BENCHMARK_MODEL_OUT)
     assert p["runs"] == 50  # the timed runs, not the warm-up line
     assert p["avg_ms"] == pytest.approx(38.9012) and p["median_ms"] == pytest.approx(38.65)
     assert p["min_ms"] == pytest.approx(37.112) and p["max_ms"] == pytest.approx(44.567)
@@ -366,23 +367,23 @@ def test_parse_benchmark_model():
     assert p["delegated_nodes"] == "212/215"
     older = "count=50 first=2990275 curr=2913402 min=2727568 max=3189954 avg=2.95034e+06 std=109798\n" \
             "Inference timings in us: Init: 17187, First inference: 3512391, Warmup (avg): 3.51239e+06, Inference (avg): 2.95034e+06\n"
-    assert B.parse_benchmark_model(older)["avg_ms"] == pytest.approx(2950.34)
-    with pytest.raises(B.BenchError):
-        B.parse_benchmark_model("ERROR: Could not open 'x.tflite'.\n")
+    assert A.parse_benchmark_model(older)["avg_ms"] == pytest.approx(2950.34)
+    with pytest.raises(A.BenchError):
+        A.parse_benchmark_model("ERROR: Could not open 'x.tflite'.\n")
 
 
 def test_parse_qnn_profile():
-    p = B.parse_qnn_profile(QNN_PROFILE_OUT)
+    p = A.parse_qnn_profile(QNN_PROFILE_OUT)
     assert p["avg_ms"] == pytest.approx(23.412) and p["min_ms"] == pytest.approx(22.803)
     assert p["max_ms"] == pytest.approx(26.577)
     assert p["accelerator_avg_ms"] == pytest.approx(21.95) and p["qnn_accelerator_avg_ms"] == pytest.approx(22.28)
     assert p["hvx_threads"] == 4 and p["init_ms"] == pytest.approx(251.032)
     assert p["inferences_per_s"] == pytest.approx(41.7731)
-    with pytest.raises(B.BenchError):
-        B.parse_qnn_profile("qnn-profile-viewer: failed to open log\n")
+    with pytest.raises(A.BenchError):
+        A.parse_qnn_profile("qnn-profile-viewer: failed to open log\n")
 
 
 def test_parse_adb_devices():
     text = "* daemon started successfully\nList of devices attached\nR5CX123\tdevice\nemulator-5554\toffline\n\n"
-    assert B.parse_adb_devices(text) == [("R5CX123", "device"), ("emulator-5554", "offline")]
-    assert B.parse_adb_devices("List of devices attached\n\n") == []
+    assert A.parse_adb_devices(text) == [("R5CX123", "device"), ("emulator-5554", "offline")]
+    assert A.parse_adb_devices("List of devices attached\n\n") == []

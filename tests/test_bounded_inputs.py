@@ -438,11 +438,11 @@ def test_uint32_tiff_is_described_with_its_unsigned_values(tmp_path):
 
 # In the child: loading the model sends the signal to the process (as a timeout or a closed terminal would).
 SIGNAL_WHILE_LOADING = """
-import os, signal, time, edgesr_cli.backends.base as base
-def load_backend(*a, **k):
+import os, signal, time, edgesr_cli.runtime.resolve as resolve
+def load(*a, **k):
     os.kill(os.getpid(), signal.{sig})
     time.sleep(30)
-base.load_backend = load_backend
+resolve.load = load
 """
 
 
@@ -553,7 +553,7 @@ def test_engine_holds_two_tile_rows_of_float_sums_and_no_copy_of_the_photo(heigh
     or of the photo (its (H, W, 3) pixels are read as a (3, H, W) view). It was 2.4 times the sums."""
     import tracemalloc
 
-    from edgesr_cli.upscale import UpscaleOptions, upscale_photo
+    from edgesr_cli.runtime.upscale import UpscaleOptions, upscale_photo
 
     photo = Photo(rgb=np.random.default_rng(0).random((height, width, 3), dtype=np.float32))
     tracemalloc.start()

@@ -40,8 +40,8 @@ from edgesr_cli.model import (
 from edgesr_cli.models.autoencoder import Autoencoder, Decoder, HREncoder, small_decoder
 from edgesr_cli.models.lr_encoder import LREncoder
 from edgesr_cli.models.unet import UNet
-from edgesr_cli.sampler import noise_count, sample, timesteps
-from edgesr_cli.tiling import upscale_tensor
+from edgesr_cli.runtime.sampler import noise_count, sample, timesteps
+from edgesr_cli.runtime.tiling import upscale_tensor
 
 SCHEDULES = ("cosine", "sd-zsnr")
 

@@ -14,14 +14,15 @@ import pytest
 import torch
 from torch import nn
 
-from edgesr_cli.backends.base import BackendUnavailable, load_backend, resolve_backend, reweighting_unavailable
+from edgesr_cli.backends.base import BackendUnavailable
 from edgesr_cli.backends.exported import graph_bytes, initializer_data, read_manifest, replace_initializers
 from edgesr_cli.backends.torch_backend import from_model
 from edgesr_cli.cli_common import default_model_dir
 from edgesr_cli.model import (DETAIL_DIR, DETAIL_FILE, INFERENCE_COMPONENTS, ModelFileError, load_model_dir,
                               save_model_dir)
 from edgesr_cli.modeldir import interpolated_tensors, lerp, read_tensors
-from edgesr_cli.tiling import upscale_tensor
+from edgesr_cli.runtime.resolve import load_backend, resolve_backend, reweighting_unavailable
+from edgesr_cli.runtime.tiling import upscale_tensor
 
 from export_common import lr_image, make_model
 

@@ -13,11 +13,12 @@ import sys
 import pytest
 import torch
 
-from edgesr_cli.backends.base import BackendUnavailable, load_backend
+from edgesr_cli.backends.base import BackendUnavailable
 from edgesr_cli.backends.torch_backend import from_model
 from edgesr_cli.export import ExportError, export_model, read_manifest
 from edgesr_cli.model import ModelFileError, file_sha256, save_model_dir
-from edgesr_cli.tiling import reflect_pad, upscale_tensor, upscale_tiles
+from edgesr_cli.runtime.resolve import load_backend
+from edgesr_cli.runtime.tiling import reflect_pad, upscale_tensor, upscale_tiles
 
 from export_common import lr_image, make_model, psnr, upscale_in_clean_process
 

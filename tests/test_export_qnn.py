@@ -12,11 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgesr_cli.backends.base import BackendUnavailable, load_backend
+from edgesr_cli.backends.base import BackendUnavailable
 from edgesr_cli.backends.torch_backend import from_model
 from edgesr_cli.export import ExportError, export_model
 from edgesr_cli.model import ModelFileError, save_model_dir
-from edgesr_cli.tiling import upscale_tensor
+from edgesr_cli.runtime.resolve import load_backend
+from edgesr_cli.runtime.tiling import upscale_tensor
 
 from export_common import make_model, psnr, upscale_in_clean_process
 

@@ -74,7 +74,7 @@ def test_16bit_runs_on_an_fp32_twin_of_a_bf16_runner(tiny_model_dir):
     import torch
 
     from edgesr_cli.backends.torch_backend import load
-    from edgesr_cli.cli_upscale import fp32_twin
+    from edgesr_cli.runtime.resolve import fp32_twin
 
     bf16 = load(tiny_model_dir, device="cpu", dtype="bf16")
     twin = fp32_twin(bf16)
@@ -401,7 +401,7 @@ def test_dangling_symlink_output_is_not_replaced_without_overwrite(tiny_model_di
 
 
 def test_unwritable_output_folder_is_found_before_upscaling(tiny_model_dir, tmp_path, monkeypatch):
-    import edgesr_cli.upscale as upscale_module
+    import edgesr_cli.runtime.upscale as upscale_module
 
     calls = []
     monkeypatch.setattr(upscale_module, "upscale_photo", lambda *a, **k: calls.append(a) or a[1])

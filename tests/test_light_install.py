@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgesr_cli.backends.base import BUNDLED_EXPORT
 from edgesr_cli.cli_common import default_model_dir
-from edgesr_cli.modeldir import default_detail, file_sha256
+from edgesr_cli.modeldir import BUNDLED_EXPORT, default_detail, file_sha256
 
 pytest.importorskip("onnxruntime")
 skimage_data = pytest.importorskip("skimage.data")

@@ -18,10 +18,10 @@ from typer.testing import CliRunner
 from edgesr_cli import hw
 from edgesr_cli.cli import app
 from edgesr_cli.io import Photo, encode_image, read_image, stored_dtype
-from edgesr_cli.noise import noise_field
-from edgesr_cli.tiling import pad_image, plan_tiles, ramp_window, upscale_bands, upscale_tensor, \
+from edgesr_cli.runtime.noise import noise_field
+from edgesr_cli.runtime.tiling import pad_image, plan_tiles, ramp_window, upscale_bands, upscale_tensor, \
     upscale_tiles
-from edgesr_cli.upscale import UpscaleOptions, estimate_peak_bytes, upscale_photo
+from edgesr_cli.runtime.upscale import UpscaleOptions, estimate_peak_bytes, upscale_photo
 
 from test_tiling import LocalRunner, LocalRunner8, natural
 
@@ -171,14 +171,14 @@ def test_memory_check_refuses_what_does_not_fit_and_can_be_overridden(tiny_model
 
 
 def cli_upscale_process_bytes() -> int:
-    from edgesr_cli.upscale import PROCESS_BYTES
+    from edgesr_cli.runtime.upscale import PROCESS_BYTES
 
     return PROCESS_BYTES
 
 
 def test_running_out_of_memory_is_one_failure_not_the_end_of_the_batch(tiny_model_dir, tmp_path, monkeypatch):
     src = _pngs(tmp_path / "in", [(12, 12), (8, 8)])
-    from edgesr_cli import upscale as upscale_module
+    from edgesr_cli.runtime import upscale as upscale_module
 
     real = upscale_module.upscale_photo
 

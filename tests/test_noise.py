@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgesr_cli.noise import NoiseRows, _NumpyDraws, _TorchDraws, randn
-from edgesr_cli.schedule import SamplingSchedule
+from edgesr_cli.runtime.noise import NoiseRows, _NumpyDraws, _TorchDraws, randn
+from edgesr_cli.runtime.schedule import SamplingSchedule
 from edgesr_cli.config import ScheduleConfig
 
 torch = pytest.importorskip("torch")

@@ -16,7 +16,9 @@ import pytest
 import torch
 
 from edgesr_cli.backends import base, openvino_backend
-from edgesr_cli.backends.base import BackendUnavailable, load_backend, resolve_backend
+from edgesr_cli.backends.base import BackendUnavailable
+from edgesr_cli.modeldir import BUNDLED_EXPORT
+from edgesr_cli.runtime.resolve import load_backend, resolve_backend
 from edgesr_cli.model import save_model_dir
 
 from export_common import make_model
@@ -104,8 +106,8 @@ def test_auto_on_the_shipped_model_folder(monkeypatch, torch_ok, ov_ok, bf16, ex
     d = default_model_dir()
     name, where = resolve_backend(d, "auto")
     assert name == expect
-    assert where == (d if expect == "torch" else d / base.BUNDLED_EXPORT)
-    assert resolve_backend(d, "openvino") == ("openvino", d / base.BUNDLED_EXPORT)  # asked for by name
+    assert where == (d if expect == "torch" else d / BUNDLED_EXPORT)
+    assert resolve_backend(d, "openvino") == ("openvino", d / BUNDLED_EXPORT)  # asked for by name
 
 
 def test_upscale_command_on_the_shipped_model(tmp_path):

@@ -375,7 +375,8 @@ def test_export_bakes_the_detail_and_an_export_refuses_another(two_point_dir, tm
     m = json.loads((res.path / "manifest.json").read_text())
     assert m["detail"] == 1.0 and m["model"]["source"]["detail"] == 1.0
     assert f"{DETAIL_DIR}/unet.safetensors" in m["model"]["source"]["files"]
-    from edgesr_cli.backends.base import BackendUnavailable, load_backend
+    from edgesr_cli.backends.base import BackendUnavailable
+    from edgesr_cli.runtime.resolve import load_backend
 
     with pytest.raises(BackendUnavailable, match="export again with --detail 0.5"):
         load_backend("onnx", res.path, detail=0.5)

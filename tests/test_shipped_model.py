@@ -13,7 +13,7 @@ from edgesr_cli.cli_common import default_model_dir
 from edgesr_cli.config import ModelConfig, get_preset
 from edgesr_cli.metrics import bicubic_upscale, psnr_y
 from edgesr_cli.model import count_parameters, load_model_dir
-from edgesr_cli.tiling import upscale_tensor
+from edgesr_cli.runtime.tiling import upscale_tensor
 
 skimage_data = pytest.importorskip("skimage.data")
 

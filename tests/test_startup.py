@@ -20,7 +20,7 @@ from edgesr_cli.io import ImageError
 from test_upscale_cli import error_lines, make_png, no_temp_files, size_of, upscale
 
 ROOT = Path(__file__).resolve().parent.parent
-HEAVY = ("torch", "numpy", "PIL", "onnxruntime", "edgesr_cli.export", "edgesr_cli.io", "edgesr_cli.upscale")
+HEAVY = ("torch", "numpy", "PIL", "onnxruntime", "edgesr_cli.export", "edgesr_cli.io", "edgesr_cli.runtime.upscale")
 
 
 def _imported_after(argv: list[str], pre: str = "") -> tuple[set[str], subprocess.CompletedProcess]:

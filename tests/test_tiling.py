@@ -1,4 +1,4 @@
-"""The tiling engine (edgesr_cli.tiling): plans, padding, blending, seams, determinism.
+"""The tiling engine (edgesr_cli.runtime.tiling): plans, padding, blending, seams, determinism.
 
 Two kinds of runner drive the engine here:
 
@@ -21,11 +21,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgesr_cli import tiling
+from edgesr_cli.runtime import tiling
 from edgesr_cli.config import ScheduleConfig
 from edgesr_cli.diffusion import Schedule
-from edgesr_cli.noise import noise_field
-from edgesr_cli.tiling import pad_image, plan_tiles, ramp_window, reflect_pad, upscale_tensor
+from edgesr_cli.runtime.noise import noise_field
+from edgesr_cli.runtime.tiling import pad_image, plan_tiles, ramp_window, reflect_pad, upscale_tensor
 
 # ---- tolerances (measured values on the test-tiny seed-0 model and the fake runners in comments) ----
 

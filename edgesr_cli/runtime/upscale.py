@@ -9,13 +9,16 @@ from typing import Callable
 
 import numpy as np
 
-from .io import Photo
-from .tiling import Runner, upscale_bands
+from ..io import Photo
+from .runner import Runner
+from .tiling import DEFAULT_TILE, upscale_bands
 
 
 @dataclasses.dataclass(frozen=True)
 class UpscaleOptions:
-    tile: int = 128
+    """The tiling engine's options (tiling.upscale_bands)."""
+
+    tile: int = DEFAULT_TILE
     overlap: float = 0.25
     batch: int = 4
     steps: int = 1
@@ -60,8 +63,8 @@ def estimate_peak_bytes(height: int, width: int, scale: int, opts: UpscaleOption
                + noise + stored_bytes + copy + (out_px * 8 if alpha else 0))
 
 
-def _quantize_band(x: np.ndarray, maxval: int, dtype: np.dtype) -> np.ndarray:
-    """As the writer quantizes a float image (io._quantize): round(clip(x, 0, 1) * maxval)."""
+def quantize_band(x: np.ndarray, maxval: int, dtype: np.dtype) -> np.ndarray:
+    """As the writer quantizes a float image (its samples of a float Photo): round(clip(x, 0, 1) * maxval)."""
     return np.rint(np.clip(x, 0.0, 1.0) * np.float32(maxval)).astype(dtype)
 
 
@@ -93,11 +96,11 @@ def upscale_photo(runner: Runner, photo: Photo, opts: UpscaleOptions,
         if photo.grayscale:
             y = x @ _LUMA
             if quantize is not None:  # the writer's gray plane of the float result (y, y, y)
-                rgb[row:row + x.shape[0], :, 0] = _quantize_band(np.repeat(y[..., None], 3, axis=2) @ _LUMA,
+                rgb[row:row + x.shape[0], :, 0] = quantize_band(np.repeat(y[..., None], 3, axis=2) @ _LUMA,
                                                                  maxval, dtype)
                 return
             x = np.repeat(y[..., None], 3, axis=2)
-        rgb[row:row + x.shape[0]] = _quantize_band(x, maxval, dtype) if quantize is not None else x
+        rgb[row:row + x.shape[0]] = quantize_band(x, maxval, dtype) if quantize is not None else x
 
     upscale_bands(runner, lr, emit, tile=opts.tile, overlap=opts.overlap, batch=opts.batch, steps=opts.steps,
                   eta=opts.eta, seed=opts.seed, progress=progress)

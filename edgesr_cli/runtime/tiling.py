@@ -1,6 +1,6 @@
 """The one tiling engine, shared by every backend.
 
-An LR image is reflect-padded, cut into overlapping tiles (128 px, 25% overlap by default), each
+An LR image is reflect-padded, cut into overlapping tiles (DEFAULT_TILE px, 25% overlap by default), each
 tile is encoded, sampled with the shared sampler and decoded by a backend, and the HR tiles are
 blended with a linear-ramp window and normalised weights (diffusers' tiled-VAE blending). One noise
 field covers the whole image's latent grid, drawn from the seed; each tile reads its window, so
@@ -26,6 +26,8 @@ import numpy as np
 from .noise import NoiseRows
 from .runner import Runner
 from .sampler import noise_count, sample
+
+DEFAULT_TILE = 128  # LR pixels a side: the paper's tile, and every command's default (an export runs its own)
 
 
 def as_array(x: Any) -> np.ndarray:
@@ -112,7 +114,7 @@ def _axis_positions(length: int, tile: int, overlap: int, align: int) -> tuple[i
 DEFAULT_BORDER = 0  # the paper's counts (512x512 -> 25 tiles, 1000x750 -> 88) use no margin
 
 
-def plan_tiles(height: int, width: int, tile: int = 128, overlap: float = 0.25, multiple: int = 1,
+def plan_tiles(height: int, width: int, tile: int = DEFAULT_TILE, overlap: float = 0.25, multiple: int = 1,
                align: int = 1, border: int = DEFAULT_BORDER) -> TilePlan:
     """Plan tiles for an LR image of height x width.
 
@@ -143,6 +145,13 @@ def plan_tiles(height: int, width: int, tile: int = 128, overlap: float = 0.25, 
         padded_height=ph, padded_width=pw, tile_h=th, tile_w=tw,
         ys=_axis_positions(ph, th, ov, align), xs=_axis_positions(pw, tw, ov, align),
     )
+
+
+def runner_plan(runner: Runner, height: int, width: int, tile: int = DEFAULT_TILE, overlap: float = 0.25) -> TilePlan:
+    """The tiles the engine runs `runner` on for an LR image of height x width: multiples of its LR multiple,
+    starting on whole latent pixels."""
+    f = runner.latent_factor
+    return plan_tiles(height, width, tile, overlap, runner.lr_multiple, f // math.gcd(f, runner.scale))
 
 
 def reflect_pad(x: Any, top: int, bottom: int, left: int, right: int) -> Any:
@@ -192,7 +201,7 @@ def upscale_bands(
     lr: Any,
     emit: Emit,
     *,
-    tile: int = 128,
+    tile: int = DEFAULT_TILE,
     overlap: float = 0.25,
     batch: int = 4,
     steps: int = 1,
@@ -216,8 +225,7 @@ def upscale_bands(
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     s, f = runner.scale, runner.latent_factor
-    align = f // math.gcd(f, s)  # LR pixels per whole latent pixel
-    plan = plan_tiles(lr.shape[1], lr.shape[2], tile, overlap, runner.lr_multiple, align)
+    plan = runner_plan(runner, lr.shape[1], lr.shape[2], tile, overlap)
     img = pad_image(lr, plan)
     lat = lambda v: v * s // f  # noqa: E731  LR px -> latent px
     k = noise_count(steps, eta)
@@ -279,24 +287,12 @@ def upscale_bands(
     return height, width
 
 
-def upscale_tensor(
-    runner: Runner,
-    lr: Any,
-    *,
-    tile: int = 128,
-    overlap: float = 0.25,
-    batch: int = 4,
-    steps: int = 1,
-    eta: float = 0.0,
-    seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
-) -> Any:
+def upscale_tensor(runner: Runner, lr: Any, **options: Any) -> Any:
     """Upscale one LR image (3,H,W) float in [0,1] -> (3,H*s,W*s) float32 in [0,1], a numpy array for an array,
-    a CPU torch tensor for a tensor (`upscale_bands` into one float image; for an 8- or 16-bit result use
-    upscale.upscale_photo)."""
+    a CPU torch tensor for a tensor: `upscale_bands` (its keyword options: tile, overlap, batch, steps, eta, seed,
+    progress) into one float image; for an 8- or 16-bit result use upscale.upscale_photo."""
     out: list[np.ndarray] = []
-    upscale_bands(runner, lr, lambda _row, band: out.append(band.copy()), tile=tile, overlap=overlap, batch=batch,
-                  steps=steps, eta=eta, seed=seed, progress=progress)
+    upscale_bands(runner, lr, lambda _row, band: out.append(band.copy()), **options)
     hr = np.concatenate(out, 1)
     if hasattr(lr, "detach"):
         import torch

@@ -8,7 +8,7 @@ import math
 
 import numpy as np
 
-from .config import ScheduleConfig
+from ..config import ScheduleConfig
 
 
 def _sd_zsnr_table(steps: int) -> np.ndarray:
