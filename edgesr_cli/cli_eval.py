@@ -177,7 +177,7 @@ def register(app: typer.Typer) -> None:
         peak memory, megapixels/s and achieved GFLOP/s, with machine, versions and threads; or on a phone."""
         from . import bench as B
         from . import bench_android as A
-        from .runtime.tiling import DEFAULT_TILE
+        from .defaults import DEFAULT_TILE
         from .runtime.upscale import UpscaleOptions
 
         exports = list(export or [])

@@ -10,6 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from .defaults import DEFAULT_TILE
+
 
 class Device(str, Enum):
     auto = "auto"
@@ -78,7 +80,8 @@ BenchBackendOption = Annotated[str, typer.Option(
     callback=_registered_backend, help=f"Backend to measure: {BACKENDS_HELP}; all = torch on --model (and its bundled "
                                   "export) plus every --export.")]
 TileOption = Annotated[Optional[int], typer.Option(
-    "--tile", "-t", help="LR tile size (default 128, or an exported model's static tile).", show_default=False)]
+    "--tile", "-t", help=f"LR tile size (default {DEFAULT_TILE}, or an exported model's static tile).",
+    show_default=False)]
 DetailOption = Annotated[Optional[float], typer.Option(
     min=0.0, max=1.0, help="0 = fidelity (closest to the photo's pixels), 1 = perceptual (sharp, natural texture), "
                            "in between = both networks interpolated. Default: the model's own default.")]

@@ -9,3 +9,5 @@ DEFAULT_MAX_OUTPUT_PIXELS = 1 << 30
 #: zlib level for PNG and TIFF: 1 encodes a 2048x2048 photo in ~0.27 s against ~1.16 s at Pillow's 6, for
 #: a file ~20% larger (the same pixels); `edgesr upscale --png-compression 9` for the smallest files.
 DEFAULT_COMPRESS_LEVEL = 1
+#: LR tile, pixels a side: the paper's, and every command's default --tile (an export runs its own static tile).
+DEFAULT_TILE = 128

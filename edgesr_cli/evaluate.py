@@ -35,9 +35,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from . import metrics as M
+from .defaults import DEFAULT_TILE
 from .eval_report import to_jsonable, write_csv, write_file, write_json  # noqa: F401 (the reports: eval_report.py)
 from .io import DEFAULT_MAX_PIXELS, EXTENSIONS, ImageError, Photo, find_images, read_image, write_image
-from .runtime.tiling import DEFAULT_TILE
 
 __all__ = [
     "DEGRADATIONS",

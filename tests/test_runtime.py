@@ -138,8 +138,8 @@ def test_bench_keeps_an_explicit_tile(tiny_model_dir):
 
 
 def test_manifest_and_detail_files_are_read_once(tmp_path, monkeypatch):
-    """`edgesr upscale --backend onnx --detail 0` on the shipped model: its export's manifest.json and the model's
-    detail.json are each read once (the resolver's reads, handed to the loader)."""
+    """`edgesr upscale` on the shipped model: its export's manifest.json and the model's detail.json are each read
+    once (by the resolver, which hands them on; with --detail on torch, by the model loader alone)."""
     reads: list[str] = []
     read_text = Path.read_text
 
@@ -150,10 +150,11 @@ def test_manifest_and_detail_files_are_read_once(tmp_path, monkeypatch):
 
     Image.fromarray(np.full((20, 28, 3), 128, np.uint8)).save(tmp_path / "a.png")
     monkeypatch.setattr(Path, "read_text", counted)
-    for detail, expect in ((["--detail", "0"], ["manifest.json", "detail.json"]), ([], ["manifest.json"])):
+    for backend, detail, expect in (("onnx", ["--detail", "0"], ["manifest.json", "detail.json"]),
+                                    ("onnx", [], ["manifest.json"]), ("torch", ["--detail", "0.3"], ["detail.json"])):
         reads.clear()
         r = CliRunner().invoke(app, ["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "b.png"), "--overwrite",
-                                     "--backend", "onnx", "--threads", "1", "-q", *detail])
+                                     "--backend", backend, "--threads", "1", "-q", *detail])
         assert r.exit_code == 0, r.output
         assert sorted(reads) == sorted(expect), (detail, reads)
 

@@ -25,10 +25,10 @@ from .. import hw
 from ..backends import base
 from ..backends.base import BackendSpec, BackendUnavailable
 from ..config import ModelConfig
-from ..modeldir import (BUNDLED_EXPORT, CONFIG_FILE, ModelFileError, bundled_export, check_detail, default_model_dir,
-                        read_config)
+from ..defaults import DEFAULT_TILE
+from ..modeldir import (BUNDLED_EXPORT, CONFIG_FILE, ModelFileError, bundled_export, check_detail, default_detail,
+                        default_model_dir, read_config)
 from .runner import Backend
-from .tiling import DEFAULT_TILE
 
 MANIFEST_FILE = "manifest.json"
 
@@ -49,7 +49,8 @@ class Resolved:
     device: str = "auto"
     dtype: str | None = None  # None: the backend's own choice
     manifest: dict | None = None  # the export's manifest as read (None for a model folder)
-    load_detail: float | None = None  # the detail the loader is given (None: an export's graph as it is)
+    load_detail: float | None = None  # the detail the loader is given (None: a model folder's default, an export's
+    #                                   graph as it is)
 
 
 class Loaded(NamedTuple):
@@ -94,8 +95,10 @@ def resolve(model: str | Path | None = None, backend: str = "auto", detail: floa
     else:
         config = read_config(d)
         model_scale, multiple, static = config.scale, config.lr_multiple(), None
-        load_detail = check_detail(d, detail)  # the folder's default when None
-        used = float(detail) if detail is not None else load_detail
+        # --detail goes to the loader as given (model.load_model_dir checks it against the folder); without one, the
+        # folder's default is what runs
+        load_detail = None if detail is None else float(detail)
+        used = load_detail if detail is not None else default_detail(d)
     if scale is not None and scale != model_scale:
         raise ValueError(f"--scale {scale}: the model {d} upscales x{model_scale}")
     return Resolved(spec.name, d, folder, used, tile_for(tile, multiple, static), model_scale, multiple, config,

@@ -23,11 +23,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..defaults import DEFAULT_TILE
 from .noise import NoiseRows
 from .runner import Runner
 from .sampler import noise_count, sample
-
-DEFAULT_TILE = 128  # LR pixels a side: the paper's tile, and every command's default (an export runs its own)
 
 
 def as_array(x: Any) -> np.ndarray:

@@ -9,9 +9,10 @@ from typing import Callable
 
 import numpy as np
 
+from ..defaults import DEFAULT_TILE
 from ..io import Photo
 from .runner import Runner
-from .tiling import DEFAULT_TILE, upscale_bands
+from .tiling import upscale_bands
 
 
 @dataclasses.dataclass(frozen=True)
