@@ -29,6 +29,7 @@ from ..defaults import DEFAULT_TILE
 from ..modeldir import (BUNDLED_EXPORT, CONFIG_FILE, ModelFileError, bundled_export, check_detail, default_detail,
                         default_model_dir, read_config)
 from .runner import Backend
+from .tiling import check_tile
 
 MANIFEST_FILE = "manifest.json"
 
@@ -180,8 +181,7 @@ def tile_for(tile: int | None, multiple: int, static: int | None) -> int:
         tile = static or DEFAULT_TILE
     elif static is not None and tile > static:
         raise ValueError(f"--tile {tile}: this exported model runs tiles of at most {static} LR pixels")
-    if tile < 1 or tile % multiple:
-        raise ValueError(f"--tile {tile}: must be a multiple of {multiple} for this model")
+    check_tile(tile, multiple)
     return tile
 
 

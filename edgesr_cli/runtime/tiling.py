@@ -110,6 +110,13 @@ def _axis_positions(length: int, tile: int, overlap: int, align: int) -> tuple[i
     return tuple(sorted({int(round(i * last / (n - 1) / align)) * align for i in range(n)}))
 
 
+def check_tile(tile: int, multiple: int) -> None:
+    """The one rule for an LR tile: a positive multiple of the model's LR multiple (its latent grid and UNet levels
+    line up), else a one-line ValueError that names --tile, as every command takes it."""
+    if tile < multiple or tile % multiple:
+        raise ValueError(f"--tile {tile}: must be a multiple of {multiple} for this model")
+
+
 DEFAULT_BORDER = 0  # the paper's counts (512x512 -> 25 tiles, 1000x750 -> 88) use no margin
 
 
@@ -126,8 +133,7 @@ def plan_tiles(height: int, width: int, tile: int = DEFAULT_TILE, overlap: float
     """
     if height < 1 or width < 1:
         raise ValueError(f"image size must be positive, got {height}x{width}")
-    if tile < multiple or tile % multiple:
-        raise ValueError(f"tile {tile} must be a positive multiple of {multiple} for this model")
+    check_tile(tile, multiple)
     if not 0.0 <= overlap < 0.5:
         raise ValueError(f"overlap must be a fraction in [0, 0.5), got {overlap}")
     ov = int(round(tile * overlap))
