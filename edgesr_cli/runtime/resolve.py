@@ -66,25 +66,25 @@ def resolve(model: str | Path | None = None, backend: str = "auto", detail: floa
     auto: the fastest that can run it here). `dtype` None or "auto": the backend's choice; `scale`: refused unless
     it is the model's."""
     d = Path(model) if model is not None else default_model_dir()
+    dtype = None if dtype == "auto" else dtype
     manifest = read_manifest_json(d)
     if manifest is None and not (d / CONFIG_FILE).is_file():
         raise ModelFileError(f"{d}: not a model directory (no config.json or manifest.json)")
     specs = base.registry()
+    folder, bundled = d, False
     if manifest is not None:
         spec = base.get_spec(_export_backend(d, manifest["format"], backend, specs), specs)
         if spec.loads != "export":
             raise ModelFileError(f"{d}: an exported model ({manifest['format']}); the {spec.name} backend runs model "
                                  "folders (config.json + safetensors)")
-        folder, bundled = d, False
     else:
-        spec = base.get_spec(_model_backend(d, backend, detail, specs), specs)
-        folder, bundled = d, False
+        spec = base.get_spec(_model_backend(d, backend), specs)
         if spec.loads == "export":
             export = bundled_export(d) if BUNDLED_EXPORT in spec.formats else None
             if export is None:
                 raise _no_export(d, spec)
             folder, bundled, manifest = export, True, read_manifest_json(export)
-    base.check_options(spec, device, None if dtype == "auto" else dtype)
+    base.check_options(spec, device, dtype)
     if manifest is not None:
         from ..backends.exported import read_manifest
 
@@ -103,8 +103,7 @@ def resolve(model: str | Path | None = None, backend: str = "auto", detail: floa
     if scale is not None and scale != model_scale:
         raise ValueError(f"--scale {scale}: the model {d} upscales x{model_scale}")
     return Resolved(spec.name, d, folder, used, tile_for(tile, multiple, static), model_scale, multiple, config,
-                    spec.fp32_twin and dtype in (None, "auto"), device, None if dtype == "auto" else dtype, manifest,
-                    load_detail)
+                    spec.fp32_twin and dtype is None, device, dtype, manifest, load_detail)
 
 
 def load(r: Resolved, threads: int | None = None) -> Loaded:
@@ -245,7 +244,7 @@ def _export_backend(d: Path, fmt: str, name: str, specs: dict[str, BackendSpec])
     return runs[0]
 
 
-def _model_backend(d: Path, name: str, detail: float | None, specs: dict[str, BackendSpec]) -> str:
+def _model_backend(d: Path, name: str) -> str:
     """The backend for a model folder: the one named, or (auto) torch where it is installed (bf16 on this project's
     CPUs is faster than ONNX Runtime's fp32, README "Backends"), else the folder's bundled export on OpenVINO where
     it is installed and the CPU computes bf16 natively, else on ONNX Runtime."""
