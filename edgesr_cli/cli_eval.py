@@ -17,7 +17,7 @@ from rich.table import Table
 
 from .cli_common import UserError, err_console, friendly_errors
 from .cli_options import (BenchBackendOption, BackendOption, DetailOption, Device, DeviceOption, ModelOption,
-                          OverlapOption, Precision, StepsOption, TileOption, check_engine_options, dtype_value)
+                          OverlapOption, Precision, StepsOption, TileOption, check_engine_options)
 
 
 class Degrade(str, Enum):
@@ -94,7 +94,7 @@ def register(app: typer.Typer) -> None:
             raise UserError("--grid-images must be >= 0, --grid-crop and --grid-cell >= 1")
         how = None if lr is not None else (degrade or Degrade.bicubic).value
         threads = _set_threads(threads)
-        r = resolve(model, backend, detail, tile, dtype_value(dtype), device.value)
+        r = resolve(model, backend, detail, tile, dtype.value, device.value)
         # sizes first (headers only), so a bad folder fails before the model loads
         pairs = E.plan_pairs(hr, lr, scale=r.scale, degrade=how, seed=seed, max_images=max_images)
         runner = load(r, threads).runner
@@ -277,7 +277,7 @@ def _bench_one(B, name: str, model: Path | None, tile: int | None, device: str, 
     from .runtime.resolve import load, resolve
 
     try:
-        r = resolve(model, name, None, tile, dtype_value(dtype), device)
+        r = resolve(model, name, None, tile, dtype.value, device)
         runner = load(r, threads).runner
     except (BackendUnavailable, ValueError, OSError) as exc:
         if strict:

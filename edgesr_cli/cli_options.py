@@ -45,11 +45,6 @@ def check_engine_options(batch: int, steps: int, tile: int | None, overlap: floa
         raise ValueError(f"--seed {seed}: must fit in 64 bits (-2**63 to 2**64 - 1)")
 
 
-def dtype_value(dtype: Precision) -> str | None:
-    """--dtype as the resolver takes it: None for auto (the backend's own choice)."""
-    return None if dtype is Precision.auto else dtype.value
-
-
 def _registered_backend(value: str) -> str:
     """--backend of bench: auto, all, or a registered backend (built-in or an `edgesr.backends` entry point), else a
     usage error. The registry is read only for another name (its entry points cost a scan of the installed packages)."""

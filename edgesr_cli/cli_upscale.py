@@ -28,7 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .cli_common import (UserError, err_console, friendly_errors, interruption, parse_shard, print_error, printable,
                          signals_as_interrupts)
 from .cli_options import (BackendOption, DetailOption, Device, DeviceOption, ModelOption, OverlapOption, Precision,
-                          StepsOption, TileOption, check_engine_options, dtype_value)
+                          StepsOption, TileOption, check_engine_options)
 from .defaults import DEFAULT_COMPRESS_LEVEL, DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS
 
 # numpy, Pillow (.io) and torch (.runtime, the backends) are imported where they are used: `edgesr --help`
@@ -262,7 +262,7 @@ def _load(model: Path | None, backend: str, device: Device, dtype: Precision, de
     from .runtime.resolve import load, resolve
     from .runtime.upscale import UpscaleOptions
 
-    r = resolve(model, backend, detail, tile, dtype_value(dtype), device.value, scale)
+    r = resolve(model, backend, detail, tile, dtype.value, device.value, scale)
     runner, runner16 = load(r, threads)
     return r, runner, runner16, UpscaleOptions(tile=r.tile, overlap=overlap, batch=batch, steps=steps, seed=seed)
 
