@@ -140,12 +140,11 @@ def default_detail(model_dir: str | Path) -> float | None:
 def check_detail(model_dir: str | Path, detail: float | None) -> float | None:
     """The detail to load (`detail`, or the directory's default); None for a single-point model asked for
     no detail or detail 0. A one-line ModelFileError when the value cannot be honoured."""
-    default = default_detail(model_dir)
     if detail is None:
-        return default
+        return default_detail(model_dir)
     if not 0.0 <= float(detail) <= 1.0:
         raise ModelFileError(f"detail must be in [0, 1], got {detail}")
-    if default is None:
+    if not (Path(model_dir) / DETAIL_DIR).is_dir():  # a given detail needs the perceptual point, not detail.json
         if detail == 0:
             return None
         raise ModelFileError(f"{model_dir}: this model has one operating point (no {DETAIL_DIR}/ weights); "

@@ -152,7 +152,9 @@ def test_niqe_through_eval_ranks_blur_worse(tmp_path, niqe_params_file):
 
 
 def test_niqe_off_is_reported_once_with_the_reason(monkeypatch):
-    monkeypatch.setattr(M, "find_published_niqe_params", lambda: None)
+    from edgesr_cli import niqe
+
+    monkeypatch.setattr(niqe, "find_published_niqe_params", lambda: None)  # where published_niqe_params looks it up
     setup = E.setup_metrics(4, lpips=False)
     assert setup.niqe_params is None and "niqe_pris_params" in setup.niqe_off
     assert setup.describe()["niqe"].startswith("off: ")

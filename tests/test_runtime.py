@@ -139,7 +139,7 @@ def test_bench_keeps_an_explicit_tile(tiny_model_dir):
 
 def test_manifest_and_detail_files_are_read_once(tmp_path, monkeypatch):
     """`edgesr upscale` on the shipped model: its export's manifest.json and the model's detail.json are each read
-    once (by the resolver, which hands them on; with --detail on torch, by the model loader alone)."""
+    at most once (by the resolver, which hands them on; a given --detail needs no detail.json: only its default)."""
     reads: list[str] = []
     read_text = Path.read_text
 
@@ -150,8 +150,8 @@ def test_manifest_and_detail_files_are_read_once(tmp_path, monkeypatch):
 
     Image.fromarray(np.full((20, 28, 3), 128, np.uint8)).save(tmp_path / "a.png")
     monkeypatch.setattr(Path, "read_text", counted)
-    for backend, detail, expect in (("onnx", ["--detail", "0"], ["manifest.json", "detail.json"]),
-                                    ("onnx", [], ["manifest.json"]), ("torch", ["--detail", "0.3"], ["detail.json"])):
+    for backend, detail, expect in (("onnx", ["--detail", "0"], ["manifest.json"]), ("onnx", [], ["manifest.json"]),
+                                    ("torch", ["--detail", "0.3"], []), ("torch", [], ["detail.json"])):
         reads.clear()
         r = CliRunner().invoke(app, ["upscale", str(tmp_path / "a.png"), "-o", str(tmp_path / "b.png"), "--overwrite",
                                      "--backend", backend, "--threads", "1", "-q", *detail])

@@ -97,9 +97,9 @@ def resolve(model: str | Path | None = None, backend: str = "auto", detail: floa
         config = read_config(d)
         model_scale, multiple, static = config.scale, config.lr_multiple(), None
         # --detail goes to the loader as given (model.load_model_dir checks it against the folder); without one, the
-        # folder's default is what runs
-        load_detail = None if detail is None else float(detail)
-        used = load_detail if detail is not None else default_detail(d)
+        # folder's default (its detail.json, read here once) is handed to the loader as if given
+        used = default_detail(d) if detail is None else float(detail)
+        load_detail = used
     if scale is not None and scale != model_scale:
         raise ValueError(f"--scale {scale}: the model {d} upscales x{model_scale}")
     return Resolved(spec.name, d, folder, used, tile_for(tile, multiple, static), model_scale, multiple, config,
