@@ -87,6 +87,16 @@ if [ "${TEACHER:-0}" = 1 ]; then
     --steps "$(steps 1200)" --batch-size 8 --crop 128 --lr 1e-4 --val-every 400 --ckpt-every 100 \
     --gan-weight 0.1 --gan-start 0 --disc-start 0 --pixel-loss l1 --pixel-weight 0 --perceptual-weight 0 \
     --teacher-pixel-weight 0.5 --teacher-perceptual-weight 2 --gan-real teacher --train-config "$RUN/ema998.json"
+  # second run (2026-12-05, approach C): from the first run's EMA, texture statistics (DISTS 2) + LPIPS-vgg 1 + L1 0.1
+  # to the teacher, GAN 0.2 (teacher as real, from step 100; the discriminator learns from step 0), the decoder grown
+  # by one identity residual block at HR/2 (--decoder-blocks 1,1,0), on the first 3700 triplets. Its EMA replaced
+  # weights/wip/teacher-detail1.
+  stage perceptual_teacher_c edgesr finetune-decoder --model "$RUN/perceptual_teacher/model" --finetune-generator \
+    --device "$DEVICE" --teacher-data "$PAIRS" --teacher-count "${TEACHER_COUNT_C:-3700}" "${VAL[@]}" \
+    --steps "$(steps 2400)" --batch-size 8 --crop 128 --lr 1e-4 --val-every 400 --ckpt-every 100 \
+    --gan-weight 0.2 --gan-start "$(steps 100)" --disc-start 0 --pixel-loss l1 --pixel-weight 0 --perceptual-weight 0 \
+    --teacher-pixel-weight 0.1 --teacher-perceptual-weight 1 --teacher-dists-weight 2 --gan-real teacher \
+    --decoder-blocks 1,1,0 --train-config "$RUN/ema998.json"
   exit 0
 fi
 
