@@ -16,7 +16,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from ..model import load_model_dir, read_config, save_model_dir, with_decoder_blocks
+from ..model import CONFIG_FILE, load_model_dir, read_config, save_model_dir, with_decoder_blocks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     ckpt, base, out = (Path(a) for a in args)
     model = load_model_dir(base, detail=0)
-    if (ckpt / "config.json").is_file():  # the run's network: its decoder may have grown (--decoder-blocks)
+    if (ckpt / CONFIG_FILE).is_file():  # the run's network: its decoder may have grown (--decoder-blocks)
         model = with_decoder_blocks(model, read_config(ckpt).decoder.blocks)
     step = json.loads((ckpt / "state.json").read_text())["step"]
     kind = "" if raw else ".ema"

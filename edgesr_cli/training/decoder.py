@@ -127,13 +127,13 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
     with_teacher = cfg.teacher_data is not None
     if not with_teacher and (cfg.teacher_pixel_weight > 0 or cfg.teacher_perceptual_weight > 0 or cfg.gan_real != "hr"):
         raise TrainError("the teacher losses and --gan-real teacher need --teacher-data (teacher triplets)")
+    if cfg.teacher_dists_weight > 0 and not with_teacher:
+        raise TrainError("--teacher-dists-weight needs --teacher-data (teacher triplets)")
     if cfg.gan_real not in {"hr", "teacher"}:
         raise TrainError(f"--gan-real must be hr or teacher, got {cfg.gan_real!r}")
     lpips = perceptual_loss_fn(d.device) if max(cfg.perceptual_weight, cfg.teacher_perceptual_weight) > 0 else None
     if lpips is not None:
         channels_last(lpips)
-    if cfg.teacher_dists_weight > 0 and not with_teacher:
-        raise TrainError("--teacher-dists-weight needs --teacher-data (teacher triplets)")
     dists = dists_loss_fn(d.device) if cfg.teacher_dists_weight > 0 else None
     last_layer = decoder.net[-1].weight
     disc_start = cfg.gan_start if cfg.disc_start is None else cfg.disc_start
