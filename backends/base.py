@@ -41,7 +41,9 @@ class BackendSpec:
 
     name: str
     loader: str  # "module:function" taking (folder: Path, **options) -> Backend; options: detail, threads, device,
-    #              dtype (when not auto), manifest (an export's, already read); a loader takes **_ for the others
+    #              dtype (when not auto), manifest (an export's, already read), and for a backend that reweights at
+    #              a detail not the export's own graphs ({graph: bytes} at that detail) and verify=False (files
+    #              checked by the resolver); a loader takes **_ for the others
     check: str  # "module:function" returning None if usable here, else raising BackendUnavailable ("": always)
     description: str
     speed_rank: int  # lower is listed first by `edgesr backends`
@@ -50,7 +52,7 @@ class BackendSpec:
     loads: str = "model"  # "model": a model folder (config.json + safetensors); "export": an `edgesr export` folder
     formats: tuple[str, ...] = ()  # the export formats it runs ("onnx" includes a model folder's bundled export)
     static_tile: bool = False  # its graphs take one tile size, the export's (manifest tile.lr): --tile at most that
-    reweights: bool = False  # runs an fp32 ONNX export at any --detail (its weights interpolated: backends/exported.py)
+    reweights: bool = False  # runs an fp32 ONNX export at any --detail (the graphs it is given: backends/exported.py)
     fp32_twin: bool = False  # a runner in reduced precision has fp32_twin(), for 16-bit photos
     install: str = ""  # the command that installs what it needs
 

@@ -9,7 +9,9 @@ initializers' bytes replaced by the two operating points' weights interpolated i
 the torch path's arithmetic). The bytes are replaced in the serialized graph, before the runtime reads it, because
 ONNX Runtime's SessionOptions.add_initializer takes effect after its graph optimizations (measured: fused and folded
 weights kept the file's values, up to 0.27 apart from torch at detail 0). The weights come from the model folder the
-export sits in (the bundled layout, MODEL/onnx/), checked against the manifest's sha256 of its source files."""
+export sits in (the bundled layout, MODEL/onnx/), checked against the manifest's sha256 of its source files. The
+resolver (edgesr_cli/runtime/resolve.py) makes those bytes (graphs_at) and hands them to the backend's loader (its
+`graphs` option): the runners here read what they are given and never turn a detail into weights themselves."""
 
 from __future__ import annotations
 
@@ -143,13 +145,20 @@ class ExportedRunner:
     name = "exported"
     tiles_per_run: int | None = None  # a dynamic-batch graph is run this many tiles at a time (None: the whole batch)
 
-    def __init__(self, export_dir: Path, manifest: dict, scale: int | None = None, detail: float | None = None) -> None:
+    def __init__(self, export_dir: Path, manifest: dict, scale: int | None = None, detail: float | None = None,
+                 graphs: dict[str, bytes] | None = None) -> None:
+        """`graphs`: {graph: bytes} read instead of the files, the export's graphs with the weights at `detail`
+        (graphs_at, made by the resolver); `detail` other than the export's own needs them."""
         self.export_dir = Path(export_dir)
         self.manifest = manifest
-        # the detail to run at when it is not the export's own (None: the graph file's weights as they are)
+        # the detail the graphs run at when it is not the export's own (None: the graph files' weights as they are)
         baked = manifest.get("detail")
         self.detail = None if detail is None or (isinstance(baked, (int, float)) and abs(float(baked) - float(detail))
                                                  <= 1e-6) else float(detail)
+        self.sources: dict[str, bytes] = dict(graphs) if graphs and self.detail is not None else {}
+        if self.detail is not None and set(self.sources) != set(manifest["graphs"]):
+            raise ValueError(f"{export_dir}: detail {self.detail:g} is not the export's own: its loader takes the "
+                             "graphs at that detail (exported.graphs_at; runtime/resolve.py's load_backend makes them)")
         cfg = ModelConfig.from_dict(manifest["model"]["config"])
         if scale is not None and int(scale) != int(manifest["scale"]):
             raise ValueError(f"{export_dir} was exported for x{manifest['scale']}, not x{scale}; re-export with --scale {scale}")
@@ -174,10 +183,9 @@ class ExportedRunner:
 
     # -- helpers ------------------------------------------------------------------------------------
     def graph_source(self, graph: str) -> Path | bytes:
-        """What a runtime reads for `graph`: its file, or, at another detail, its bytes with the weights replaced."""
-        if self.detail is None:
-            return self.export_dir / self.graphs[graph]["file"]
-        return graph_bytes(self.export_dir, self.manifest, graph, self.detail)
+        """What a runtime reads for `graph`: its file, or, at another detail, the bytes it was given (weights replaced)."""
+        source = self.sources.get(graph)
+        return self.export_dir / self.graphs[graph]["file"] if source is None else source
 
     def _need(self, graph: str) -> None:
         if graph not in self.graphs:
@@ -259,8 +267,8 @@ class ExportedRunner:
 
 
 # ---- weights at another detail (see the module docstring) -------------------------------------------------------------
-# the backends that take an export's graph with its weights replaced (ExportedRunner subclasses that read graph_bytes)
-# say so in the registry (backends/base.py: BackendSpec.reweights)
+# the backends that take an export's graphs with their weights replaced (ExportedRunner subclasses given graphs_at's
+# bytes by the resolver) say so in the registry (backends/base.py: BackendSpec.reweights)
 
 
 def _varint(buf: bytes, i: int) -> tuple[int, int]:
@@ -416,3 +424,9 @@ def graph_bytes(export_dir: Path, manifest: dict, graph: str, detail: float) -> 
         value = weights[component][key]
         values[name] = value.T if transposed else value
     return replace_initializers(buf, values)
+
+
+def graphs_at(export_dir: Path, manifest: dict, detail: float) -> dict[str, bytes]:
+    """{graph: bytes} of every graph of the export with its weights at `detail` (graph_bytes): what a reweighting
+    backend's loader takes as its `graphs` option (the resolver, edgesr_cli/runtime/resolve.py, makes them)."""
+    return {graph: graph_bytes(export_dir, manifest, graph, detail) for graph in manifest["graphs"]}

@@ -58,8 +58,8 @@ class OnnxBackend(ExportedRunner):
     tiles_per_run = 1
 
     def __init__(self, export_dir: Path, manifest: dict, threads: int | None = None, scale: int | None = None,
-                 detail: float | None = None) -> None:
-        super().__init__(export_dir, manifest, scale=scale, detail=detail)
+                 detail: float | None = None, graphs: dict[str, bytes] | None = None) -> None:
+        super().__init__(export_dir, manifest, scale=scale, detail=detail, graphs=graphs)
         self.threads = threads
         self._so = session_options(threads)
         self._sessions: dict = {}
@@ -71,7 +71,7 @@ class OnnxBackend(ExportedRunner):
         sess = self._sessions.get(graph)
         if sess is None:
             path = self.export_dir / self.graphs[graph]["file"]
-            source = self.graph_source(graph)  # the file, or its bytes with the weights at --detail
+            source = self.graph_source(graph)  # the file, or its bytes with the weights at --detail (given)
             sess = open_session(path, self._so, providers=["CPUExecutionProvider"],
                                 model=source if isinstance(source, bytes) else None)
             self._sessions[graph] = sess
@@ -85,10 +85,12 @@ class OnnxBackend(ExportedRunner):
 
 
 def load(model_dir: Path, threads: int | None = None, scale: int | None = None, verify: bool = True,
-         detail: float | None = None, manifest: dict | None = None, **_: object) -> OnnxBackend:
-    """Load an exported directory (format onnx, or qnn's QDQ graphs on the CPU); `detail` other than the export's
-    own runs its graph with the weights of the model folder it sits in at that detail (exported.graph_bytes).
+         detail: float | None = None, manifest: dict | None = None, graphs: dict[str, bytes] | None = None,
+         **_: object) -> OnnxBackend:
+    """Load an exported directory (format onnx, or qnn's QDQ graphs on the CPU). `detail` other than the export's
+    own comes with `graphs`, the export's graphs with the weights of the model folder it sits in at that detail
+    (exported.graphs_at, made by the resolver: edgesr_cli/runtime/resolve.py), run instead of the files.
     `manifest`: the export's manifest as the resolver read it (checked here, not read again)."""
     check()
     manifest = read_manifest(model_dir, expect=("onnx", "qnn"), verify=verify, manifest=manifest)
-    return OnnxBackend(Path(model_dir), manifest, threads=threads, scale=scale, detail=detail)
+    return OnnxBackend(Path(model_dir), manifest, threads=threads, scale=scale, detail=detail, graphs=graphs)

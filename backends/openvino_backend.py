@@ -10,7 +10,8 @@ Compiled models are cached in $XDG_CACHE_HOME/edgesr/openvino (~/.cache/...; $ED
 another folder, or "" for none), keyed by OpenVINO on the graph's bytes and the settings: the first load of an
 export compiles it (about 0.9 s for the shipped one), later ones read the blob (about 0.25 s). A cache folder
 that cannot be created is skipped, not an error. A graph run at another --detail than the export's (its weights
-replaced, exported.graph_bytes) is compiled each time and not cached: every detail would leave a blob of its own.
+replaced: the bytes the resolver hands the loader, exported.graphs_at) is compiled each time and not cached: every
+detail would leave a blob of its own.
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ class OpenVinoBackend(ExportedRunner):
     name = "openvino"
 
     def __init__(self, export_dir: Path, manifest: dict, threads: int | None = None, scale: int | None = None,
-                 dtype: str | None = None, compile_now: bool = True, core=None, detail: float | None = None) -> None:
-        super().__init__(export_dir, manifest, scale=scale, detail=detail)
+                 dtype: str | None = None, compile_now: bool = True, core=None, detail: float | None = None,
+                 graphs: dict[str, bytes] | None = None) -> None:
+        super().__init__(export_dir, manifest, scale=scale, detail=detail, graphs=graphs)
         if threads is not None and int(threads) < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.threads = threads
@@ -71,7 +73,7 @@ class OpenVinoBackend(ExportedRunner):
         config: dict[str, object] = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        cache = cache_dir() if self.detail is None else None  # one blob per detail would pile up: not cached
+        cache = cache_dir() if not self.sources else None  # graphs at another detail: one blob each would pile up
         if cache is not None:
             config["CACHE_DIR"] = str(cache)
         self._config = config
@@ -86,7 +88,8 @@ class OpenVinoBackend(ExportedRunner):
         if self.precision == "f32":
             return None
         return OpenVinoBackend(self.export_dir, self.manifest, threads=self.threads, scale=self.scale,
-                               dtype="fp32", compile_now=False, core=self._core, detail=self.detail)
+                               dtype="fp32", compile_now=False, core=self._core, detail=self.detail,
+                               graphs=self.sources)
 
     def _request(self, graph: str):
         req = self._requests.get(graph)
@@ -94,7 +97,7 @@ class OpenVinoBackend(ExportedRunner):
             path = self.export_dir / self.graphs[graph]["file"]
             if not path.is_file():
                 raise ModelFileError(f"{path}: missing")
-            source = self.graph_source(graph)  # the file, or its bytes with the weights at --detail
+            source = self.graph_source(graph)  # the file, or its bytes with the weights at --detail (given)
             try:
                 if isinstance(source, bytes):
                     compiled = self._core.compile_model(self._core.read_model(source), "CPU", self._config)
@@ -118,9 +121,10 @@ class OpenVinoBackend(ExportedRunner):
 
 def load(model_dir: Path, threads: int | None = None, scale: int | None = None, verify: bool = True,
          dtype: str | None = None, detail: float | None = None, manifest: dict | None = None,
-         **_: object) -> OpenVinoBackend:
-    """Load an ONNX export (fp32, or int8 QDQ) for OpenVINO's CPU plugin; `detail` and `manifest` as
+         graphs: dict[str, bytes] | None = None, **_: object) -> OpenVinoBackend:
+    """Load an ONNX export (fp32, or int8 QDQ) for OpenVINO's CPU plugin; `detail`, `graphs` and `manifest` as
     onnx_backend.load takes them."""
     check()
     manifest = read_manifest(model_dir, expect=("onnx",), verify=verify, manifest=manifest)
-    return OpenVinoBackend(Path(model_dir), manifest, threads=threads, scale=scale, dtype=dtype, detail=detail)
+    return OpenVinoBackend(Path(model_dir), manifest, threads=threads, scale=scale, dtype=dtype, detail=detail,
+                           graphs=graphs)

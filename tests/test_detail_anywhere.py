@@ -206,6 +206,101 @@ def test_graph_bytes_checks_the_graph_file(two_points, tmp_path):
         graph_bytes(d / "onnx", manifest, "fused", 0.3)
 
 
+# ---- the walk of --detail from the CLI to the weights ----------------------------------------------------------------
+
+
+def _edgesr_modules() -> list[str]:
+    """The edgesr modules on the caller's call stack, outermost first, from the first frame in cli_upscale.py (what
+    sits above it, edgesr_cli/cli.py's app dispatcher and cli_common's error wrapper, only dispatches the command)
+    down, each run of frames in one module counted once: e.g. ["edgesr_cli/cli_upscale.py", ...]."""
+    import sys
+
+    import edgesr_cli
+    import edgesr_cli.backends
+
+    roots = {Path(edgesr_cli.__file__).resolve().parent: "edgesr_cli", Path(edgesr_cli.backends.__file__).resolve().parent:
+             "backends"}
+    frames = []
+    f = sys._getframe(2)  # above this helper and the hook that calls it
+    while f is not None:
+        frames.append(Path(f.f_code.co_filename).resolve())
+        f = f.f_back
+    walk: list[str] = []
+    for path in reversed(frames):
+        label = next((f"{name}/{path.relative_to(root).as_posix()}" for root, name in roots.items()
+                      if path.is_relative_to(root)), None)
+        if label is None:
+            continue
+        if not walk and label != "edgesr_cli/cli_upscale.py":
+            continue
+        if not walk or walk[-1] != label:
+            walk.append(label)
+    return walk
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx", "openvino"])
+def test_the_walk_of_detail_from_the_cli_to_the_weights(two_points, tmp_path, monkeypatch, backend):
+    """`edgesr upscale --detail 0.3` (an 8-bit and a 16-bit photo: OpenVINO's fp32 twin too) on a two-point model:
+    wherever the detail/ point's weights are read from disk (modeldir.read_tensors, numpy, for an export's graph;
+    safetensors' load_file as model.py calls it, for torch), the call stack holds at most four edgesr modules from
+    edgesr_cli/cli_upscale.py down (frames under edgesr_cli/ or backends/; edgesr_cli/cli.py's typer dispatcher and
+    cli_common.friendly_errors, above the command, are left out), each appearing once (one run of frames)."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    import edgesr_cli.model
+    import edgesr_cli.modeldir
+    from edgesr_cli.backends.base import availability
+    from edgesr_cli.cli import app
+
+    why = availability(backend)
+    if why is not None:
+        pytest.skip(why)
+    walks: list[list[str]] = []
+
+    def watch(fn, path_arg):
+        def hook(*args, **kwargs):
+            if Path(path_arg(*args, **kwargs)).parent.name == DETAIL_DIR:
+                walks.append(_edgesr_modules())
+            return fn(*args, **kwargs)
+        return hook
+
+    monkeypatch.setattr(edgesr_cli.modeldir, "read_tensors",
+                        watch(edgesr_cli.modeldir.read_tensors, lambda path, *a, **k: path))
+    monkeypatch.setattr(edgesr_cli.model, "load_file", watch(edgesr_cli.model.load_file, lambda path, *a, **k: path))
+    monkeypatch.setenv("EDGESR_OPENVINO_CACHE", "")
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((16, 16, 3)) * 255).astype(np.uint8)).save(tmp_path / "rgb.png")
+    Image.fromarray((rng.random((16, 16)) * 65535).astype(np.uint16)).save(tmp_path / "gray16.png")
+    d = two_points[0]
+    r = CliRunner().invoke(app, ["upscale", str(tmp_path / "rgb.png"), str(tmp_path / "gray16.png"), "-o",
+                                 str(tmp_path / "out"), "-m", str(d), "--backend", backend, "--detail", "0.3",
+                                 "--tile", str(TILE), "--threads", "1", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["done"] == 2
+    assert walks, "the detail/ weights were not read where this test watches"
+    for walk in walks:
+        print(backend, " -> ".join(walk))
+        assert walk and walk[0] == "edgesr_cli/cli_upscale.py", walk
+        assert len(walk) <= 4 and len(set(walk)) == len(walk), walk
+
+
+def test_an_export_runner_reads_the_graphs_it_is_given(two_points):
+    """The export loaders never turn a detail into weights: a detail other than the export's own comes with the
+    graphs at that detail (exported.graphs_at, what the resolver hands them), read instead of the files."""
+    from edgesr_cli.backends.exported import graphs_at
+    from edgesr_cli.backends.onnx_backend import load
+
+    export = two_points[1]
+    with pytest.raises(ValueError, match="graphs_at"):
+        load(export, detail=0.3, threads=1)
+    graphs = graphs_at(export, read_manifest(export), 0.3)
+    assert set(graphs) == {"fused", "encoder", "denoise", "decoder"}
+    runner = load(export, detail=0.3, graphs=graphs, threads=1)
+    assert runner.detail == 0.3 and runner.graph_source("fused") is graphs["fused"]
+    assert isinstance(load(export, detail=0.6, graphs=graphs, threads=1).graph_source("fused"), Path)  # its own
+
+
 # ---- the exporter's check of its map ------------------------------------------------------------------------------------
 
 

@@ -294,9 +294,17 @@ def runner(detail, deep):
         return load(model, device="cpu", dtype="fp32" if deep else None, detail=detail, threads=1)
     if backend == "onnx":
         from edgesr_cli.backends.onnx_backend import load
-        return load(model / "onnx", detail=detail, threads=1)
+        return load(model / "onnx", detail=detail, graphs=graphs(detail), threads=1)
     from edgesr_cli.backends.openvino_backend import load
-    return load(model / "onnx", dtype="fp32" if deep else None, detail=detail, threads=1)
+    return load(model / "onnx", dtype="fp32" if deep else None, detail=detail, graphs=graphs(detail), threads=1)
+
+
+def graphs(detail):
+    """The bundled export's graphs with the weights at `detail` where it is not the export's own (None: the files), as
+    the resolver hands them to the loader."""
+    from edgesr_cli.backends.exported import graphs_at, read_manifest
+    manifest = read_manifest(model / "onnx")
+    return None if detail is None or detail == manifest["detail"] else graphs_at(model / "onnx", manifest, detail)
 
 
 out = {}

@@ -10,8 +10,12 @@ detail actually used, the tile (--tile, else an export's static tile, else DEFAU
 model's LR multiple and the export's tile here and nowhere else), the scale, the LR multiple, the model config and
 whether 16-bit photos get an fp32 twin. `edgesr upscale`, `eval`, `bench` and the Python API
 (edgesr_cli.load, runtime/upscaler.py) all go through it; load_backend is the same loading for a named folder as
-it is (tests, tools). Errors are one line: ModelFileError for a folder that cannot be used, BackendUnavailable
-for a backend that cannot run here or cannot run this, ValueError for an option the model cannot take.
+it is (tests, tools). It is also the one place a detail becomes an export's weights: an export run at another
+detail than its own is handed to its loader with its graphs' bytes at that detail (exported.graphs_at: the model
+folder's two points interpolated by modeldir), so `--detail` walks cli_upscale -> resolve -> exported -> modeldir to
+the weights; a model folder's loader reads its own (cli_upscale -> resolve -> torch_backend -> model). Errors are
+one line: ModelFileError for a folder that cannot be used, BackendUnavailable for a backend that cannot run here or
+cannot run this, ValueError for an option the model cannot take.
 """
 
 from __future__ import annotations
@@ -279,4 +283,17 @@ def _check_usable(spec: BackendSpec) -> None:
 
 def _call_loader(spec: BackendSpec, folder: Path, options: dict[str, Any]) -> Backend:
     _check_usable(spec)
+    if spec.reweights and options.get("detail") is not None and options.get("manifest") is not None:
+        options = {**options, **_reweighted(Path(folder), options["manifest"], float(options["detail"]),
+                                            bool(options.get("verify", True)))}
     return base.resolve_ref(spec.loader)(Path(folder), **options)
+
+
+def _reweighted(export: Path, manifest: dict, detail: float, verify: bool = True) -> dict[str, Any]:
+    """The loader's options for the export `export` run at `detail`, not its own (export_detail_for said it can
+    be): its files checked against the manifest's sha256 first (`verify`), as its loader checks them (then not
+    again), and its graphs' bytes with the weights at `detail` (`graphs`, read by the runtime instead of the files)."""
+    from ..backends.exported import graphs_at, read_manifest
+
+    manifest = read_manifest(export, verify=verify, manifest=manifest)
+    return {"manifest": manifest, "verify": False, "graphs": graphs_at(export, manifest, detail)}
