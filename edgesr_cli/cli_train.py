@@ -293,6 +293,8 @@ def register(app: typer.Typer) -> None:
         teacher_dists_weight: Annotated[Optional[float], typer.Option(
             "--teacher-dists-weight", min=0.0,
             help="Weight of DISTS (texture and structure statistics) to the teacher's output.")] = None,
+        teacher_alex_weight: Annotated[Optional[float], typer.Option(
+            "--teacher-alex-weight", min=0.0, help="Weight of LPIPS-alex to the teacher's output.")] = None,
         gan_real: Annotated[Optional[GanReal], typer.Option(
             "--gan-real", help="The discriminator's real samples: the HR photo or the teacher's output.")] = None,
         decoder_blocks: Annotated[Optional[str], typer.Option(
@@ -323,7 +325,7 @@ def register(app: typer.Typer) -> None:
             finetune_generator=finetune_generator or None, val_every=val_every, l1_weight=pixel_weight,
             teacher_data=str(teacher_data) if teacher_data is not None else None, teacher_count=teacher_count,
             teacher_pixel_weight=teacher_pixel_weight, teacher_perceptual_weight=teacher_perceptual_weight,
-            teacher_dists_weight=teacher_dists_weight, gan_real=gan_real.value if gan_real else None,
+            teacher_dists_weight=teacher_dists_weight, teacher_alex_weight=teacher_alex_weight, gan_real=gan_real.value if gan_real else None,
             decoder_blocks=_int_list("--decoder-blocks", decoder_blocks),
             ckpt_every=ckpt_every, seed=seed, precision=precision.value,
             lr_pipeline=_lr_pipeline(realesrgan_prob, None, jpeg_prob, camera_prob)))

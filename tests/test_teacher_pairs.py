@@ -395,6 +395,24 @@ def test_finetune_grows_the_decoder_and_trains_on_dists_to_the_teacher(pairs, ph
                          show_progress=False)
 
 
+def test_finetune_trains_on_lpips_alex_to_the_teacher(pairs, photos, x4_model, tmp_path):
+    from edgesr_cli.metrics import lpips_available
+
+    cfg = TrainConfig(stage="decoder", steps=2, batch_size=2, crop=32, lr=1e-3, precision="fp32", log_every=1,
+                      val_every=2, ckpt_every=2, val_images=2, finetune_generator=True, teacher_data=str(pairs),
+                      teacher_count=8, l1_weight=0.0, perceptual_weight=0.0, gan_weight=0.0, teacher_alex_weight=1.0)
+    with pytest.raises(TrainError, match="--teacher-alex-weight needs --teacher-data"):
+        finetune_decoder(dataclasses.replace(cfg, teacher_data=None), [photos], None, tmp_path / "run0", x4_model,
+                         show_progress=False)
+    if not lpips_available("alex"):
+        pytest.skip("LPIPS-alex weights not installed")
+    finetune_decoder(cfg, [], photos, tmp_path / "run", x4_model, show_progress=False)
+    train = [json.loads(line) for line in (tmp_path / "run/log.jsonl").read_text().splitlines()
+             if json.loads(line)["kind"] == "train"]
+    assert train and all(r["t_alex"] > 0 and "t_lpips" not in r for r in train)
+    assert TrainConfig.from_dict(json.loads((tmp_path / "run/checkpoint/train_config.json").read_text())).teacher_alex_weight == 1.0
+
+
 def test_cli_decoder_blocks_must_be_counts(pairs, photos, x4_model, tmp_path):
     for bad in ("1,x", "", "1,-1"):
         r = runner.invoke(app, ["finetune-decoder", "-m", str(x4_model), "--teacher-data", str(pairs), "--val",

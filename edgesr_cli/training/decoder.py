@@ -44,13 +44,16 @@ class PatchDiscriminator(nn.Module):
         return self.net(x * 2 - 1)
 
 
-def perceptual_loss_fn(device: torch.device):
-    """LPIPS(vgg) when the package and its backbone weights are here, else None (said once)."""
+def perceptual_loss_fn(device: torch.device, net: str = "vgg", required: bool = False):
+    """LPIPS (`net`: vgg, or alex) as a frozen differentiable loss when its weights are here, else None (said
+    once); with `required` (a weight asked for explicitly) a TrainError naming what is missing instead."""
     try:
         from ..metrics import lpips_module
 
-        return lpips_module(device)
+        return lpips_module(device, net)
     except (MetricUnavailable, ImportError) as exc:
+        if required:
+            raise TrainError(f"--teacher-{net}-weight: {str(exc).splitlines()[0]}") from None
         log.warning("perceptual loss OFF: %s", str(exc).splitlines()[0])
         return None
 
@@ -127,14 +130,19 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
     with_teacher = cfg.teacher_data is not None
     if not with_teacher and (cfg.teacher_pixel_weight > 0 or cfg.teacher_perceptual_weight > 0 or cfg.gan_real != "hr"):
         raise TrainError("the teacher losses and --gan-real teacher need --teacher-data (teacher triplets)")
-    if cfg.teacher_dists_weight > 0 and not with_teacher:
-        raise TrainError("--teacher-dists-weight needs --teacher-data (teacher triplets)")
+    for name, weight in (("--teacher-dists-weight", cfg.teacher_dists_weight),
+                         ("--teacher-alex-weight", cfg.teacher_alex_weight)):
+        if weight > 0 and not with_teacher:
+            raise TrainError(f"{name} needs --teacher-data (teacher triplets)")
     if cfg.gan_real not in {"hr", "teacher"}:
         raise TrainError(f"--gan-real must be hr or teacher, got {cfg.gan_real!r}")
     lpips = perceptual_loss_fn(d.device) if max(cfg.perceptual_weight, cfg.teacher_perceptual_weight) > 0 else None
     if lpips is not None:
         channels_last(lpips)
     dists = dists_loss_fn(d.device) if cfg.teacher_dists_weight > 0 else None
+    alex = perceptual_loss_fn(d.device, "alex", required=True) if cfg.teacher_alex_weight > 0 else None
+    if alex is not None:
+        channels_last(alex)
     last_layer = decoder.net[-1].weight
     disc_start = cfg.gan_start if cfg.disc_start is None else cfg.disc_start
     val_batch = ctx.val.fixed_batch(cfg.val_images, seed=12345)
@@ -174,6 +182,11 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
                 t_dists = dists(sr, te).float().mean()
             rec = rec + cfg.teacher_dists_weight * t_dists
             stats["t_dists"] = float(t_dists.detach())
+        if alex is not None and te is not None:
+            with autocast(d.device, ctx.dtype):
+                t_alex = alex(sr * 2 - 1, te * 2 - 1).float().mean()
+            rec = rec + cfg.teacher_alex_weight * t_alex
+            stats["t_alex"] = float(t_alex.detach())
         real = te if cfg.gan_real == "teacher" else hr
         use_gan = cfg.gan_weight > 0 and step >= cfg.gan_start
         train_disc = cfg.gan_weight > 0 and step >= disc_start
