@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from pathlib import Path
 
 import torch
@@ -43,9 +42,8 @@ class EdgeSR(nn.Module):
 
     @property
     def lr_multiple(self) -> int:
-        """LR height and width must be multiples of this (latent grid and UNet downsampling)."""
-        need = self.cfg.latent_factor * self.unet.multiple  # HR must divide by this
-        return need // math.gcd(need, self.cfg.scale)
+        """LR height and width must be multiples of this (latent grid and UNet downsampling): the config's rule."""
+        return self.cfg.lr_multiple()
 
     def check_lr(self, lr: torch.Tensor) -> None:
         """Raise ValueError naming the problem for input the model cannot take."""

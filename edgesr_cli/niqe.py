@@ -416,15 +416,11 @@ def fit_niqe_params(
 
 def save_niqe_params(params: NiqeParams, path: PathLike) -> Path:
     """Write ``params`` as a ``.npz`` with BasicSR's keys (mu_pris_param, cov_pris_param, gaussian_window)."""
-    path = Path(path)
-    with open(path, "wb") as f:  # an open file keeps np.savez from appending '.npz'
-        np.savez(
-            f,
-            mu_pris_param=params.mu[None, :],
-            cov_pris_param=params.cov,
-            gaussian_window=params.gaussian_window,
-        )
-    return path
+    from .atomic import write_atomic
+
+    # written through an open file (which keeps np.savez from appending '.npz'), atomically: a temp file renamed
+    return write_atomic(path, lambda f: np.savez(f, mu_pris_param=params.mu[None, :], cov_pris_param=params.cov,
+                                                 gaussian_window=params.gaussian_window))
 
 
 def load_niqe_params(path: PathLike) -> NiqeParams:
