@@ -97,6 +97,14 @@ if [ "${TEACHER:-0}" = 1 ]; then
     --gan-weight 0.2 --gan-start "$(steps 100)" --disc-start 0 --pixel-loss l1 --pixel-weight 0 --perceptual-weight 0 \
     --teacher-pixel-weight 0.1 --teacher-perceptual-weight 1 --teacher-dists-weight 2 --gan-real teacher \
     --decoder-blocks 1,1,0 --train-config "$RUN/ema998.json"
+  # third run (2026-12-05, approach D): from the second run's EMA, its loss plus LPIPS-alex 1 to the teacher (never to
+  # HR), lr 2e-4, 1000 steps, on the first 6800 triplets. Its EMA replaced weights/wip/teacher-detail1.
+  stage perceptual_teacher_d edgesr finetune-decoder --model "$RUN/perceptual_teacher_c/model" --finetune-generator \
+    --device "$DEVICE" --teacher-data "$PAIRS" --teacher-count "${TEACHER_COUNT_D:-6800}" "${VAL[@]}" \
+    --steps "$(steps 1000)" --batch-size 8 --crop 128 --lr 2e-4 --val-every 500 --ckpt-every 100 \
+    --gan-weight 0.2 --gan-start "$(steps 100)" --disc-start 0 --pixel-loss l1 --pixel-weight 0 --perceptual-weight 0 \
+    --teacher-pixel-weight 0.1 --teacher-perceptual-weight 1 --teacher-dists-weight 2 --teacher-alex-weight 1 \
+    --gan-real teacher --train-config "$RUN/ema998.json"
   exit 0
 fi
 
