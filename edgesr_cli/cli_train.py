@@ -325,7 +325,8 @@ def register(app: typer.Typer) -> None:
             finetune_generator=finetune_generator or None, val_every=val_every, l1_weight=pixel_weight,
             teacher_data=str(teacher_data) if teacher_data is not None else None, teacher_count=teacher_count,
             teacher_pixel_weight=teacher_pixel_weight, teacher_perceptual_weight=teacher_perceptual_weight,
-            teacher_dists_weight=teacher_dists_weight, teacher_alex_weight=teacher_alex_weight, gan_real=gan_real.value if gan_real else None,
+            teacher_dists_weight=teacher_dists_weight, teacher_alex_weight=teacher_alex_weight,
+            gan_real=gan_real.value if gan_real else None,
             decoder_blocks=_int_list("--decoder-blocks", decoder_blocks),
             ckpt_every=ckpt_every, seed=seed, precision=precision.value,
             lr_pipeline=_lr_pipeline(realesrgan_prob, None, jpeg_prob, camera_prob)))
