@@ -399,34 +399,45 @@ def graph_bytes(export_dir: Path, manifest: dict, graph: str, detail: float) -> 
     the resolver checked it): the model folder's two operating points interpolated in numpy
     (modeldir.interpolated_tensors) into the initializers the manifest maps. ModelFileError on one line when the
     export cannot be run at another detail."""
-    from edgesr_cli.modeldir import interpolated_tensors
-
-    folder, why = weights_folder(export_dir, manifest)
-    if folder is None:
-        raise ModelFileError(f"{export_dir}: runs at the detail it was exported with only: {why}")
-    path = Path(export_dir) / manifest["graphs"][graph]["file"]
-    try:
-        buf = path.read_bytes()
-    except OSError as exc:
-        raise ModelFileError(f"{path}: unreadable ({exc})") from None
-    import hashlib
-
-    info = (manifest.get("files") or {}).get(path.name)
-    if info is None or hashlib.sha256(buf).hexdigest() != info.get("sha256"):
-        raise ModelFileError(f"{path}: checksum mismatch or not listed, the file changed after export; re-export the model")
-    mapping = parameter_map(manifest, graph) or {}
-    wanted: dict[str, set[str]] = {}
-    for component, key, _ in mapping.values():
-        wanted.setdefault(component, set()).add(key)
-    weights = interpolated_tensors(folder, float(detail), wanted)
-    values = {}
-    for name, (component, key, transposed) in mapping.items():
-        value = weights[component][key]
-        values[name] = value.T if transposed else value
-    return replace_initializers(buf, values)
+    return _graphs_at_detail(export_dir, manifest, [graph], detail)[graph]
 
 
 def graphs_at(export_dir: Path, manifest: dict, detail: float) -> dict[str, bytes]:
     """{graph: bytes} of every graph of the export with its weights at `detail` (graph_bytes): what a reweighting
     backend's loader takes as its `graphs` option (the resolver, edgesr_cli/runtime/resolve.py, makes them)."""
-    return {graph: graph_bytes(export_dir, manifest, graph, detail) for graph in manifest["graphs"]}
+    return _graphs_at_detail(export_dir, manifest, list(manifest["graphs"]), detail)
+
+
+def _graphs_at_detail(export_dir: Path, manifest: dict, graphs: list[str], detail: float) -> dict[str, bytes]:
+    """graph_bytes for each of `graphs`, the model folder checked and its weights interpolated once for them all."""
+    import hashlib
+
+    from edgesr_cli.modeldir import interpolated_tensors
+
+    folder, why = weights_folder(export_dir, manifest)
+    if folder is None:
+        raise ModelFileError(f"{export_dir}: runs at the detail it was exported with only: {why}")
+    files, mappings = {}, {}
+    wanted: dict[str, set[str]] = {}
+    for graph in graphs:
+        path = Path(export_dir) / manifest["graphs"][graph]["file"]
+        try:
+            buf = path.read_bytes()
+        except OSError as exc:
+            raise ModelFileError(f"{path}: unreadable ({exc})") from None
+        info = (manifest.get("files") or {}).get(path.name)
+        if info is None or hashlib.sha256(buf).hexdigest() != info.get("sha256"):
+            raise ModelFileError(f"{path}: checksum mismatch or not listed, the file changed after export; "
+                                 "re-export the model")
+        files[graph], mappings[graph] = buf, parameter_map(manifest, graph) or {}
+        for component, key, _ in mappings[graph].values():
+            wanted.setdefault(component, set()).add(key)
+    weights = interpolated_tensors(folder, float(detail), wanted)
+    out = {}
+    for graph in graphs:
+        values = {}
+        for name, (component, key, transposed) in mappings[graph].items():
+            value = weights[component][key]
+            values[name] = value.T if transposed else value
+        out[graph] = replace_initializers(files[graph], values)
+    return out
