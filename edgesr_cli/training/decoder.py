@@ -44,16 +44,16 @@ class PatchDiscriminator(nn.Module):
         return self.net(x * 2 - 1)
 
 
-def perceptual_loss_fn(device: torch.device, net: str = "vgg", required: bool = False):
+def perceptual_loss_fn(device: torch.device, net: str = "vgg", required_by: str | None = None):
     """LPIPS (`net`: vgg, or alex) as a frozen differentiable loss when its weights are here, else None (said
-    once); with `required` (a weight asked for explicitly) a TrainError naming what is missing instead."""
+    once); with `required_by` (the option that asked for it explicitly) a TrainError naming it and what is missing."""
     try:
         from ..metrics import lpips_module
 
         return lpips_module(device, net)
     except (MetricUnavailable, ImportError) as exc:
-        if required:
-            raise TrainError(f"--teacher-{net}-weight: {str(exc).splitlines()[0]}") from None
+        if required_by:
+            raise TrainError(f"{required_by}: {str(exc).splitlines()[0]}") from None
         log.warning("perceptual loss OFF: %s", str(exc).splitlines()[0])
         return None
 
@@ -140,7 +140,7 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
     if lpips is not None:
         channels_last(lpips)
     dists = dists_loss_fn(d.device) if cfg.teacher_dists_weight > 0 else None
-    alex = perceptual_loss_fn(d.device, "alex", required=True) if cfg.teacher_alex_weight > 0 else None
+    alex = perceptual_loss_fn(d.device, "alex", required_by="--teacher-alex-weight") if cfg.teacher_alex_weight > 0 else None
     if alex is not None:
         channels_last(alex)
     last_layer = decoder.net[-1].weight
