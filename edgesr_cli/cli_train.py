@@ -295,6 +295,10 @@ def register(app: typer.Typer) -> None:
             help="Weight of DISTS (texture and structure statistics) to the teacher's output.")] = None,
         teacher_alex_weight: Annotated[Optional[float], typer.Option(
             "--teacher-alex-weight", min=0.0, help="Weight of LPIPS-alex to the teacher's output.")] = None,
+        teacher_fm_weight: Annotated[Optional[float], typer.Option(
+            "--teacher-fm-weight", min=0.0,
+            help="Weight of feature matching to the teacher's output (L1 between the discriminator's hidden "
+                 "features, from --gan-start).")] = None,
         gan_real: Annotated[Optional[GanReal], typer.Option(
             "--gan-real", help="The discriminator's real samples: the HR photo or the teacher's output.")] = None,
         decoder_blocks: Annotated[Optional[str], typer.Option(
@@ -326,6 +330,7 @@ def register(app: typer.Typer) -> None:
             teacher_data=str(teacher_data) if teacher_data is not None else None, teacher_count=teacher_count,
             teacher_pixel_weight=teacher_pixel_weight, teacher_perceptual_weight=teacher_perceptual_weight,
             teacher_dists_weight=teacher_dists_weight, teacher_alex_weight=teacher_alex_weight,
+            teacher_fm_weight=teacher_fm_weight,
             gan_real=gan_real.value if gan_real else None,
             decoder_blocks=_int_list("--decoder-blocks", decoder_blocks),
             ckpt_every=ckpt_every, seed=seed, precision=precision.value,

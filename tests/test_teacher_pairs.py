@@ -413,6 +413,44 @@ def test_finetune_trains_on_lpips_alex_to_the_teacher(pairs, photos, x4_model, t
     assert TrainConfig.from_dict(json.loads((tmp_path / "run/checkpoint/train_config.json").read_text())).teacher_alex_weight == 1.0
 
 
+def test_feature_matching_compares_the_discriminators_hidden_features():
+    import torch
+
+    from edgesr_cli.training.decoder import PatchDiscriminator, feature_matching
+
+    torch.manual_seed(0)
+    disc = PatchDiscriminator(channels=8)
+    x, y = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        feats = disc.features(x)
+    assert len(feats) == 3 and feats[0].shape == (2, 8, 16, 16)
+    assert float(feature_matching(disc, x, x).detach()) == 0.0
+    sr = y.clone().requires_grad_(True)
+    loss = feature_matching(disc, sr, x)
+    with torch.no_grad():
+        want = sum(float((a - b).abs().mean()) for a, b in zip(disc.features(y), feats)) / 3
+    assert abs(float(loss) - want) < 1e-6 and loss > 0
+    loss.backward()
+    assert sr.grad is not None and sr.grad.abs().sum() > 0
+
+
+def test_finetune_trains_on_feature_matching_to_the_teacher(pairs, photos, x4_model, tmp_path):
+    cfg = TrainConfig(stage="decoder", steps=3, batch_size=2, crop=32, lr=1e-3, precision="fp32", log_every=1,
+                      val_every=3, ckpt_every=3, val_images=2, finetune_generator=True, teacher_data=str(pairs),
+                      teacher_count=8, l1_weight=0.0, perceptual_weight=0.0, gan_weight=0.0, gan_start=1,
+                      teacher_pixel_weight=0.1, teacher_fm_weight=1.0)
+    with pytest.raises(TrainError, match="--teacher-fm-weight needs --teacher-data"):
+        finetune_decoder(dataclasses.replace(cfg, teacher_data=None, teacher_pixel_weight=0.0), [photos], None,
+                         tmp_path / "run0", x4_model, show_progress=False)
+    finetune_decoder(cfg, [], photos, tmp_path / "run", x4_model, show_progress=False)
+    train = [json.loads(line) for line in (tmp_path / "run/log.jsonl").read_text().splitlines()
+             if json.loads(line)["kind"] == "train"]
+    assert [("t_fm" in r) for r in train] == [False, True, True]  # from --gan-start
+    # the discriminator trains for feature matching though the GAN term is off
+    assert all(r["t_fm"] > 0 and "d_loss" in r and "gan_w" not in r for r in train[1:])
+    assert TrainConfig.from_dict(json.loads((tmp_path / "run/checkpoint/train_config.json").read_text())).teacher_fm_weight == 1.0
+
+
 def test_cli_decoder_blocks_must_be_counts(pairs, photos, x4_model, tmp_path):
     for bad in ("1,x", "", "1,-1"):
         r = runner.invoke(app, ["finetune-decoder", "-m", str(x4_model), "--teacher-data", str(pairs), "--val",

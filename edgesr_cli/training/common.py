@@ -84,6 +84,8 @@ class TrainConfig:
     teacher_perceptual_weight: float = 0.0  # LPIPS-vgg to the teacher's output
     teacher_dists_weight: float = 0.0  # DISTS (texture + structure statistics) to the teacher's output
     teacher_alex_weight: float = 0.0  # LPIPS-alex to the teacher's output only (LPIPS-alex to HR is the reported metric)
+    # pix2pixHD feature matching: L1 between the discriminator's hidden features of the output and of the teacher's
+    teacher_fm_weight: float = 0.0
     gan_real: str = "hr"  # the discriminator's real samples: "hr" or "teacher"
     # decoder stage: residual blocks per decoder level, grown from the loaded model's by identity blocks (the
     # model's output is unchanged at step 0); None = the loaded model's

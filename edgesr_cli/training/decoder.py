@@ -43,6 +43,25 @@ class PatchDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x * 2 - 1)
 
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The activations after each LeakyReLU (the hidden layers pix2pixHD's feature matching compares)."""
+        out, h = [], x * 2 - 1
+        for layer in self.net[:-1]:
+            h = layer(h)
+            if isinstance(layer, nn.LeakyReLU):
+                out.append(h)
+        return out
+
+
+def feature_matching(disc: PatchDiscriminator, sr: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """pix2pixHD's feature-matching loss: the mean over the discriminator's hidden layers of the L1 distance
+    between the features of `sr` and those of `target` (no gradient through the target's; the discriminator's
+    parameters receive gradient only through `sr`'s path, which its own optimiser step never uses)."""
+    with torch.no_grad():
+        want = disc.features(target)
+    got = disc.features(sr)
+    return torch.stack([F.l1_loss(a.float(), b.float()) for a, b in zip(got, want)]).mean()
+
 
 def perceptual_loss_fn(device: torch.device, net: str = "vgg", required_by: str | None = None):
     """LPIPS (`net`: vgg, or alex) as a frozen differentiable loss when its weights are here, else None (said
@@ -131,7 +150,8 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
     if not with_teacher and (cfg.teacher_pixel_weight > 0 or cfg.teacher_perceptual_weight > 0 or cfg.gan_real != "hr"):
         raise TrainError("the teacher losses and --gan-real teacher need --teacher-data (teacher triplets)")
     for name, weight in (("--teacher-dists-weight", cfg.teacher_dists_weight),
-                         ("--teacher-alex-weight", cfg.teacher_alex_weight)):
+                         ("--teacher-alex-weight", cfg.teacher_alex_weight),
+                         ("--teacher-fm-weight", cfg.teacher_fm_weight)):
         if weight > 0 and not with_teacher:
             raise TrainError(f"{name} needs --teacher-data (teacher triplets)")
     if cfg.gan_real not in {"hr", "teacher"}:
@@ -187,9 +207,14 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
                 t_alex = alex(sr * 2 - 1, te * 2 - 1).float().mean()
             rec = rec + cfg.teacher_alex_weight * t_alex
             stats["t_alex"] = float(t_alex.detach())
+        if te is not None and cfg.teacher_fm_weight > 0 and step >= cfg.gan_start:
+            with autocast(d.device, ctx.dtype):
+                t_fm = feature_matching(disc, sr, te)
+            rec = rec + cfg.teacher_fm_weight * t_fm
+            stats["t_fm"] = float(t_fm.detach())
         real = te if cfg.gan_real == "teacher" else hr
         use_gan = cfg.gan_weight > 0 and step >= cfg.gan_start
-        train_disc = cfg.gan_weight > 0 and step >= disc_start
+        train_disc = (cfg.gan_weight > 0 or cfg.teacher_fm_weight > 0) and step >= disc_start
         loss = rec
         if use_gan:
             with autocast(d.device, ctx.dtype):
