@@ -127,6 +127,22 @@ def test_every_detail_without_torch_matches_torch_fp32(photo, tmp_path, torch_fp
         assert np.abs(torch_fp32(1.0 - detail) - a).mean() > 1.0
 
 
+def test_the_x86_64_base_install_upscales_on_openvino_alone(photo, tmp_path, torch_fp32):
+    """pip install edgesr on x86-64 brings OpenVINO and not ONNX Runtime (pyproject's markers): auto runs the
+    bundled export on OpenVINO, in bf16 where the CPU computes it, close to torch fp32's picture."""
+    if importlib.util.find_spec("openvino") is None:
+        pytest.skip("openvino not installed")
+    blocked = tuple(b for b in BLOCKED if b != "openvino") + ("onnxruntime",)
+    res = light("upscale", str(photo), "-o", str(tmp_path / "ov.png"), "--json", cwd=tmp_path, blocked=blocked)
+    assert res.returncode == 0, res.stderr
+    assert "onnxruntime" not in res.stderr.rsplit("LOADED=", 1)[1]
+    summary = json.loads(res.stdout)
+    assert summary["backend"] == "openvino" and summary["done"] == 1
+    diff = np.abs(np.asarray(Image.open(tmp_path / "ov.png")).astype(int) - torch_fp32(None))
+    print(f"openvino (auto): mean {diff.mean():.3f}/255, max {diff.max()}/255")
+    assert diff.mean() < 1.0  # bf16 on CPUs that compute it: about 0.3/255 on average here
+
+
 @pytest.mark.parametrize("args, needs", [
     (["upscale", "{photo}", "-o", "{tmp}/x.png", "--backend", "torch"], "edgesr[torch]"),
     (["train", "--stage", "autoencoder", "--data", "{tmp}", "--steps", "1", "--out", "{tmp}/run"], "edgesr[torch]"),

@@ -90,17 +90,19 @@ def test_missing_openvino_names_the_extra(monkeypatch, tmp_path):
         checks.openvino_import()
 
 
-@pytest.mark.parametrize("torch_ok, ov_ok, bf16, expect", [
-    (True, True, True, "torch"),  # torch first where installed (every --detail; as fast, README "Backends")
-    (False, True, True, "openvino"),
-    (False, True, False, "onnx"),  # OpenVINO's fp32 is no faster than ONNX Runtime's
-    (False, False, True, "onnx"),
+@pytest.mark.parametrize("torch_ok, ov_ok, ort_ok, bf16, expect", [
+    (True, True, True, True, "torch"),  # torch first where installed (every --detail; as fast, README "Backends")
+    (False, True, True, True, "openvino"),
+    (False, True, True, False, "onnx"),  # OpenVINO's fp32 is no faster than ONNX Runtime's
+    (False, False, True, True, "onnx"),  # the base install off x86-64
+    (False, True, False, False, "openvino"),  # the base install on x86-64: OpenVINO alone, bf16 or not
+    (False, True, False, True, "openvino"),
 ])
-def test_auto_on_the_shipped_model_folder(monkeypatch, torch_ok, ov_ok, bf16, expect):
+def test_auto_on_the_shipped_model_folder(monkeypatch, torch_ok, ov_ok, ort_ok, bf16, expect):
     from edgesr_cli import hw
     from edgesr_cli.cli_common import default_model_dir
 
-    usable = {"torch": torch_ok, "openvino": ov_ok, "onnx": True}
+    usable = {"torch": torch_ok, "openvino": ov_ok, "onnx": ort_ok}
     monkeypatch.setattr(base, "availability", lambda name: None if usable.get(name) else f"{name} missing")
     monkeypatch.setattr(hw, "cpu_has_native_bf16", lambda: bf16)
     d = default_model_dir()
@@ -108,6 +110,15 @@ def test_auto_on_the_shipped_model_folder(monkeypatch, torch_ok, ov_ok, bf16, ex
     assert name == expect
     assert where == (d if expect == "torch" else d / BUNDLED_EXPORT)
     assert resolve_backend(d, "openvino") == ("openvino", d / BUNDLED_EXPORT)  # asked for by name
+
+
+def test_auto_with_no_runtime_names_the_install(monkeypatch):
+    from edgesr_cli.cli_common import default_model_dir
+    from edgesr_cli.backends.base import BackendUnavailable
+
+    monkeypatch.setattr(base, "availability", lambda name: f"{name} missing")
+    with pytest.raises(BackendUnavailable, match=r"none of torch, OpenVINO and ONNX Runtime .*pip install edgesr "):
+        resolve_backend(default_model_dir(), "auto")
 
 
 def test_upscale_command_on_the_shipped_model(tmp_path):

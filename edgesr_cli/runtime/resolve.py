@@ -250,19 +250,21 @@ def _export_backend(d: Path, fmt: str, name: str, specs: dict[str, BackendSpec])
 
 def _model_backend(d: Path, name: str) -> str:
     """The backend for a model folder: the one named, or (auto) torch where it is installed (bf16 on this project's
-    CPUs is faster than ONNX Runtime's fp32, README "Backends"), else the folder's bundled export on OpenVINO where
-    it is installed and the CPU computes bf16 natively, else on ONNX Runtime."""
+    CPUs), else the folder's bundled export on OpenVINO where the CPU computes bf16 natively (about twice ONNX
+    Runtime's fp32 per tile, README "Backends") or ONNX Runtime is not installed (the base install on x86-64 has
+    OpenVINO alone), else on ONNX Runtime (the base install elsewhere)."""
     if name != "auto":
         return name
     if base.availability("torch") is None:
         return "torch"
     if bundled_export(d) is None:
         raise BackendUnavailable(f"{d}: a PyTorch model folder needs torch: {base.TORCH_EXTRA_HINT}")
-    if base.availability("openvino") is None and hw.cpu_has_native_bf16():
-        return "openvino"  # bf16 kernels: about twice ONNX Runtime's fp32 speed (README "Backends")
-    if base.availability("onnx") is not None:
-        raise BackendUnavailable(f"{d}: neither torch nor ONNX Runtime is installed: pip install edgesr "
-                                 f"(ONNX Runtime) or {base.TORCH_EXTRA_HINT}")
+    has_ov, has_ort = base.availability("openvino") is None, base.availability("onnx") is None
+    if has_ov and (hw.cpu_has_native_bf16() or not has_ort):
+        return "openvino"
+    if not has_ort:
+        raise BackendUnavailable(f"{d}: none of torch, OpenVINO and ONNX Runtime is installed: pip install edgesr "
+                                 f"(OpenVINO on x86-64, ONNX Runtime elsewhere) or {base.TORCH_EXTRA_HINT}")
     return "onnx"
 
 
