@@ -64,8 +64,21 @@ def openvino() -> None:
 
 
 def openvino_import():
-    """OpenVINO itself, or BackendUnavailable on one line (missing, or installed but broken)."""
-    return _import_runtime("openvino", "openvino")
+    """OpenVINO itself, or BackendUnavailable on one line (missing, or installed but broken). Its package imports
+    the model converter (openvino.tools.ovc, about 50 ms of a 200 ms import here) inside a try/except ImportError;
+    edgesr never converts, so that import is made to fail (a None in sys.modules) while OpenVINO loads, and the
+    entry is taken out again: a later `import openvino.tools.ovc` by the user's own code still works."""
+    import sys
+
+    ovc = "openvino.tools.ovc"
+    skip = "openvino" not in sys.modules and ovc not in sys.modules
+    if skip:
+        sys.modules[ovc] = None  # type: ignore[assignment]  # `from openvino.tools.ovc import ...` -> ImportError
+    try:
+        return _import_runtime("openvino", "openvino")
+    finally:
+        if skip and sys.modules.get(ovc, 0) is None:
+            del sys.modules[ovc]
 
 
 def tflite() -> None:

@@ -90,6 +90,18 @@ def test_missing_openvino_names_the_extra(monkeypatch, tmp_path):
         checks.openvino_import()
 
 
+def test_openvino_loads_without_its_model_converter():
+    """openvino_import leaves OpenVINO's model converter (ovc) unimported, and importable afterwards."""
+    if find_spec("openvino") is None:
+        pytest.skip("openvino not installed")
+    code = ("import sys; from edgesr_cli.backends.checks import openvino_import; ov = openvino_import(); "
+            "print(ov.Core is not None, 'openvino.tools.ovc' in sys.modules, 'openvino.tools.ovc' in sys.modules "
+            "and sys.modules['openvino.tools.ovc'] is None); import openvino.tools.ovc as o; print(callable(o.convert_model))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["True", "False", "False", "True"]
+
+
 @pytest.mark.parametrize("torch_ok, ov_ok, ort_ok, bf16, expect", [
     (True, True, True, True, "torch"),  # torch first where installed (every --detail; as fast, README "Backends")
     (False, True, True, True, "openvino"),
