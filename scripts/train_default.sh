@@ -105,6 +105,17 @@ if [ "${TEACHER:-0}" = 1 ]; then
     --gan-weight 0.2 --gan-start "$(steps 100)" --disc-start 0 --pixel-loss l1 --pixel-weight 0 --perceptual-weight 0 \
     --teacher-pixel-weight 0.1 --teacher-perceptual-weight 1 --teacher-dists-weight 2 --teacher-alex-weight 1 \
     --gan-real teacher --train-config "$RUN/ema998.json"
+  # fourth run (2026-12-05, approach E, with TEACHER_FM=1): the third run's loss plus feature matching to the teacher
+  # (L1 between the discriminator's hidden features, weight 10), all 10000 triplets, 2000 steps. It did not beat the
+  # third run (degraded BSD100 22.41 / 0.492 / 0.310 against 22.31 / 0.487 / 0.308), so it replaced nothing.
+  if [ "${TEACHER_FM:-0}" = 1 ]; then
+    stage perceptual_teacher_e edgesr finetune-decoder --model "$RUN/perceptual_teacher_d/model" --finetune-generator \
+      --device "$DEVICE" --teacher-data "$PAIRS" --teacher-count "${TEACHER_COUNT_E:-10000}" "${VAL[@]}" \
+      --steps "$(steps 2000)" --batch-size 8 --crop 128 --lr 2e-4 --val-every 500 --ckpt-every 100 \
+      --gan-weight 0.2 --gan-start "$(steps 100)" --disc-start 0 --pixel-loss l1 --pixel-weight 0 --perceptual-weight 0 \
+      --teacher-pixel-weight 0.1 --teacher-perceptual-weight 1 --teacher-dists-weight 2 --teacher-alex-weight 1 \
+      --teacher-fm-weight 10 --gan-real teacher --train-config "$RUN/ema998.json"
+  fi
   exit 0
 fi
 
