@@ -90,13 +90,29 @@ def _cpu_times() -> dict[int, tuple[int, int]] | None:
     return out
 
 
+_SAMPLE_START: tuple[float, dict[int, tuple[int, int]], int | None] | None = None
+_SAMPLE_MAX_AGE = 10.0  # seconds: an older start says little about the load now; idle_cpus then samples afresh
+
+
+def start_idle_sample() -> None:
+    """Open idle_cpus' sample now (the `edgesr` executable does at start): the work done before the thread
+    count is chosen (imports, reading the photo's header) then stands in for the sample's sleep."""
+    global _SAMPLE_START
+    import time
+
+    a = _cpu_times()
+    _SAMPLE_START = (time.monotonic(), a, _own_ticks()) if a else None
+
+
 def idle_cpus(interval: float = 0.05) -> float | None:
     """How many of this process's CPUs other processes left idle over `interval` seconds (a sum of idle
     fractions, from /proc/stat); None where unknown. A busy machine gets fewer threads than cores: a thread
     pool that splits work evenly waits for its slowest thread, and a thread sharing a core with another busy
     process runs at half speed (and spins while it waits). This process's own CPU time over the interval
     counts as idle: the worker threads of a library just imported (OpenBLAS's, OpenMP's) spin for a while
-    after start, and counting them as load made the default one thread on an idle 2-core machine."""
+    after start, and counting them as load made the default one thread on an idle 2-core machine. Where
+    start_idle_sample opened the sample less than _SAMPLE_MAX_AGE seconds ago, it runs from there and sleeps
+    only what is left of `interval` (nothing, after the imports of a command)."""
     import os
     import time
 
@@ -104,10 +120,16 @@ def idle_cpus(interval: float = 0.05) -> float | None:
         mine = os.sched_getaffinity(0)
     except (AttributeError, OSError):
         return None
-    a, own_a = _cpu_times(), _own_ticks()
+    start = _SAMPLE_START
+    if start is not None and 0.0 <= time.monotonic() - start[0] <= _SAMPLE_MAX_AGE:
+        began, a, own_a = start
+    else:
+        began, a, own_a = time.monotonic(), _cpu_times(), _own_ticks()
     if not a:
         return None
-    time.sleep(interval)
+    wait = interval - (time.monotonic() - began)
+    if wait > 0:
+        time.sleep(wait)
     b, own_b = _cpu_times(), _own_ticks()
     if not b:
         return None

@@ -12,6 +12,9 @@ def main() -> None:
 
         print(f"edgesr {__version__}")
         return
+    from . import hw
+
+    hw.start_idle_sample()  # the imports below stand in for the idle-CPU sample's wait (hw.idle_cpus)
     from .cli import main as cli_main
 
     cli_main()

@@ -169,6 +169,31 @@ def test_idle_cpus_reads_this_machine():
     assert 0.0 <= idle <= len(os.sched_getaffinity(0)) + 1e-6
 
 
+def test_idle_cpus_samples_from_the_start_of_the_process(monkeypatch):
+    """After start_idle_sample (the executable calls it first), idle_cpus measures from there: no sleep once the
+    interval has passed, the rest of it otherwise, and a full fresh sample once the start is too old."""
+    import time
+
+    if hw._cpu_times() is None:
+        pytest.skip("no /proc/stat")
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    monkeypatch.setattr(hw, "_SAMPLE_START", None)
+    hw.start_idle_sample()
+    began, a, own = hw._SAMPLE_START
+    cpus = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(hw, "_SAMPLE_START", (began - 1.0, a, own))  # the imports took a second
+    idle = hw.idle_cpus(0.05)
+    assert slept == [] and 0.0 <= idle <= cpus + 1e-6
+    hw.start_idle_sample()  # just opened: sleeps what is left of the interval
+    hw.idle_cpus(0.05)
+    assert len(slept) == 1 and 0.0 < slept[0] <= 0.05
+    began, a, own = hw._SAMPLE_START
+    monkeypatch.setattr(hw, "_SAMPLE_START", (began - hw._SAMPLE_MAX_AGE - 1.0, a, own))  # stale: sampled afresh
+    hw.idle_cpus(0.05)
+    assert len(slept) == 2 and slept[1] == pytest.approx(0.05, abs=0.01)
+
+
 def test_idle_cpus_gives_back_this_process_own_cpu_time():
     """Two CPUs over 10 ticks each: one fully idle, one busy 8 ticks of which this process used 6 (a library's
     spinning worker threads): 1 + 0.2 + 0.6 idle; the total never exceeds the CPUs read."""
