@@ -87,7 +87,8 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
-# Packages the light install (`pip install edgesr`: numpy, Pillow, OpenVINO or ONNX Runtime) leaves out -> the extra with them.
+# Packages the light install (`pip install edgesr`: numpy, Pillow, OpenVINO or ONNX Runtime) leaves out -> the
+# extra with them.
 EXTRAS = {"torch": "torch", "safetensors": "torch", "scipy": "torch", "onnx": "train", "onnxscript": "train"}
 
 
