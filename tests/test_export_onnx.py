@@ -172,7 +172,7 @@ def test_corrupted_onnx_gives_a_clear_error(exported, tmp_path):
 
 def test_missing_onnxruntime_names_the_pip_command(exported, tiny, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
-    with pytest.raises(BackendUnavailable, match=r"pip install onnxruntime"):
+    with pytest.raises(BackendUnavailable, match=r"pip install 'edgesr\[onnxruntime\]'"):
         load_backend("onnx", exported.path)
     with pytest.raises(BackendUnavailable, match=r"pip install 'edgesr\[train\]'"):  # the exporter's extra
         export_model(tiny[1], tmp_path / "x", "onnx", tile=16)
@@ -192,7 +192,7 @@ def test_backends_command_with_onnxruntime_missing(monkeypatch):
     assert res.exit_code == 0, res.output
     rows = {r["name"]: r for r in json.loads(res.output)}
     assert rows["torch"]["usable"] is True
-    assert rows["onnx"]["usable"] is False and "pip install onnxruntime" in rows["onnx"]["reason"]
+    assert rows["onnx"]["usable"] is False and "pip install 'edgesr[onnxruntime]'" in rows["onnx"]["reason"]
     assert rows["qnn"]["usable"] is False and "pip install 'edgesr[qnn]'" in rows["qnn"]["reason"]
     assert set(rows) >= {"torch", "onnx", "tflite", "qnn"}
     res = CliRunner().invoke(app, ["backends"])
