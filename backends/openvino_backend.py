@@ -57,6 +57,9 @@ def resolve_precision(dtype: str | None) -> str:
     return PRECISIONS[dtype]
 
 
+CACHED_DETAILS = (0.0, 1.0)  # the model folder's two operating points
+
+
 class OpenVinoBackend(ExportedRunner):
     name = "openvino"
 
@@ -73,7 +76,9 @@ class OpenVinoBackend(ExportedRunner):
         config: dict[str, object] = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY"}
         if threads is not None:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        cache = cache_dir() if not self.sources else None  # graphs at another detail: one blob each would pile up
+        # graphs at another detail than the export's are cached at the two operating points only (--detail 0 and 1):
+        # a blob for every detail asked for would pile up
+        cache = cache_dir() if not self.sources or self.detail in CACHED_DETAILS else None
         if cache is not None:
             config["CACHE_DIR"] = str(cache)
         self._config = config

@@ -75,7 +75,25 @@ def cache(model, path: Path) -> None:
     np.testing.assert_array_equal(a.fused_one_step(lr, noise), b.fused_one_step(lr, noise))
 
 
-CHECKS = {f.__name__: f for f in (fp32_parity, bf16, twin, cache)}
+def cache_points(model, path: Path) -> None:
+    """At another detail than the export's, the compiled graph is cached at the operating points 0 and 1 only."""
+    import os
+
+    folder = Path(os.environ["EDGESR_OPENVINO_CACHE"])
+    a = load_backend("openvino", path, threads=1, dtype="fp32", detail=1.0)
+    blobs = sorted(p.name for p in folder.iterdir())
+    assert a.detail == 1.0 and blobs, "nothing cached at detail 1"
+    b = load_backend("openvino", path, threads=1, dtype="fp32", detail=1.0)
+    assert sorted(p.name for p in folder.iterdir()) == blobs  # read back, nothing new
+    c = load_backend("openvino", path, threads=1, dtype="fp32", detail=0.3)
+    assert c.detail == 0.3 and sorted(p.name for p in folder.iterdir()) == blobs  # another detail: not cached
+    lr = np.random.default_rng(0).random((1, 3, TILE, TILE), dtype=np.float32)
+    noise = np.random.default_rng(1).standard_normal((1, 4, TILE, TILE), dtype=np.float32)
+    np.testing.assert_array_equal(a.fused_one_step(lr, noise), b.fused_one_step(lr, noise))
+    assert np.abs(a.fused_one_step(lr, noise) - c.fused_one_step(lr, noise)).max() > 1e-3  # another picture
+
+
+CHECKS = {f.__name__: f for f in (fp32_parity, bf16, twin, cache, cache_points)}
 
 if __name__ == "__main__":
     torch.set_num_threads(1)
