@@ -424,9 +424,11 @@ def test_feature_matching_compares_the_discriminators_hidden_features():
     with torch.no_grad():
         feats = disc.features(x)
     assert len(feats) == 3 and feats[0].shape == (2, 8, 16, 16)
-    assert float(feature_matching(disc, x, x).detach()) == 0.0
+    assert float(feature_matching(disc, x, x)[0].detach()) == 0.0
     sr = y.clone().requires_grad_(True)
-    loss = feature_matching(disc, sr, x)
+    loss, logits = feature_matching(disc, sr, x)
+    with torch.no_grad():
+        assert torch.equal(logits, disc(y))  # the same forward's verdict, for the GAN term
     with torch.no_grad():
         want = sum(float((a - b).abs().mean()) for a, b in zip(disc.features(y), feats)) / 3
     assert abs(float(loss.detach()) - want) < 1e-6 and float(loss.detach()) > 0
@@ -449,6 +451,11 @@ def test_finetune_trains_on_feature_matching_to_the_teacher(pairs, photos, x4_mo
     # the discriminator trains for feature matching though the GAN term is off
     assert all(r["t_fm"] > 0 and "d_loss" in r and "gan_w" not in r for r in train[1:])
     assert TrainConfig.from_dict(json.loads((tmp_path / "run/checkpoint/train_config.json").read_text())).teacher_fm_weight == 1.0
+    # with the GAN term on too, it reads the discriminator's verdict from feature matching's forward
+    finetune_decoder(dataclasses.replace(cfg, gan_weight=0.1), [], photos, tmp_path / "gan", x4_model, show_progress=False)
+    train = [json.loads(line) for line in (tmp_path / "gan/log.jsonl").read_text().splitlines()
+             if json.loads(line)["kind"] == "train"]
+    assert all(r["t_fm"] > 0 and r["gan_w"] > 0 and "d_loss" in r for r in train[1:])
 
 
 def test_cli_decoder_blocks_must_be_counts(pairs, photos, x4_model, tmp_path):

@@ -53,14 +53,17 @@ class PatchDiscriminator(nn.Module):
         return out
 
 
-def feature_matching(disc: PatchDiscriminator, sr: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def feature_matching(disc: PatchDiscriminator, sr: torch.Tensor, target: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """pix2pixHD's feature-matching loss: the mean over the discriminator's hidden layers of the L1 distance
     between the features of `sr` and those of `target` (no gradient through the target's; the discriminator's
-    parameters receive gradient only through `sr`'s path, which its own optimiser step never uses)."""
+    parameters receive gradient only through `sr`'s path, which its own optimiser step never uses). Returns (the
+    loss, the discriminator's logits of `sr` from the same forward, disc(sr): the GAN term reads them)."""
     with torch.no_grad():
         want = disc.features(target)
     got = disc.features(sr)
-    return torch.stack([F.l1_loss(a.float(), b.float()) for a, b in zip(got, want)]).mean()
+    loss = torch.stack([F.l1_loss(a.float(), b.float()) for a, b in zip(got, want)]).mean()
+    return loss, disc.net[-1](got[-1])
 
 
 def perceptual_loss_fn(device: torch.device, net: str = "vgg", required_by: str | None = None):
@@ -207,9 +210,10 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
                 t_alex = alex(sr * 2 - 1, te * 2 - 1).float().mean()
             rec = rec + cfg.teacher_alex_weight * t_alex
             stats["t_alex"] = float(t_alex.detach())
+        sr_logits = None  # the discriminator's verdict on sr, when feature matching already ran it
         if te is not None and cfg.teacher_fm_weight > 0 and step >= cfg.gan_start:
             with autocast(d.device, ctx.dtype):
-                t_fm = feature_matching(disc, sr, te)
+                t_fm, sr_logits = feature_matching(disc, sr, te)
             rec = rec + cfg.teacher_fm_weight * t_fm
             stats["t_fm"] = float(t_fm.detach())
         real = te if cfg.gan_real == "teacher" else hr
@@ -217,8 +221,10 @@ def finetune_decoder(cfg: TrainConfig, data: list[Path], val: Path | None, out: 
         train_disc = (cfg.gan_weight > 0 or cfg.teacher_fm_weight > 0) and step >= disc_start
         loss = rec
         if use_gan:
-            with autocast(d.device, ctx.dtype):
-                g_loss = -disc_ddp(sr).float().mean()
+            if sr_logits is None:
+                with autocast(d.device, ctx.dtype):
+                    sr_logits = disc_ddp(sr)
+            g_loss = -sr_logits.float().mean()
             w = adaptive_weight(rec, g_loss, last_layer) * cfg.gan_weight
             loss = rec + w * g_loss
             stats["gan_w"] = float(w)
