@@ -54,6 +54,8 @@ class BackendSpec:
     static_tile: bool = False  # its graphs take one tile size, the export's (manifest tile.lr): --tile at most that
     reweights: bool = False  # runs an fp32 ONNX export at any --detail (the graphs it is given: backends/exported.py)
     fp32_twin: bool = False  # a runner in reduced precision has fp32_twin(), for 16-bit photos
+    streams: bool = False  # runs a batch's tiles apart, one thread each (none waits for another): its default thread
+    #                        count is every usable CPU, not only the idle ones (hw.default_threads)
     install: str = ""  # the command that installs what it needs
 
 
@@ -70,7 +72,7 @@ BUILTIN: dict[str, BackendSpec] = {
     "openvino": BackendSpec("openvino", f"{_PKG}.openvino_backend:load", f"{_PKG}.checks:openvino",
                             "OpenVINO CPU (exported model; bf16 where the CPU has it)", 0, ("cpu",), ("fp32", "bf16"),
                             loads="export", formats=("onnx",), static_tile=True, reweights=True, fp32_twin=True,
-                            install="pip install 'edgesr[openvino]' (part of the base install on x86-64)"),
+                            streams=True, install="pip install 'edgesr[openvino]' (part of the base install on x86-64)"),
     "tflite": BackendSpec("tflite", f"{_PKG}.tflite_backend:load", f"{_PKG}.checks:tflite",
                           "LiteRT / TFLite interpreter (exported model)", 2, ("cpu",), ("fp32",), loads="export",
                           formats=("tflite",), static_tile=True, install=extra_hint("tflite")),

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesr_cli.hw import cpu_has_native_bf16
+from edgesr_cli.hw import cpu_has_native_bf16, usable_cpus
 from edgesr_cli.modeldir import ModelFileError
 
 from .checks import openvino as check  # noqa: F401 (the backend's check, as the others have)
@@ -57,6 +57,13 @@ def resolve_precision(dtype: str | None) -> str:
     return PRECISIONS[dtype]
 
 
+def _keep_outputs(request, userdata) -> None:
+    """AsyncInferQueue's callback: the finished request's outputs, copied (the request's buffers are reused), into
+    results[i]."""
+    results, i = userdata
+    results[i] = [np.array(t.data, dtype=np.float32) for t in request.output_tensors]
+
+
 CACHED_DETAILS = (0.0, 1.0)  # the model folder's two operating points
 
 
@@ -73,9 +80,16 @@ class OpenVinoBackend(ExportedRunner):
         self.precision = resolve_precision(dtype)
         self.dtype = {"bf16": "bfloat16", "f32": "float32"}[self.precision]  # as bench records it
         self._core = core if core is not None else openvino_import().Core()
-        config: dict[str, object] = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY"}
-        if threads is not None:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
+        # one stream per thread, each running whole tiles on its one thread: the tiles of a batch are independent, so
+        # no thread waits for another (no barrier per layer as in one request over every thread), which keeps the
+        # speed when another process shares a core (README "Backends")
+        self.streams = int(threads) if threads is not None else usable_cpus()
+        config: dict[str, object] = {"INFERENCE_PRECISION_HINT": self.precision}
+        if self.streams > 1:
+            config.update({"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": self.streams,
+                           "INFERENCE_NUM_THREADS": self.streams})
+        else:
+            config.update({"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": 1})
         # graphs at another detail than the export's are cached at the two operating points only (--detail 0 and 1):
         # a blob for every detail asked for would pile up
         cache = cache_dir() if not self.sources or self.detail in CACHED_DETAILS else None
@@ -111,14 +125,28 @@ class OpenVinoBackend(ExportedRunner):
             except Exception as exc:
                 msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise ModelFileError(f"{path}: OpenVINO cannot compile it ({msg[:300]})") from None
-            outputs = [o.get_any_name() for o in compiled.outputs]
-            req = self._requests[graph] = (compiled.create_infer_request(), compiled.outputs, outputs)
+            names = [o.get_any_name() for o in compiled.outputs]
+            queue = None
+            if self.streams > 1:
+                queue = openvino_import().AsyncInferQueue(compiled, self.streams)
+                queue.set_callback(_keep_outputs)
+            req = self._requests[graph] = (compiled.create_infer_request(), queue, names)
         return req
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        request, ports, names = self._request(graph)
-        result = request.infer(feeds)
-        return {name: np.array(result[port], dtype=np.float32) for name, port in zip(names, ports)}
+        request, queue, names = self._request(graph)
+        b = next(iter(feeds.values())).shape[0]
+        if queue is None or b == 1:
+            request.infer(feeds)
+            return {name: np.array(request.get_output_tensor(i).data, dtype=np.float32) for i, name in enumerate(names)}
+        # the batch's tiles one per request, on the streams as they come free; outputs by tile index
+        results: list[list[np.ndarray] | None] = [None] * b
+        for i in range(b):
+            queue.start_async({k: v[i:i + 1] for k, v in feeds.items()}, (results, i))
+        queue.wait_all()
+        if any(r is None for r in results):  # a request that failed without raising here
+            raise RuntimeError(f"OpenVINO returned {sum(r is not None for r in results)} of {b} tiles")
+        return {name: np.concatenate([r[j] for r in results]) for j, name in enumerate(names)}
 
     def describe(self) -> str:
         return f"{super().describe()}, OpenVINO {self.precision}"

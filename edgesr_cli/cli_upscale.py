@@ -202,6 +202,7 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")] = False,
     ) -> None:
         """Upscale photos x4 with Edge-SD-SR (one denoising step)."""
+        from .backends.base import get_spec
         from .hw import set_threads
 
         if skip_existing and overwrite:
@@ -221,15 +222,15 @@ def register(app: typer.Typer) -> None:
         with signals_as_interrupts():
             try:
                 sh = parse_shard(shard)
-                threads, notes = set_threads(threads)
                 plan = plan_jobs(inputs, output, ext.value if ext else None, suffix, scale, sh)
                 if not plan.found and plan.failures:  # nothing to do at all: a usage error
                     for problem in plan.failures:
                         print_error(str(problem))
                     raise typer.Exit(2)
                 jobs = plan.jobs
-                resolved, runner, runner16, opts = _load(model, backend, device, dtype, detail, threads, scale, tile,
-                                                         overlap, batch, steps, seed)
+                resolved = _resolve(model, backend, device, dtype, detail, tile, scale)
+                threads, notes = set_threads(threads, idle_only=not get_spec(resolved.backend).streams)
+                runner, runner16, opts = _load(resolved, threads, overlap, batch, steps, seed)
             except KeyboardInterrupt as stop:
                 _stopped_before_start(stop, len(jobs), started, quiet, as_json)
                 raise
@@ -254,17 +255,23 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)
 
 
-def _load(model: Path | None, backend: str, device: Device, dtype: Precision, detail: float | None, threads: int,
-          scale: int, tile: int | None, overlap: float, batch: int, steps: int,
-          seed: int) -> tuple[Resolved, object, object, UpscaleOptions]:
-    """The run's model resolved (backend, folder, detail, tile: runtime/resolve.py), its runner and fp32 twin (16-bit
-    photos), and the upscale options; a --device, --dtype, --scale or --tile it cannot run with is one line."""
-    from .runtime.resolve import load, resolve
+def _resolve(model: Path | None, backend: str, device: Device, dtype: Precision, detail: float | None,
+             tile: int | None, scale: int) -> Resolved:
+    """The run's model resolved (backend, folder, detail, tile: runtime/resolve.py); a --device, --dtype, --scale or
+    --tile it cannot run with is one line."""
+    from .runtime.resolve import resolve
+
+    return resolve(model, backend, detail, tile, dtype.value, device.value, scale)
+
+
+def _load(r: Resolved, threads: int, overlap: float, batch: int, steps: int,
+          seed: int) -> tuple[object, object, UpscaleOptions]:
+    """The resolved model's runner and fp32 twin (16-bit photos), and the upscale options."""
+    from .runtime.resolve import load
     from .runtime.upscale import UpscaleOptions
 
-    r = resolve(model, backend, detail, tile, dtype.value, device.value, scale)
     runner, runner16 = load(r, threads)
-    return r, runner, runner16, UpscaleOptions(tile=r.tile, overlap=overlap, batch=batch, steps=steps, seed=seed)
+    return runner, runner16, UpscaleOptions(tile=r.tile, overlap=overlap, batch=batch, steps=steps, seed=seed)
 
 
 def _stopped_before_start(stop: KeyboardInterrupt, jobs: int, started: float, quiet: bool, as_json: bool) -> None:

@@ -161,19 +161,20 @@ def _own_ticks() -> int | None:
         return None
 
 
-def default_threads() -> int:
+def default_threads(idle_only: bool = True) -> int:
     """Threads for the CPU backends when --threads is not given: $OMP_NUM_THREADS when set (as torch and
     ONNX Runtime read it), else the usable CPUs that are idle now (rounded to the nearest, at least 1), so
-    that another busy process does not make every thread wait for the one that shares its core. The
-    output bytes do not depend on the count (tested)."""
+    that another busy process does not make every thread wait for the one that shares its core; all the usable
+    CPUs without `idle_only` (a backend whose threads run tiles apart, which wait for none: BackendSpec.streams).
+    The output bytes do not depend on the count (tested)."""
     import os
 
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
     if env.isdigit() and int(env) >= 1:
         return int(env)
     n = usable_cpus()
-    if n == 1:
-        return 1
+    if n == 1 or not idle_only:
+        return n
     idle = idle_cpus()
     if idle is None:
         return n
@@ -186,9 +187,9 @@ def _count(text: str | None) -> int | None:
     return int(text) if text.isdigit() and int(text) >= 1 else None
 
 
-def thread_count(threads: int | None) -> tuple[int, list[str]]:
+def thread_count(threads: int | None, idle_only: bool = True) -> tuple[int, list[str]]:
     """The CPU threads to run with, and one-line notes on what was changed: `threads` (--threads), else
-    default_threads(), capped at the usable CPUs (more threads than cores only wait for each other, and torch's
+    default_threads(idle_only), capped at the usable CPUs (more threads than cores only wait for each other, and torch's
     OpenMP pool crashed at 99999); an $OMP_NUM_THREADS that is not a count is ignored. $OMP_NUM_THREADS is
     rewritten to the count when it was not one or asked for more, before torch's OpenMP or ONNX Runtime read it
     (libgomp prints its own complaint about an invalid value when it loads)."""
@@ -203,7 +204,7 @@ def thread_count(threads: int | None) -> tuple[int, list[str]]:
         os.environ.pop("OMP_NUM_THREADS")
     asked, source = (threads, f"--threads {threads}") if threads is not None else (from_env, f"OMP_NUM_THREADS={env}")
     if asked is None:
-        n = default_threads()
+        n = default_threads(idle_only)
     elif asked > cpus:
         n = cpus
         notes.append(f"{source} is more than the {cpus} CPU{'s' if cpus != 1 else ''} this process may use; "
@@ -215,12 +216,12 @@ def thread_count(threads: int | None) -> tuple[int, list[str]]:
     return n, notes
 
 
-def set_threads(threads: int | None) -> tuple[int, list[str]]:
-    """thread_count(threads); sets torch's intra-op pool when torch is already imported (the torch backend sets
-    it at load too) and returns the count, for ONNX Runtime's and LiteRT's pools, and the notes."""
+def set_threads(threads: int | None, idle_only: bool = True) -> tuple[int, list[str]]:
+    """thread_count(threads, idle_only); sets torch's intra-op pool when torch is already imported (the torch backend
+    sets it at load too) and returns the count, for ONNX Runtime's and LiteRT's pools, and the notes."""
     import sys
 
-    n, notes = thread_count(threads)
+    n, notes = thread_count(threads, idle_only)
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(n)

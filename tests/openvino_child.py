@@ -94,7 +94,22 @@ def cache_points(model, path: Path) -> None:
     assert np.abs(at_1 - c.fused_one_step(lr, noise)).max() > 1e-3  # another picture
 
 
-CHECKS = {f.__name__: f for f in (fp32_parity, bf16, twin, cache, cache_points)}
+def streams(model, path: Path) -> None:
+    """Two threads run a batch's tiles on two streams, one tile per request: the same numbers as one thread, for a
+    batch the streams share evenly (4), unevenly (3) and a single tile, one step and two."""
+    one = load_backend("openvino", path, threads=1, dtype="fp32")
+    two = load_backend("openvino", path, threads=2, dtype="fp32")
+    assert one.streams == 1 and two.streams == 2
+    assert one._request("fused")[1] is None and two._request("fused")[1] is not None
+    lr = lr_image()
+    for steps, batch in ((1, 4), (1, 3), (1, 1), (2, 3)):
+        a = upscale_tensor(one, lr, tile=TILE, steps=steps, batch=batch, seed=7)
+        b = upscale_tensor(two, lr, tile=TILE, steps=steps, batch=batch, seed=7)
+        assert float((a - b).abs().max()) < 1e-5, (steps, batch)
+    assert float(a.std()) > 0.1
+
+
+CHECKS = {f.__name__: f for f in (fp32_parity, bf16, twin, cache, cache_points, streams)}
 
 if __name__ == "__main__":
     torch.set_num_threads(1)

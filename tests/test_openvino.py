@@ -47,7 +47,7 @@ def child_env(tmp_path: Path) -> dict:
             "NO_COLOR": "1", "COLUMNS": "200"}
 
 
-@pytest.mark.parametrize("check", ["fp32_parity", "bf16", "twin", "cache"])
+@pytest.mark.parametrize("check", ["fp32_parity", "bf16", "twin", "cache", "streams"])
 def test_on_the_tiny_model(exported, tmp_path, check):
     """fp32 matches torch fp32 through the tiling engine; bf16 is as close to it as torch's bf16; 16-bit photos
     get an fp32 twin compiled when first used; the compiled model is cached and read back."""

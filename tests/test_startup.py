@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from edgesr_cli import hw
+from edgesr_cli.backends import base
 from edgesr_cli.io import ImageError
 from test_upscale_cli import error_lines, make_png, no_temp_files, size_of, upscale
 
@@ -154,6 +155,19 @@ def test_default_threads_leave_busy_cores_alone(monkeypatch, usable, idle, expec
     monkeypatch.setattr(hw, "usable_cpus", lambda: usable)
     monkeypatch.setattr(hw, "idle_cpus", lambda interval=0.05: idle)
     assert hw.default_threads() == expect
+
+
+@pytest.mark.parametrize("usable, idle", [(2, 1.05), (2, 0.0), (8, 5.4), (4, None)])
+def test_streams_backends_default_to_every_usable_cpu(monkeypatch, usable, idle):
+    """A backend that runs tiles apart (BackendSpec.streams: OpenVINO) takes every usable CPU whatever the load:
+    its threads wait for none, so a busy core slows one stream, not all."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(hw, "usable_cpus", lambda: usable)
+    monkeypatch.setattr(hw, "idle_cpus", lambda interval=0.05: idle)
+    assert hw.default_threads(idle_only=False) == usable
+    assert hw.thread_count(None, idle_only=False) == (usable, [])
+    assert base.get_spec("openvino").streams and not base.get_spec("onnx").streams
+    assert not base.get_spec("torch").streams
 
 
 def test_omp_num_threads_is_the_default_when_set(monkeypatch):
@@ -308,3 +322,34 @@ def test_a_command_module_that_fails_to_load_leaves_a_one_line_error():
     assert out.returncode != 0
     assert "`edgesr bench` is not implemented yet" in out.stderr + out.stdout
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("backend, expect", [("openvino", 2), ("onnx", 1), ("torch", 1)])
+def test_upscale_counts_threads_for_the_backend_it_resolved(monkeypatch, tmp_path, backend, expect):
+    """With one of two cores busy and no --threads, `edgesr upscale` runs OpenVINO's two streams (they wait for
+    none) and the other CPU backends one thread (the idle cores): the count is taken after the backend is known."""
+    from importlib.util import find_spec
+
+    from typer.testing import CliRunner
+
+    from edgesr_cli.cli import app
+    from edgesr_cli.modeldir import ModelFileError
+    from edgesr_cli.runtime import resolve
+
+    need = {"openvino": "openvino", "onnx": "onnxruntime", "torch": "torch"}[backend]
+    if find_spec(need) is None:
+        pytest.skip(f"{need} not installed")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(hw, "usable_cpus", lambda: 2)
+    monkeypatch.setattr(hw, "idle_cpus", lambda interval=0.05: 1.0)
+    seen = []
+
+    def load(r, threads=None):
+        seen.append((r.backend, threads))
+        raise ModelFileError("stopped here by the test")
+
+    monkeypatch.setattr(resolve, "load", load)
+    src = make_png(tmp_path / "a.png")
+    result = CliRunner().invoke(app, ["upscale", str(src), "-o", str(tmp_path / "b.png"), "--backend", backend])
+    assert seen == [(backend, expect)], result.output
+    assert result.exit_code != 0 and "stopped here by the test" in result.stderr
