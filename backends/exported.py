@@ -91,6 +91,7 @@ _MANIFEST_FIELDS: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
     ("tile.lr", _pair, "a list of two integers >= 1"),
     ("tile.latent", _pair, "a list of two integers >= 1"),
     ("tile.lr_multiple", lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    ("tile.dynamic", lambda v: v is None or isinstance(v, bool), "true or false"),
     ("batch", lambda v: v is None or v == "dynamic" or (_is_int(v) and v >= 1), '"dynamic" or an integer >= 1'),
     ("graphs", lambda v: isinstance(v, dict) and v and all(isinstance(g, dict) and isinstance(g.get("file"), str)
                                                            for g in v.values()),
@@ -137,9 +138,9 @@ class ExportedRunner:
     """What the onnx / tflite / qnn backends share: the Runner attributes from the manifest, and
     encode / denoise / decode / fused_one_step on top of a runtime's `_run(graph, feeds)`.
 
-    Graphs have one static tile size. Smaller tiles (images smaller than a tile) are padded up to it
-    as the tiling engine pads images (tiling.reflect_pad) and the output cropped; larger tiles are
-    refused with the size to use.
+    Graphs have one static tile size, or any (manifest tile.dynamic: `fixed_tile` None, and the engine cuts an image
+    smaller than a tile at its own size). Smaller tiles than a static graph's are padded up to it as the tiling
+    engine pads images (tiling.reflect_pad) and the output cropped; larger tiles are refused with the size to use.
     Batch: dynamic graphs take the whole batch; batch-1 graphs are run tile by tile."""
 
     name = "exported"
@@ -171,6 +172,8 @@ class ExportedRunner:
         self.schedule = SamplingSchedule(cfg.schedule)
         self.tile = int(manifest["tile"]["lr"][0])
         self.latent_tile = int(manifest["tile"]["latent"][0])
+        self.dynamic_size = bool(manifest["tile"].get("dynamic"))
+        self.fixed_tile = None if self.dynamic_size else self.tile  # what the engine must cut (tiling.runner_plan)
         self.static_batch = None if manifest.get("batch") == "dynamic" else int(manifest.get("batch", 1))
         self.host_resize = manifest.get("encoder_resize") == "host"
         self.graphs = dict(manifest["graphs"])
@@ -208,6 +211,8 @@ class ExportedRunner:
         return {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
     def _fit(self, x: np.ndarray, size: int, what: str) -> np.ndarray:
+        if self.dynamic_size:  # any size the engine cut (multiples of the LR multiple, as it cuts them)
+            return np.ascontiguousarray(as_array(x), dtype=np.float32)
         h, w = x.shape[-2:]
         if h > size or w > size:
             raise ValueError(f"{what} of {h}x{w} is larger than this export's static {size}x{size} "

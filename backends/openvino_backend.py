@@ -6,9 +6,17 @@ export runs about twice as fast here (and as fast as the torch backend's bf16, w
 "Backends"). fp32 (`dtype="fp32"`) matches torch fp32 to float rounding; bf16 is as close to it as the torch
 backend's bf16 is.
 
+Threads: one OpenVINO stream per thread, each running whole tiles on its one thread (the THROUGHPUT hint); a batch's
+tiles go to the streams as they come free. No thread waits for another, so a core taken by another process slows one
+stream instead of every layer of every tile (README "Measuring").
+
+A dynamic-size export (`edgesr export --dynamic-size`, the bundled one) is compiled in two variants, each when first
+needed: fixed at the export's tile (the fastest kernels; whole tiles) and for any size (images smaller than a tile
+on an axis, which the engine cuts at their own size).
+
 Compiled models are cached in $XDG_CACHE_HOME/edgesr/openvino (~/.cache/...; $EDGESR_OPENVINO_CACHE names
 another folder, or "" for none), keyed by OpenVINO on the graph's bytes and the settings: the first load of an
-export compiles it (about 0.9 s for the shipped one), later ones read the blob (about 0.25 s). A cache folder
+export compiles it (about 0.4 s for the shipped one), later ones read the blob (about 0.1 s). A cache folder
 that cannot be created is skipped, not an error. A graph run at another --detail than the export's (its weights
 replaced: the bytes the resolver hands the loader, exported.graphs_at) is compiled each time and not cached: every
 detail would leave a blob of its own.
@@ -97,7 +105,9 @@ class OpenVinoBackend(ExportedRunner):
             config["CACHE_DIR"] = str(cache)
         self._config = config
         self._requests: dict = {}
-        if compile_now:  # every graph now, so a file the runtime cannot read fails at load, not mid-image
+        # every graph now, so a file the runtime cannot read fails at load, not mid-image; a dynamic-size export's are
+        # compiled when first used instead, in the variant the first photo needs (the export's tile or any size)
+        if compile_now and not self.dynamic_size:
             for graph in self.graphs:
                 self._request(graph)
 
@@ -110,15 +120,30 @@ class OpenVinoBackend(ExportedRunner):
                                dtype="fp32", compile_now=False, core=self._core, detail=self.detail,
                                graphs=self.sources)
 
-    def _request(self, graph: str):
-        req = self._requests.get(graph)
+    def _variant(self, graph: str, feeds: dict[str, np.ndarray]) -> str:
+        """"tile" where every input has the export's tile shape (batch aside), else "any" (a dynamic-size export's
+        graph at another size: compiled for any size, about 7% slower per pixel than at a fixed shape)."""
+        if not self.dynamic_size:
+            return "tile"
+        shapes = self.graphs[graph].get("inputs") or {}
+        same = all(list(v.shape[1:]) == list(shapes.get(k, [None])[1:]) for k, v in feeds.items())
+        return "tile" if same else "any"
+
+    def _request(self, graph: str, variant: str = "tile"):
+        req = self._requests.get((graph, variant))
         if req is None:
             path = self.export_dir / self.graphs[graph]["file"]
             if not path.is_file():
                 raise ModelFileError(f"{path}: missing")
             source = self.graph_source(graph)  # the file, or its bytes with the weights at --detail (given)
             try:
-                if isinstance(source, bytes):
+                if variant == "tile" and self.dynamic_size:  # fixed at the export's tile: OpenVINO's fastest kernels
+                    model = self._core.read_model(source if isinstance(source, bytes) else str(path))
+                    ov = openvino_import()
+                    model.reshape({k: ov.PartialShape([-1, *v[1:]]) for k, v in
+                                   (self.graphs[graph].get("inputs") or {}).items() if len(v) == 4})
+                    compiled = self._core.compile_model(model, "CPU", self._config)
+                elif isinstance(source, bytes):
                     compiled = self._core.compile_model(self._core.read_model(source), "CPU", self._config)
                 else:
                     compiled = self._core.compile_model(str(path), "CPU", self._config)
@@ -130,11 +155,11 @@ class OpenVinoBackend(ExportedRunner):
             if self.streams > 1:
                 queue = openvino_import().AsyncInferQueue(compiled, self.streams)
                 queue.set_callback(_keep_outputs)
-            req = self._requests[graph] = (compiled.create_infer_request(), queue, names)
+            req = self._requests[(graph, variant)] = (compiled.create_infer_request(), queue, names)
         return req
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        request, queue, names = self._request(graph)
+        request, queue, names = self._request(graph, self._variant(graph, feeds))
         b = next(iter(feeds.values())).shape[0]
         if queue is None or b == 1:
             request.infer(feeds)

@@ -41,6 +41,7 @@ def default_dtype(device: torch.device) -> torch.dtype:
 
 class TorchBackend:
     name = "torch"
+    fixed_tile = None  # any tile size: an image smaller than a tile runs at its own size (tiling.runner_plan)
 
     def __init__(self, model: EdgeSR, device: torch.device, dtype: torch.dtype) -> None:
         self.model = model.to(device).eval()

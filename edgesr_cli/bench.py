@@ -231,6 +231,22 @@ def bench_tile(runner, tile: int, warmup: int = 3, runs: int = 10, seed: int = 0
     }
 
 
+def bench_batch(runner, tile: int, batch: int, warmup: int = 2, runs: int = 5, seed: int = 0) -> dict:
+    """Per-tile time within a batch of `batch` tiles through the engine's `upscale_tiles`, what the tiling engine
+    runs (--batch): a backend that runs a batch's tiles side by side (OpenVINO's streams, one thread each) is slower
+    than batch 1 on one tile and faster per tile here. Median of `runs` rounds, divided by the batch."""
+    from .runtime.tiling import upscale_tiles
+
+    lr, eps = _tile_inputs(runner, tile, seed)
+    lr, eps = np.repeat(lr, batch, 0), np.repeat(eps, batch, 0)
+    times = []
+    for i in range(warmup + runs):
+        dt, _ = _timed(runner, lambda: upscale_tiles(runner, lr, [eps], steps=1, eta=0.0))
+        if i >= warmup:
+            times.append(dt / batch)
+    return {"batch": batch, "warmup": warmup, **stats(times, "ms")}
+
+
 def _bench_total_only(runner, lr, eps, tile, warmup, runs, reason) -> dict:
     from .runtime.tiling import upscale_tiles
 
@@ -369,6 +385,9 @@ def bench_runner(runner, settings: BenchSettings, config: ModelConfig, *, backen
             pass
     say(f"{backend}: per-tile latency ({settings.warmup} warm-up + {settings.runs} timed rounds)")
     rec["tile"] = bench_tile(runner, tile, settings.warmup, settings.runs, settings.upscale.seed)
+    say(f"{backend}: per tile in a batch of {settings.upscale.batch}")
+    rec["tile"]["in_batch"] = bench_batch(runner, tile, settings.upscale.batch, runs=max(3, settings.runs // 2),
+                                          seed=settings.upscale.seed)
     say(f"{backend}: {settings.size}x{settings.size} -> {settings.size * runner.scale}x{settings.size * runner.scale} "
         f"({settings.image_warmup} warm-up + {settings.image_runs} timed runs)")
     rec["image"] = bench_image(runner, settings)

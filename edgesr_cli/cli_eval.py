@@ -432,6 +432,8 @@ def _print_bench_table(record: dict, threads: int) -> None:
     row("decoder ms", lambda r: _spread(r["tile"]["decoder"], "ms"))
     row("enc+UNet+dec ms", lambda r: _f(r["tile"]["split_sum_ms"], "{:.1f}"))
     row("tile total ms (engine)", lambda r: _spread(r["tile"]["total"], "ms"))
+    row(f"  per tile, batch {st['batch']} ms", lambda r: _spread(r["tile"]["in_batch"], "ms")
+        if r["tile"].get("in_batch") else "-")
     row(f"{S}² -> {H}² s", lambda r: _spread(r["image"], "s", "{:.2f}"))
     row("  tiles", lambda r: str(r["image"]["tiles"]))
     row("  megapixels/s (output)", lambda r: f"{r['image']['output_megapixels_per_s']:.3f}")
@@ -450,7 +452,8 @@ def _print_bench_table(record: dict, threads: int) -> None:
             con.print(escape(f"{r['backend']}: {r['status']}: {r.get('reason', '')}"), style="yellow", highlight=False)
     con.print(escape(
         f"Per tile: batch 1, {st['runs']} timed rounds after {st['warmup']} warm-up; encoder/UNet/decoder are separate "
-        f"backend calls, the tile total is the engine's upscale_tiles on the same tile. {S}² -> {H}²: "
+        f"backend calls, the tile total is the engine's upscale_tiles on the same tile; per tile in a batch: the "
+        f"engine's call on {st['batch']} tiles / {st['batch']} (what a photo runs). {S}² -> {H}²: "
         f"{st['image_runs']} runs after {st['image_warmup']} warm-up through the tiling engine (overlap {st['overlap']}, "
         f"batch {st['batch']}). Achieved GFLOP/s = counted FLOPs (2 x MACs, torch counter) / median time."),
         style="dim", highlight=False)

@@ -47,6 +47,9 @@ def register(app: typer.Typer) -> None:
         opset: Annotated[int, typer.Option(help="ONNX opset (onnx, qnn).", min=17)] = 18,
         detail: Annotated[Optional[float], typer.Option(
             min=0.0, max=1.0, help="Operating point baked into the export (0 fidelity .. 1 perceptual; default: the model's).")] = None,
+        dynamic_size: Annotated[bool, typer.Option(
+            "--dynamic-size", help="onnx, fp32: graphs of any tile size (--tile is then the size photos are cut "
+            "into); images smaller than a tile run at their own size.")] = False,
         force: Annotated[bool, typer.Option("--force", help="Replace an existing export at --output.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet")] = False,
         as_json: Annotated[bool, typer.Option("--json", help="Print the manifest on stdout.")] = False,
@@ -58,7 +61,7 @@ def register(app: typer.Typer) -> None:
         say = (lambda _m: None) if quiet or as_json else (lambda m: err_console.print(f"[dim]{escape(m)}[/]", highlight=False))
         res = export_model(model_dir, output, fmt.value, tile=tile, quantize=quantize, soc=soc, calibration=calibration,
                            calibration_tiles_count=calibration_tiles, graphs=graphs, scale=scale, opset=opset,
-                           overwrite=force, log=say, detail=detail)
+                           overwrite=force, log=say, detail=detail, dynamic_size=dynamic_size)
         m = res.manifest
         if as_json:
             typer.echo(json.dumps(m, indent=2))
@@ -67,7 +70,8 @@ def register(app: typer.Typer) -> None:
             return
         q = (m.get("quantization") or {}).get("scheme", "fp32")
         extra = f", {m['qnn']['soc']} (HTP v{m['qnn']['htp_arch']})" if "qnn" in m else ""
-        table = Table(title=f"{m['model']['name']} -> {m['format']} ({q}{extra}), LR tile {tile}, x{m['scale']}, "
+        sized = "LR tile any size, cut at " if m["tile"].get("dynamic") else "LR tile "
+        table = Table(title=f"{m['model']['name']} -> {m['format']} ({q}{extra}), {sized}{tile}, x{m['scale']}, "
                             f"batch {m['batch']}", title_justify="left")
         table.add_column("file")
         table.add_column("size", justify="right")

@@ -136,8 +136,11 @@ def export_model(
     overwrite: bool = True,
     log: Callable[[str], None] | None = None,
     detail: float | None = None,
+    dynamic_size: bool = False,
 ) -> ExportResult:
-    """Export `model` (an EdgeSR or a model directory) to `out_dir` in `fmt` (onnx | tflite | qnn)."""
+    """Export `model` (an EdgeSR or a model directory) to `out_dir` in `fmt` (onnx | tflite | qnn). `dynamic_size`
+    (fp32 ONNX only): graphs of any tile height and width (multiples of the model's LR multiple), `tile` the size the
+    engine cuts photos into; runtimes then run an image smaller than a tile at its own size instead of padded."""
     t_start = time.perf_counter()
     say = log or (lambda _m: None)
     fmt = (fmt or "").lower()
@@ -150,6 +153,8 @@ def export_model(
     if soc is not None and fmt != "qnn":
         raise ExportError("--soc applies to --format qnn only")
     wanted = parse_graphs(graphs)
+    if dynamic_size and (fmt != "onnx" or quant != "none"):
+        raise ExportError("--dynamic-size applies to --format onnx without --quantize (fp32)")
     out = Path(out_dir)
     _check_output(out, overwrite)
 
@@ -187,7 +192,7 @@ def export_model(
         calib_tiles, calib_label = calibration_tiles(calibration, tile, calibration_tiles_count)
     cfg = model.cfg
     geo = Geometry(tile=tile, scale=cfg.scale, latent_factor=cfg.latent_factor, latent_channels=cfg.latent_channels,
-                   conditioning=cfg.conditioning, host_resize=bool(host_resize))
+                   conditioning=cfg.conditioning, host_resize=bool(host_resize), dynamic_size=dynamic_size)
 
     with replacing_folder(out) as tmp:
         extra: dict[str, Any] = {}
@@ -291,7 +296,7 @@ def _manifest(fmt: str, model: EdgeSR, geo: Geometry, wanted: Sequence[str], gra
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "scale": cfg.scale,
         "tile": {"lr": [geo.tile, geo.tile], "latent": [geo.latent, geo.latent], "hr": [geo.hr, geo.hr],
-                 "lr_multiple": model.lr_multiple},
+                 "lr_multiple": model.lr_multiple, **({"dynamic": True} if geo.dynamic_size else {})},
         "batch": batch,
         "latent": {"channels": cfg.latent_channels, "factor": cfg.latent_factor, "conditioning": cfg.conditioning,
                    "schedule": cfg.schedule.to_dict()},

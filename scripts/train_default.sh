@@ -121,5 +121,5 @@ fi
 
 python -m edgesr_cli.tools.pack_weights "$RUN/fidelity_jpeg/model" weights/edge-tiny \
   --perceptual "$RUN/perceptual/model" --default-detail "${DEFAULT_DETAIL:-0.6}"
-edgesr export -m weights/edge-tiny -f onnx --graphs fused --force -o weights/edge-tiny/onnx --quiet
+edgesr export -m weights/edge-tiny -f onnx --graphs fused --dynamic-size --force -o weights/edge-tiny/onnx --quiet
 echo "== done: weights/edge-tiny"

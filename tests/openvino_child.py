@@ -100,7 +100,7 @@ def streams(model, path: Path) -> None:
     one = load_backend("openvino", path, threads=1, dtype="fp32")
     two = load_backend("openvino", path, threads=2, dtype="fp32")
     assert one.streams == 1 and two.streams == 2
-    assert one._request("fused")[1] is None and two._request("fused")[1] is not None
+    assert one._request("fused")[1] is None and two._request("fused")[1] is not None  # the AsyncInferQueue
     lr = lr_image()
     for steps, batch in ((1, 4), (1, 3), (1, 1), (2, 3)):
         a = upscale_tensor(one, lr, tile=TILE, steps=steps, batch=batch, seed=7)
@@ -109,7 +109,24 @@ def streams(model, path: Path) -> None:
     assert float(a.std()) > 0.1
 
 
-CHECKS = {f.__name__: f for f in (fp32_parity, bf16, twin, cache, cache_points, streams)}
+def dynamic(model, path: Path) -> None:
+    """A dynamic-size export: an image smaller than a tile runs at its own size on the graph compiled for any size,
+    full tiles on the one fixed at the export's tile (compiled when first needed); both match torch fp32."""
+    b = load_backend("openvino", path, threads=2, dtype="fp32")
+    assert b.fixed_tile is None and b._requests == {}
+    ref_b = from_model(model, "cpu", "fp32")
+    small = lr_image(10, 6)
+    out = upscale_tensor(b, small, tile=TILE, seed=3)
+    assert out.shape == (3, 40, 24)
+    assert float((out - upscale_tensor(ref_b, small, tile=TILE, seed=3)).abs().max()) < 1e-3
+    assert set(b._requests) == {("fused", "any")}
+    big = lr_image()
+    out = upscale_tensor(b, big, tile=TILE, seed=3)
+    assert float((out - upscale_tensor(ref_b, big, tile=TILE, seed=3)).abs().max()) < 1e-3
+    assert set(b._requests) == {("fused", "any"), ("fused", "tile")}
+
+
+CHECKS = {f.__name__: f for f in (fp32_parity, bf16, twin, cache, cache_points, streams, dynamic)}
 
 if __name__ == "__main__":
     torch.set_num_threads(1)

@@ -98,8 +98,23 @@ def test_bench_table_output(tiny_model_dir):
     r = cli.invoke(_app(), ["bench", "--model", str(tiny_model_dir), "--tile", "32", "--size", "32", "--threads", "1",
                             "--warmup", "0", "--runs", "2", "--image-runs", "1", "--device", "cpu"])
     assert r.exit_code == 0, r.output
-    for word in ("encoder ms", "UNet ms", "decoder ms", "tile total", "megapixels/s", "peak RSS", "GFLOP/s", "torch"):
+    for word in ("encoder ms", "UNet ms", "decoder ms", "tile total", "per tile, batch 4 ms", "megapixels/s",
+                 "peak RSS", "GFLOP/s", "torch"):
         assert word in r.stdout, word
+
+
+def test_per_tile_in_a_batch(tiny_model_dir, monkeypatch):
+    """bench_batch times the engine's call on a batch of copies of one tile and divides by the batch: the call gets
+    `batch` tiles, and the record says the batch and the rounds."""
+    runner = load_torch(tiny_model_dir, device="cpu", dtype="fp32")
+    from edgesr_cli.runtime import tiling
+
+    seen = []
+    real = tiling.upscale_tiles
+    monkeypatch.setattr(tiling, "upscale_tiles", lambda r, lr, noise, **kw: seen.append(lr.shape) or real(r, lr, noise, **kw))
+    rec = B.bench_batch(runner, tile=32, batch=3, warmup=1, runs=3)
+    assert rec["batch"] == 3 and rec["runs"] == 3 and rec["median_ms"] > 0
+    assert seen == [(3, 3, 32, 32)] * 4
 
 
 def test_split_sums_to_the_engine_total(tiny_model_dir):

@@ -88,11 +88,13 @@ def test_parity_through_the_tiling_engine(exported, tiny):
 
 
 def test_small_image_and_oversized_tile(exported, tiny):
-    """An image smaller than a tile (on one axis or both) is padded to one whole tile by the engine, for every
-    backend: the static export and PyTorch compute the same picture."""
+    """An image smaller than a tile (on one axis or both) is padded to one whole tile by the engine for a static
+    export: PyTorch told to cut tiles of that one size (fixed_tile) computes the same picture."""
     torch.set_num_threads(1)
     b = load_backend("onnx", exported.path, threads=1)
+    assert b.fixed_tile == TILE
     ref_b = from_model(tiny[0], "cpu", "fp32")
+    ref_b.fixed_tile = TILE  # torch takes any tile size (None) and would cut these images at their own size
     for h, w in ((10, 6), (12, 2 * TILE)):
         out = upscale_tensor(b, lr_image(h, w), tile=TILE, seed=3)
         ref = upscale_tensor(ref_b, lr_image(h, w), tile=TILE, seed=3)
@@ -265,3 +267,49 @@ def test_encoder_resize_on_the_host(ort, tiny, tmp_path):
     assert float((mu - rmu).abs().max()) < 1e-4 and float((sigma - rsigma).abs().max()) < 1e-4
     with pytest.raises(ValueError, match="no fused graph|no denoise graph"):
         b.denoise(mu, torch.ones(1), None)
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_dynamic_size_export(ort, tiny, tmp_path, backend):
+    """--dynamic-size: graphs of any tile size (its --tile the default cut, not a limit). An image smaller than a
+    tile on an axis is cut at its own size there, as PyTorch cuts it, and matches it; so does a larger --tile than
+    the export's, and the components (two steps). OpenVINO runs in a child process (tests/openvino_child.py)."""
+    pytest.importorskip("onnxscript")
+    if backend == "openvino":
+        from importlib.util import find_spec
+
+        if find_spec("openvino") is None:
+            pytest.skip("openvino not installed")
+    torch.set_num_threads(1)
+    res = export_model(tiny[1], tmp_path / "dyn", "onnx", tile=TILE, dynamic_size=True)
+    m = res.manifest
+    assert m["tile"]["dynamic"] is True and m["tile"]["lr"] == [TILE, TILE]
+    assert m["encoder_resize_op"].startswith("Resize")
+    if backend == "openvino":
+        import os
+        import subprocess
+        from pathlib import Path
+
+        child = Path(__file__).resolve().parent / "openvino_child.py"
+        env = {**os.environ, "EDGESR_OPENVINO_CACHE": str(tmp_path / "ov-cache"), "OMP_NUM_THREADS": "1"}
+        r = subprocess.run([sys.executable, str(child), "dynamic", str(tiny[1]), str(res.path)], env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return
+    b = load_backend("onnx", res.path, threads=1)
+    assert b.fixed_tile is None
+    ref_b = from_model(tiny[0], "cpu", "fp32")
+    for (h, w), tile, steps in (((10, 6), TILE, 1), ((12, 2 * TILE + 6), TILE, 1), ((40, 48), 2 * TILE, 1),
+                                ((10, 40), TILE, 2)):
+        out = upscale_tensor(b, lr_image(h, w), tile=tile, seed=3, steps=steps)
+        ref = upscale_tensor(ref_b, lr_image(h, w), tile=tile, seed=3, steps=steps)
+        assert out.shape == (3, 4 * h, 4 * w)
+        assert float((out - ref).abs().max()) < 1e-3, (h, w, tile)
+        assert float(ref.std()) > 0.05
+
+
+@pytest.mark.parametrize("fmt, quantize", [("onnx", "int8"), ("tflite", None)])
+def test_dynamic_size_is_fp32_onnx_only(tiny, tmp_path, fmt, quantize):
+    with pytest.raises(ExportError, match="--dynamic-size applies to --format onnx"):
+        export_model(tiny[1], tmp_path / "x", fmt, tile=TILE, quantize=quantize, dynamic_size=True)
+    assert not (tmp_path / "x").exists()

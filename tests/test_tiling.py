@@ -175,6 +175,29 @@ def test_plan_image_smaller_than_a_tile():
     assert p.ys == (0,) and p.tile_h == 128 and p.padded_height == 128 and len(p.xs) == 3 and p.tile_w == 128
 
 
+def test_plan_fits_small_axes_for_runners_of_any_tile_size():
+    """fit (torch, dynamic-size exports): an axis shorter than a tile is one tile of the image's size rounded up to
+    the LR multiple, not a padded whole tile; longer axes are cut as before."""
+    p = plan_tiles(20, 30, 128, 0.25, multiple=4, fit=True)
+    assert p.positions == [(0, 0)] and (p.tile_h, p.tile_w) == (20, 32) and (p.padded_height, p.padded_width) == (20, 32)
+    assert (p.base_height, p.base_width) == (20, 30)
+    p = plan_tiles(20, 300, 128, 0.25, multiple=4, fit=True)
+    q = plan_tiles(20, 300, 128, 0.25, multiple=4)
+    assert p.ys == (0,) and p.tile_h == 20 and p.padded_height == 20 and (p.xs, p.tile_w) == (q.xs, q.tile_w)
+    assert plan_tiles(300, 300, 128, 0.25, 4, fit=True) == plan_tiles(300, 300, 128, 0.25, 4)
+
+
+def test_runner_plan_fits_only_where_the_runner_says_so():
+    from types import SimpleNamespace
+
+    from edgesr_cli.runtime.tiling import runner_plan
+
+    base = dict(scale=4, latent_factor=4, lr_multiple=4)
+    assert runner_plan(SimpleNamespace(**base, fixed_tile=None), 16, 16).tile_h == 16
+    assert runner_plan(SimpleNamespace(**base, fixed_tile=128), 16, 16).tile_h == 128
+    assert runner_plan(SimpleNamespace(**base), 16, 16).tile_h == 128  # a runner that does not say: padded
+
+
 def test_plan_odd_sizes():
     p = plan_tiles(37, 53, 32, 0.25, multiple=4, align=2)
     assert p.base_height == 38 and p.base_width == 54  # aligned noise grid

@@ -210,6 +210,7 @@ class Geometry:
     latent_channels: int
     conditioning: str
     host_resize: bool
+    dynamic_size: bool = False  # height and width free (multiples of size_multiple), the tile a reference size
 
     @property
     def latent(self) -> int:
@@ -218,6 +219,13 @@ class Geometry:
     @property
     def hr(self) -> int:
         return self.tile * self.scale
+
+    def size_multiple(self, name: str, lr_multiple: int) -> int:
+        """What a dynamic-size graph's input `name` must be a multiple of, in height and width: the model's LR
+        multiple at LR ("lr"; times scale/2 with host_resize), that at latent size otherwise."""
+        if name == "lr":
+            return lr_multiple * max(1, self.scale // 2) if self.host_resize else lr_multiple
+        return lr_multiple * self.scale // self.latent_factor
 
     @property
     def encoder_in(self) -> int:

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 class Runner(Protocol):
     """What the engine needs from a backend: the geometry and three calls over float32 numpy arrays (B, C, h, w).
     A runner may also offer `fused_one_step(lr_tiles, noise_window)`, the whole one-step upscale of a batch of
-    tiles, which the engine prefers for one step (tiling.upscale_tiles)."""
+    tiles, which the engine prefers for one step (tiling.upscale_tiles), and say `fixed_tile = None` when it takes
+    tiles of any size (multiples of lr_multiple): the engine then cuts an image smaller than a tile at its own size
+    instead of padding it to one (tiling.runner_plan)."""
 
     scale: int
     latent_factor: int

@@ -121,7 +121,7 @@ DEFAULT_BORDER = 0  # the paper's counts (512x512 -> 25 tiles, 1000x750 -> 88) u
 
 
 def plan_tiles(height: int, width: int, tile: int = DEFAULT_TILE, overlap: float = 0.25, multiple: int = 1,
-               align: int = 1, border: int = DEFAULT_BORDER) -> TilePlan:
+               align: int = 1, border: int = DEFAULT_BORDER, fit: bool = False) -> TilePlan:
     """Plan tiles for an LR image of height x width.
 
     tile: LR tile size (a multiple of `multiple`, the model's LR size granularity); overlap: a fraction
@@ -129,7 +129,9 @@ def plan_tiles(height: int, width: int, tile: int = DEFAULT_TILE, overlap: float
     latent pixels); border: reflect margin added on every side, so border pixels get context like
     interior ones. It does not depend on the tile size, so neither does the noise grid. An image
     smaller than a tile along an axis is reflect-padded to one whole tile there: what a static-tile export
-    (ONNX, OpenVINO, TFLite, QNN) must run, so every backend computes the same picture at the same tile.
+    (TFLite, QNN, a static ONNX export) must run. With `fit` (a runner that takes any tile size: torch, a
+    dynamic-size ONNX export on ONNX Runtime or OpenVINO) it is padded only to the next multiple of `multiple`
+    there, and that axis's one tile is that size: a 16 x 16 photo computes a 16 x 16 tile, not 128 x 128.
     """
     if height < 1 or width < 1:
         raise ValueError(f"image size must be positive, got {height}x{width}")
@@ -141,6 +143,9 @@ def plan_tiles(height: int, width: int, tile: int = DEFAULT_TILE, overlap: float
 
     def axis(length: int) -> tuple[int, int, int]:
         base = _round_up(length + 2 * border, align)
+        if fit and base < tile:
+            one = _round_up(base, multiple)
+            return base, one, one
         return base, max(base, tile), tile
 
     bh, ph, th = axis(height)
@@ -154,9 +159,12 @@ def plan_tiles(height: int, width: int, tile: int = DEFAULT_TILE, overlap: float
 
 def runner_plan(runner: Runner, height: int, width: int, tile: int = DEFAULT_TILE, overlap: float = 0.25) -> TilePlan:
     """The tiles the engine runs `runner` on for an LR image of height x width: multiples of its LR multiple,
-    starting on whole latent pixels."""
+    starting on whole latent pixels; an axis shorter than a tile fits the image where the runner says it takes any
+    tile size (`fixed_tile` None: torch, dynamic-size exports), else it is padded to the tile (a runner without the
+    attribute, as a third-party backend written before it, keeps the padded plan)."""
     f = runner.latent_factor
-    return plan_tiles(height, width, tile, overlap, runner.lr_multiple, f // math.gcd(f, runner.scale))
+    fit = hasattr(runner, "fixed_tile") and runner.fixed_tile is None
+    return plan_tiles(height, width, tile, overlap, runner.lr_multiple, f // math.gcd(f, runner.scale), fit=fit)
 
 
 def reflect_pad(x: Any, top: int, bottom: int, left: int, right: int) -> Any:
@@ -270,15 +278,17 @@ def upscale_bands(
         _shift_up(weight, n)
         lo += n
 
-    done = 0
-    for i in range(0, len(positions), batch):
-        chunk = positions[i:i + batch]
+    def inputs(chunk: list[tuple[int, int]]) -> tuple[np.ndarray, list[np.ndarray]]:
+        """A batch's LR tiles and noise windows."""
         lr_tiles = np.stack([img[:, y:y + th, x:x + tw] for y, x in chunk])
         top_row = lat(chunk[0][0])
         rows = noise.rows(top_row, lat(chunk[-1][0] + th))
         eps = [np.stack([rows[j, :, lat(y) - top_row:lat(y + th) - top_row, lat(x):lat(x + tw)] for y, x in chunk])
                for j in range(k)]
-        hr = upscale_tiles(runner, lr_tiles, eps, steps=steps, eta=eta)
+        return lr_tiles, eps
+
+    def blend(chunk: list[tuple[int, int]], hr: np.ndarray) -> None:
+        nonlocal done
         for (y, x), t in zip(chunk, hr):
             r = y * s - lo
             canvas[:, r:r + th * s, x * s:(x + tw) * s] += t * win
@@ -287,6 +297,30 @@ def upscale_bands(
         flush(positions[done][0] * s if done < len(positions) else lo + span)
         if progress is not None:
             progress(done, len(positions))
+
+    # The model runs a batch in a worker thread while this one draws the next batch's noise and blends the last
+    # batch's tiles (backends release the GIL while they compute): the host's share of the work no longer leaves
+    # the model's threads idle. Batches are blended in order, as before: the same bytes, and at most two batches
+    # of inputs and one of outputs in flight.
+    done = 0
+    chunks = [positions[i:i + batch] for i in range(0, len(positions), batch)]
+    if len(chunks) == 1:
+        blend(chunks[0], upscale_tiles(runner, *inputs(chunks[0]), steps=steps, eta=eta))
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(1, thread_name_prefix="edgesr-model") as pool:
+            pending = None
+            try:
+                for chunk in chunks:
+                    future = pool.submit(upscale_tiles, runner, *inputs(chunk), steps=steps, eta=eta)
+                    if pending is not None:
+                        blend(pending[0], pending[1].result())
+                    pending = (chunk, future)
+                blend(pending[0], pending[1].result())
+            except BaseException:  # an error or Ctrl-C: the batch not started yet is dropped, the one running ends
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     if sent != height:
         raise RuntimeError(f"tiling engine emitted {sent} of {height} rows")
     return height, width
