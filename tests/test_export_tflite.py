@@ -121,6 +121,21 @@ def test_bicubic_as_transpose_conv_matches_torch(factor):
 
 
 @pytest.mark.parametrize("factor", [2, 4])
+def test_bicubic_as_phases_matches_torch(factor):
+    """The dynamic-size ONNX encoder's bicubic (a grouped convolution giving each output phase, then a pixel
+    shuffle) equals F.interpolate at any size, borders included (needs no litert)."""
+    from edgesr_cli.exporter.graphs import PhaseBicubicUpsample
+
+    up = PhaseBicubicUpsample(factor)
+    g = torch.Generator().manual_seed(0)
+    for shape in ((2, 3, 16, 16), (1, 3, 5, 7), (1, 3, 1, 2), (1, 3, 128, 96)):
+        x = torch.rand(shape, generator=g)
+        ref = F.interpolate(x, scale_factor=float(factor), mode="bicubic", align_corners=False)
+        assert up(x).shape == ref.shape
+        assert float((up(x) - ref).abs().max()) < 1e-5
+
+
+@pytest.mark.parametrize("factor", [2, 4])
 def test_bicubic_as_two_matmuls_matches_torch(factor):
     """The ONNX encoder's bicubic (interpolation matrices for the static tile) equals F.interpolate,
     borders included, and refuses a tile of another size instead of resizing it wrongly."""

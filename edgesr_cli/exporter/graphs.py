@@ -49,6 +49,33 @@ class BicubicUpsample(nn.Module):
         return y[..., o:o + h * k, o:o + w * k].reshape(b, c, h * k, w * k)
 
 
+def _phase_taps(k: int) -> torch.Tensor:
+    """(k, 5): the weights PyTorch's 1D bicubic upsampling by k (align_corners=False) gives input samples i-2..i+2
+    for output sample k*i + r, row r, read off F.interpolate's response to impulses (borders aside)."""
+    n, i = 16, 8
+    eye = torch.eye(n, dtype=torch.float64).reshape(n, 1, 1, n)
+    y = F.interpolate(eye, scale_factor=(1.0, float(k)), mode="bicubic", align_corners=False)[:, 0, 0]  # (n, n*k)
+    return torch.stack([y[i - 2:i + 3, k * i + r] for r in range(k)]).float()
+
+
+class PhaseBicubicUpsample(nn.Module):
+    """F.interpolate(x, scale_factor=k, mode="bicubic", align_corners=False) for integer k and any size, written as
+    replicate padding, one grouped 5x5 convolution giving the k*k output phases of each channel, and a pixel
+    shuffle (DepthToSpace): the same result to float rounding, and on OpenVINO as fast as the static tile's
+    matrices (README "Export and backends"), where the cubic Resize op and a transposed convolution are slower."""
+
+    def __init__(self, factor: int, channels: int = 3) -> None:
+        super().__init__()
+        self.k, self.c = factor, channels
+        w = _phase_taps(factor)
+        kernel = torch.stack([torch.outer(w[a], w[b]) for a in range(factor) for b in range(factor)])  # (k*k, 5, 5)
+        self.register_buffer("weight", kernel[:, None].repeat(channels, 1, 1, 1).contiguous(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.pad(x, (2, 2, 2, 2), mode="replicate")
+        return F.pixel_shuffle(F.conv2d(x, self.weight, groups=self.c), self.k)
+
+
 def bicubic_matrix(n: int, k: int) -> torch.Tensor:
     """(n*k, n): the linear map of PyTorch's 1D bicubic upsampling by k (align_corners=False, borders
     clamped) on n samples, read off F.interpolate itself by resizing each unit vector."""
@@ -74,7 +101,7 @@ class MatrixBicubicUpsample(nn.Module):
         return torch.matmul(self.ah, torch.matmul(x, self.awt))
 
 
-RESIZE_OPS = ("op", "conv", "matmul")
+RESIZE_OPS = ("op", "conv", "matmul", "phase")
 
 
 def _make_upsample(factor: int, resize: str, tile: int | None) -> nn.Module | None:
@@ -84,6 +111,8 @@ def _make_upsample(factor: int, resize: str, tile: int | None) -> nn.Module | No
         return None
     if resize == "conv":
         return BicubicUpsample(factor)
+    if resize == "phase":
+        return PhaseBicubicUpsample(factor)
     if tile is None:
         raise ValueError("resize='matmul' needs the static LR tile size")
     return MatrixBicubicUpsample(factor, tile, tile)
