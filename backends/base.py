@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Callable
 
 
@@ -90,7 +89,11 @@ def resolve_ref(ref: str) -> Callable:
 
 def registry() -> dict[str, BackendSpec]:
     """Built-in backends plus third-party ones registered under the `edgesr.backends` entry points.
-    An entry point's object is either a BackendSpec or a callable returning one."""
+    An entry point's object is either a BackendSpec or a callable returning one. Reading the entry points imports
+    importlib.metadata and scans the installed packages (about 60 ms together here): what only needs a built-in
+    backend asks `lookup` or `get_spec`, which leave them unread."""
+    from importlib.metadata import entry_points
+
     specs = dict(BUILTIN)
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
@@ -104,8 +107,17 @@ def registry() -> dict[str, BackendSpec]:
     return specs
 
 
+def lookup(name: str) -> BackendSpec | None:
+    """The registry's entry for `name`, or None; a built-in name without reading the entry points (a plugin never
+    replaces a built-in backend: registry() keeps the built-in one)."""
+    return BUILTIN.get(name) or registry().get(name)
+
+
 def get_spec(name: str, specs: dict[str, BackendSpec] | None = None) -> BackendSpec:
-    """The registry's entry for `name`, or BackendUnavailable on one line naming the known ones."""
+    """The registry's entry for `name`, or BackendUnavailable on one line naming the known ones; a built-in name
+    without reading the entry points."""
+    if specs is None and name in BUILTIN:
+        return BUILTIN[name]
     specs = registry() if specs is None else specs
     if name not in specs:
         raise BackendUnavailable(f"unknown backend {name!r}; known: {', '.join(sorted(specs))} "
@@ -115,7 +127,7 @@ def get_spec(name: str, specs: dict[str, BackendSpec] | None = None) -> BackendS
 
 def availability(name: str) -> str | None:
     """None if the backend can run here, else the reason."""
-    spec = registry().get(name)
+    spec = lookup(name)
     if spec is None:
         return f"unknown backend {name!r}"
     if not spec.loader:

@@ -353,3 +353,21 @@ def test_upscale_counts_threads_for_the_backend_it_resolved(monkeypatch, tmp_pat
     result = CliRunner().invoke(app, ["upscale", str(src), "-o", str(tmp_path / "b.png"), "--backend", backend])
     assert seen == [(backend, expect)], result.output
     assert result.exit_code != 0 and "stopped here by the test" in result.stderr
+
+
+def test_built_in_backends_are_found_without_reading_entry_points(monkeypatch):
+    """Entry points (importlib.metadata and a scan of the installed packages, about 60 ms) are read only where a
+    plugin could be meant: a built-in name, or auto on a model folder, leaves them unread."""
+    import importlib.metadata
+
+    from edgesr_cli.runtime import resolve
+
+    def no(**_):
+        raise AssertionError("entry points read")
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", no)
+    assert base.get_spec("openvino").streams and base.lookup("torch").name == "torch"
+    r = resolve.resolve(None, "auto", None, None, None, "cpu", None)
+    assert r.backend in ("torch", "openvino", "onnx")
+    with pytest.raises(AssertionError, match="entry points read"):
+        base.registry()

@@ -74,15 +74,15 @@ def resolve(model: str | Path | None = None, backend: str = "auto", detail: floa
     manifest = read_manifest_json(d)
     if manifest is None and not (d / CONFIG_FILE).is_file():
         raise ModelFileError(f"{d}: not a model directory (no config.json or manifest.json)")
-    specs = base.registry()
     folder, bundled = d, False
     if manifest is not None:
+        specs = base.registry()  # auto may pick a plugin that runs the export's format
         spec = base.get_spec(_export_backend(d, manifest["format"], backend, specs), specs)
         if spec.loads != "export":
             raise ModelFileError(f"{d}: an exported model ({manifest['format']}); the {spec.name} backend runs model "
                                  "folders (config.json + safetensors)")
     else:
-        spec = base.get_spec(_model_backend(d, backend), specs)
+        spec = base.get_spec(_model_backend(d, backend))  # auto picks a built-in one
         if spec.loads == "export":
             export = bundled_export(d) if BUNDLED_EXPORT in spec.formats else None
             if export is None:
@@ -146,7 +146,7 @@ def fp32_twin(runner: Backend) -> Backend | None:
     """The same loaded model computing in fp32, for 16-bit photos (bf16 keeps 8 bits of mantissa, so a 16-bit photo
     run in bf16 comes back holding about 8 bits): runner.fp32_twin() where the registry says the backend has one,
     None where it has none or the runner is fp32 already."""
-    spec = base.registry().get(runner.name)
+    spec = base.lookup(runner.name)
     return runner.fp32_twin() if spec is not None and spec.fp32_twin else None
 
 
@@ -220,7 +220,7 @@ def reweighting_unavailable(export_dir: str | Path, name: str, manifest: dict | 
     it sits in, interpolated: backends/exported.py), else why not. Cheap: the files' sha256 are checked at load."""
     from ..backends.exported import read_manifest, weights_folder
 
-    spec = base.registry().get(name)
+    spec = base.lookup(name)
     if spec is None or not spec.reweights:
         return f"the {name} backend runs an export's own weights only"
     try:
