@@ -16,7 +16,8 @@ on an axis, which the engine cuts at their own size).
 
 Compiled models are cached in $XDG_CACHE_HOME/edgesr/openvino (~/.cache/...; $EDGESR_OPENVINO_CACHE names
 another folder, or "" for none), keyed by OpenVINO on the graph's bytes and the settings: the first load of an
-export compiles it (about 0.4 s for the shipped one), later ones read the blob (about 0.1 s). A cache folder
+export compiles it (about 0.4 s for the shipped one), later ones read the blob (about 0.1 s for the variant of any
+size, 0.23 s for the one fixed at the tile, which prepares what its first inference would). A cache folder
 that cannot be created is skipped, not an error. A graph run at another --detail than the export's (its weights
 replaced: the bytes the resolver hands the loader, exported.graphs_at) is compiled each time and not cached: every
 detail would leave a blob of its own.
