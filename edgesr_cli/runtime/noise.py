@@ -9,9 +9,9 @@ What PyTorch's CPU generator does for a contiguous float32 tensor of 16 or more 
      r = sqrt(-2 log(1 - u_j)), theta = 2 pi u_(j+8), n_j = r cos(theta), n_(j+8) = r sin(theta);
   3. when the count is not a multiple of 16, 16 fresh uniforms are drawn and the last 16 values recomputed.
 The log, sin and cos are not libm's: they are the single-precision Cephes polynomials of avx_mathfun.h, as the
-shipping wheel compiles them (multiply-adds contracted into fused ones). They are evaluated here in float64
-holding float32 values, rounded to float32 after every operation as the hardware rounds; a fused multiply-add
-is one product (exact in float64) plus one rounding. tests/test_noise.py checks this against torch.randn bit
+shipping wheel compiles them (multiply-adds contracted into fused ones). They are evaluated here in float32, one
+rounding per operation as the hardware rounds; a fused multiply-add is one product (exact in float64) plus one
+rounding. tests/test_noise.py checks this against torch.randn bit
 for bit (shapes of every remainder mod 16, seeds beyond 32 bits and negative).
 
 Fewer than 16 values (a latent grid of 16 values does not occur: 16 channels) are refused.
@@ -44,71 +44,68 @@ _TWO_PI = _F32(2 * math.pi)
 _CHUNK = 1 << 15  # values per block of work: the float64 temporaries stay in the cache
 
 
-def _round(a: np.ndarray) -> np.ndarray:
-    """Round a float64 array to float32 precision, in place."""
-    np.copyto(a, a.astype(_F32))
-    return a
+def _fma(y: np.ndarray | np.float32, x: np.ndarray | np.float32, c: np.ndarray | np.float32) -> np.ndarray:
+    """fl32(y * x + c) of float32 values, as a fused multiply-add: the product is exact in float64 (24 + 24 bits),
+    the sum is rounded once to float32 (through float64, as the tests check against torch bit for bit)."""
+    t = np.multiply(y, x, dtype=_F64)
+    t += c
+    return t.astype(_F32)
 
 
-def _fma(y: np.ndarray, x: np.ndarray | float, c: np.ndarray | float) -> np.ndarray:
-    """y <- fl32(y * x + c), in place: one product (exact in float64) and one rounding, as a fused multiply-add."""
-    np.multiply(y, x, out=y)
-    np.add(y, c, out=y)
-    return _round(y)
+# Everything not fused is a single float32 operation on float32 values: computed in float32 directly, it rounds as
+# the hardware does (the same bits as in float64 rounded to float32, since 53 >= 2 * 24 + 2).
 
 
 def _log(u: np.ndarray) -> np.ndarray:
-    """Cephes logf (avx_mathfun's log256_ps) of float32 values in (0, 1]; float64 array of float32 values."""
+    """Cephes logf (avx_mathfun's log256_ps) of float32 values in (0, 1]; float32."""
     bits = u.view(np.uint32)
-    e = ((bits >> 23).astype(np.int32) - 126).astype(_F64)  # exponent + 1
-    m = ((bits & np.uint32(0x007FFFFF)) | np.uint32(0x3F000000)).view(_F32).astype(_F64)  # mantissa in [0.5, 1)
-    low = m < _SQRTHF
-    x = m - 1.0  # exact, and negative: adding +0 where not low leaves it as it is
+    e = ((bits >> 23).astype(np.int32) - 126).astype(_F32)  # exponent + 1
+    m = ((bits & np.uint32(0x007FFFFF)) | np.uint32(0x3F000000)).view(_F32)  # mantissa in [0.5, 1)
+    low = m < _F32(_SQRTHF)
+    x = m - _F32(1)  # exact, and negative: adding +0 where not low leaves it as it is
     e -= low
-    x += np.where(low, m, 0.0)
-    _round(x)
-    z = _round(x * x)
-    y = np.full_like(x, _LOG_POLY[0])
+    x += np.where(low, m, _F32(0))
+    z = x * x
+    y = np.full_like(x, _F32(_LOG_POLY[0]))
     for c in _LOG_POLY[1:]:
-        _fma(y, x, c)
-    _round(np.multiply(y, x, out=y))
-    _fma(y, z, _round(e * _LOG_Q1))
-    _fma(z, -0.5, y)  # z is not needed after this: y <- fl32(z * -0.5 + y)
-    y = z
-    _round(np.add(x, y, out=x))
-    return _fma(e, _LOG_Q2, x)
+        y = _fma(y, x, _F32(c))
+    y *= x
+    y = _fma(y, z, e * _F32(_LOG_Q1))
+    y = _fma(z, _F32(-0.5), y)
+    x += y
+    return _fma(e, _F32(_LOG_Q2), x)
 
 
 def _sincos(theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cephes sinf and cosf (avx_mathfun's sincos256_ps) of float32 values >= 0; float32 arrays."""
-    x = theta.astype(_F64)
-    j = _round(x * _FOPI).astype(np.int32)  # truncation, as cvttps
+    x = theta.astype(_F32)
+    j = (x * _F32(_FOPI)).astype(np.int32)  # truncation, as cvttps
     j = (j + 1) & ~1
-    q = j.astype(_F64)
+    q = j.astype(_F32)
     sign_sin = (j & 4).astype(np.uint32) << 29
     sign_cos = (~(j - 2) & 4).astype(np.uint32) << 29
     use_sin_poly = (j & 2) == 0
     for c in _DP:  # extended-precision reduction: x <- fl32(q * c + x), q * c exact (q a small integer)
-        _round(np.add(x, q * c, out=x))
-    z = _round(x * x)
-    yc = _round(z * _COS_POLY[0] + _COS_POLY[1])
-    _fma(yc, z, _COS_POLY[2])
-    _round(np.multiply(yc, z, out=yc))
-    _fma(yc, z, -_round(z * 0.5))
-    _round(np.add(yc, 1.0, out=yc))
-    ys = _round(z * _SIN_POLY[0] + _SIN_POLY[1])
-    _fma(ys, z, _SIN_POLY[2])
-    _round(np.multiply(ys, z, out=ys))
-    _fma(ys, x, x)
-    s = np.where(use_sin_poly, ys, yc).astype(_F32)
-    c = np.where(use_sin_poly, yc, ys).astype(_F32)
+        x = _fma(q, _F32(c), x)
+    z = x * x
+    yc = _fma(z, _F32(_COS_POLY[0]), _F32(_COS_POLY[1]))
+    yc = _fma(yc, z, _F32(_COS_POLY[2]))
+    yc *= z
+    yc = _fma(yc, z, -(z * _F32(0.5)))
+    yc += _F32(1)
+    ys = _fma(z, _F32(_SIN_POLY[0]), _F32(_SIN_POLY[1]))
+    ys = _fma(ys, z, _F32(_SIN_POLY[2]))
+    ys *= z
+    ys = _fma(ys, x, x)
+    s = np.where(use_sin_poly, ys, yc)
+    c = np.where(use_sin_poly, yc, ys)
     return (s.view(np.uint32) ^ sign_sin).view(_F32), (c.view(np.uint32) ^ sign_cos).view(_F32)
 
 
 def _box_muller(u: np.ndarray) -> np.ndarray:
     """Blocks of 16 uniforms (float32, a multiple of 16 values) -> as many standard normals."""
     u = u.reshape(-1, 16)
-    r = np.sqrt(_F32(-2) * _log(_F32(1) - u[:, :8]).astype(_F32))
+    r = np.sqrt(_F32(-2) * _log(_F32(1) - u[:, :8]))
     s, c = _sincos(_TWO_PI * u[:, 8:])
     out = np.concatenate([r * c, r * s], axis=1).reshape(-1)
     return np.add(out, _F32(0), out=out)  # torch's fmadd(n, std 1, mean 0): -0 comes out as +0
