@@ -155,21 +155,26 @@ class OpenVinoBackend(ExportedRunner):
                 msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 raise ModelFileError(f"{path}: OpenVINO cannot compile it ({msg[:300]})") from None
             names = [o.get_any_name() for o in compiled.outputs]
-            queue = None
+            # one stream: one request, run here; several: a queue of one request per stream (a lone tile goes there too)
+            request, queue = None, None
             if self.streams > 1:
                 queue = openvino_import().AsyncInferQueue(compiled, self.streams)
                 queue.set_callback(_keep_outputs)
-            req = self._requests[(graph, variant)] = (compiled.create_infer_request(), queue, names)
+            else:
+                request = compiled.create_infer_request()
+            req = self._requests[(graph, variant)] = (request, queue, names)
         return req
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         variant = self._variant(graph, feeds)
         request, queue, names = self._request(graph, variant)
         b = next(iter(feeds.values())).shape[0]
-        if b == 1 or (queue is None and variant == "any"):  # "any" takes a batch
-            request.infer(feeds)
-            return {name: np.array(request.get_output_tensor(i).data, dtype=np.float32) for i, name in enumerate(names)}
-        if queue is None:  # one stream: the tiles one after another (the graph takes one)
+        if queue is None:
+            if b == 1 or variant == "any":  # "any" takes a batch
+                request.infer(feeds)
+                return {name: np.array(request.get_output_tensor(i).data, dtype=np.float32)
+                        for i, name in enumerate(names)}
+            # the tile-fixed graph takes one tile: the tiles one after another
             outs = [self._run(graph, {k: v[i:i + 1] for k, v in feeds.items()}) for i in range(b)]
             return {name: np.concatenate([o[name] for o in outs]) for name in names}
         # the batch's tiles one per request, on the streams as they come free; outputs by tile index
