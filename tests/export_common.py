@@ -1,6 +1,6 @@
 """Helpers shared by the export/backend test files: a tiny random model with a photo-like output
-range, a small real (or synthetic) LR photo, PSNR on tensors, and `edgesr upscale` of an export run in a
-fresh interpreter."""
+range, a small real (or synthetic) LR photo, PSNR on tensors, `edgesr upscale` of an export run in a
+fresh interpreter, and the OpenVINO checks of tests/openvino_child.py run in one."""
 
 from __future__ import annotations
 
@@ -62,3 +62,21 @@ def upscale_in_clean_process(backend: str, exported: Path, tmp_path: Path, lr: t
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return lr8, torch.from_numpy(read_image(dst).rgb).permute(2, 0, 1)
+
+
+OPENVINO_CHILD = Path(__file__).resolve().parent / "openvino_child.py"
+
+
+def openvino_env(tmp_path: Path) -> dict:
+    """A child's environment for OpenVINO: compiled models go to a test folder, never the user's ~/.cache; one thread
+    as the other tests."""
+    return {**os.environ, "EDGESR_OPENVINO_CACHE": str(tmp_path / "ov-cache"), "OMP_NUM_THREADS": "1",
+            "NO_COLOR": "1", "COLUMNS": "200"}
+
+
+def run_openvino_check(check: str, model_dir: Path, export_dir: Path, tmp_path: Path) -> None:
+    """tests/openvino_child.py CHECK MODEL_DIR EXPORT_DIR in a fresh interpreter (that file says why); fails the test
+    with the tail of its stderr unless the check held."""
+    res = subprocess.run([sys.executable, str(OPENVINO_CHILD), check, str(model_dir), str(export_dir)],
+                         env=openvino_env(tmp_path), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]

@@ -170,18 +170,13 @@ def test_onnx_runtime_at_any_detail_is_torch_at_that_detail(two_points, detail):
 def test_openvino_caches_the_operating_points_only(two_points, tmp_path):
     """OpenVINO keeps the compiled graph of --detail 0 and 1 (the model folder's two points) and of the export's own
     detail, not of any other (a blob each would pile up); run in a child (tests/openvino_child.py says why)."""
-    import os
-    import subprocess
-    import sys
     from importlib.util import find_spec
+
+    from export_common import run_openvino_check
 
     if find_spec("openvino") is None:
         pytest.skip("openvino not installed")
-    child = Path(__file__).resolve().parent / "openvino_child.py"
-    env = {**os.environ, "EDGESR_OPENVINO_CACHE": str(tmp_path / "ov-cache"), "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, str(child), "cache_points", str(two_points[0]), str(two_points[1])],
-                         env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    run_openvino_check("cache_points", two_points[0], two_points[1], tmp_path)
 
 
 def test_the_export_own_detail_reads_the_file_as_it_is(two_points):

@@ -20,7 +20,7 @@ from edgesr_cli.model import ModelFileError, file_sha256, save_model_dir
 from edgesr_cli.runtime.resolve import load_backend
 from edgesr_cli.runtime.tiling import reflect_pad, upscale_tensor, upscale_tiles
 
-from export_common import lr_image, make_model, psnr, upscale_in_clean_process
+from export_common import lr_image, make_model, psnr, run_openvino_check, upscale_in_clean_process
 
 TILE = 16
 
@@ -286,15 +286,7 @@ def test_dynamic_size_export(ort, tiny, tmp_path, backend):
     assert m["tile"]["dynamic"] is True and m["tile"]["lr"] == [TILE, TILE]
     assert m["encoder_resize_op"].startswith("grouped Conv")
     if backend == "openvino":
-        import os
-        import subprocess
-        from pathlib import Path
-
-        child = Path(__file__).resolve().parent / "openvino_child.py"
-        env = {**os.environ, "EDGESR_OPENVINO_CACHE": str(tmp_path / "ov-cache"), "OMP_NUM_THREADS": "1"}
-        r = subprocess.run([sys.executable, str(child), "dynamic", str(tiny[1]), str(res.path)], env=env,
-                           capture_output=True, text=True, timeout=600)
-        assert r.returncode == 0, r.stderr[-3000:]
+        run_openvino_check("dynamic", tiny[1], res.path, tmp_path)
         return
     b = load_backend("onnx", res.path, threads=1)
     assert b.fixed_tile is None

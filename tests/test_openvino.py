@@ -5,11 +5,9 @@ process (tests/openvino_child.py); this process only exports and checks the choi
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from importlib.util import find_spec
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,10 +19,7 @@ from edgesr_cli.modeldir import BUNDLED_EXPORT
 from edgesr_cli.runtime.resolve import load_backend, resolve_backend
 from edgesr_cli.model import save_model_dir
 
-from export_common import make_model
-
-
-CHILD = Path(__file__).resolve().parent / "openvino_child.py"
+from export_common import make_model, openvino_env, run_openvino_check
 
 
 @pytest.fixture(scope="module")
@@ -41,19 +36,11 @@ def exported(tmp_path_factory):
     return d, export_model(d, tmp_path_factory.mktemp("onnx") / "tiny-onnx", "onnx", tile=16).path
 
 
-def child_env(tmp_path: Path) -> dict:
-    """Compiled models go to a test folder, never the user's ~/.cache; one thread as the other tests."""
-    return {**os.environ, "EDGESR_OPENVINO_CACHE": str(tmp_path / "ov-cache"), "OMP_NUM_THREADS": "1",
-            "NO_COLOR": "1", "COLUMNS": "200"}
-
-
 @pytest.mark.parametrize("check", ["fp32_parity", "bf16", "twin", "cache", "streams"])
 def test_on_the_tiny_model(exported, tmp_path, check):
     """fp32 matches torch fp32 through the tiling engine; bf16 is as close to it as torch's bf16; 16-bit photos
     get an fp32 twin compiled when first used; the compiled model is cached and read back."""
-    res = subprocess.run([sys.executable, str(CHILD), check, str(exported[0]), str(exported[1])],
-                         env=child_env(tmp_path), capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    run_openvino_check(check, exported[0], exported[1], tmp_path)
 
 
 def test_cache_folder_rules(tmp_path, monkeypatch):
@@ -142,11 +129,11 @@ def test_upscale_command_on_the_shipped_model(tmp_path):
     Image.fromarray((rng.random((40, 56, 3)) * 255).astype(np.uint8)).save(tmp_path / "in.png")
     edgesr = [sys.executable, "-m", "edgesr_cli", "upscale", str(tmp_path / "in.png"), "--backend", "openvino"]
     res = subprocess.run(edgesr + ["-o", str(tmp_path / "out.png"), "--threads", "1", "--json"],
-                         env=child_env(tmp_path), capture_output=True, text=True, timeout=600)
+                         env=openvino_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["backend"] == "openvino"
     assert Image.open(tmp_path / "out.png").size == (224, 160)
     res = subprocess.run(edgesr + ["-o", str(tmp_path / "x.png"), "--dtype", "fp16"],
-                         env=child_env(tmp_path), capture_output=True, text=True, timeout=600)
+                         env=openvino_env(tmp_path), capture_output=True, text=True, timeout=600)
     assert res.returncode == 2 and res.stderr.strip() == "error: --dtype fp16: the openvino backend runs fp32 or bf16"
     assert not (tmp_path / "x.png").exists()
