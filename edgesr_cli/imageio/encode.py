@@ -305,28 +305,53 @@ def _write_png(fp: IO[bytes], values: np.ndarray, icc: bytes | None, exif: bytes
                             else exif))
     bpp = size * channels
     rowbytes = width * bpp
-    block = max(1, (4 << 20) // rowbytes)  # ~4 MiB of scanlines at a time
-    above: np.ndarray | None = None
-    compressor = zlib.compressobj(level)
-    for y in range(0, height, block):
-        rows = values[y:y + block]
+    block = max(1, (1 << 20) // rowbytes)  # ~1 MiB of scanlines at a time
+    starts = range(0, height, block)
+
+    def filtered(y: int) -> np.ndarray:
+        """Rows [y, y + block) as PNG scanlines: a filter byte, then Up (Sub for the image's first row)."""
+        rows = values[max(0, y - 1):y + block]  # with the row above, which Up subtracts
         if size == 2:
             rows = rows.astype(">u2")  # PNG's byte order (a copy of the block only)
         rows = np.ascontiguousarray(rows).view(np.uint8).reshape(rows.shape[0], rowbytes)
-        filtered = np.empty((rows.shape[0], rowbytes + 1), dtype=np.uint8)
-        filtered[:, 0] = 2  # Up
-        np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])
-        if above is None:  # the image's first row: Sub (its difference from the pixel to its left)
-            filtered[0, 0] = 1
-            filtered[0, 1:bpp + 1] = rows[0, :bpp]
-            np.subtract(rows[0, bpp:], rows[0, :-bpp], out=filtered[0, bpp + 1:])
-        else:
-            np.subtract(rows[0], above, out=filtered[0, 1:])
-        out = compressor.compress(filtered)
-        if out:
-            fp.write(_png_chunk(b"IDAT", out))
-        above = rows[-1].copy()
-    fp.write(_png_chunk(b"IDAT", compressor.flush()))
+        out = np.empty((rows.shape[0] - (y > 0), rowbytes + 1), dtype=np.uint8)
+        out[:, 0] = 2  # Up
+        np.subtract(rows[1:], rows[:-1], out=out[(y == 0):, 1:])
+        if y == 0:  # the image's first row: Sub (its difference from the pixel to its left)
+            out[0, 0] = 1
+            out[0, 1:bpp + 1] = rows[0, :bpp]
+            np.subtract(rows[0, bpp:], rows[0, :-bpp], out=out[0, bpp + 1:])
+        return out
+
+    def deflate(y: int) -> tuple[bytes, int]:
+        """Block y as raw deflate ending on a byte boundary (the last block ends the stream), and its length."""
+        data = filtered(y)
+        c = zlib.compressobj(level, zlib.DEFLATED, -15)
+        last = y + block >= height
+        return c.compress(data) + c.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH), data
+
+    # One zlib stream cut into blocks deflated side by side (pigz's way: each block starts with an empty window and
+    # ends flushed to a byte boundary, so the pieces concatenate); the checksum is the stream's, block by block.
+    # Two threads halve the encoder's time, which is a 2048 px output's whole tail after its last tile.
+    fp.write(_png_chunk(b"IDAT", b"\x78\x01"))  # zlib header: deflate, 32 KiB window, no dictionary
+    check = 1
+    if len(starts) == 1:
+        out, data = deflate(0)
+        check = zlib.adler32(data, check)
+        fp.write(_png_chunk(b"IDAT", out))
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(2, thread_name_prefix="edgesr-png") as pool:
+            pending = [pool.submit(deflate, y) for y in starts[:2]]
+            for i in range(len(starts)):
+                out, data = pending[i].result()
+                pending[i] = None  # its block's memory goes
+                if i + 2 < len(starts):
+                    pending.append(pool.submit(deflate, starts[i + 2]))
+                check = zlib.adler32(data, check)
+                fp.write(_png_chunk(b"IDAT", out))
+    fp.write(_png_chunk(b"IDAT", struct.pack(">I", check & 0xFFFFFFFF)))
     fp.write(_png_chunk(b"IEND", b""))
 
 
