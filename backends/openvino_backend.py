@@ -11,11 +11,13 @@ tiles go to the streams as they come free. No thread waits for another, so a cor
 stream instead of every layer of every tile (README "Measuring").
 
 A dynamic-size export (`edgesr export --dynamic-size`, the bundled one) is compiled in two variants, each when first
-needed: fixed at the export's tile (the fastest kernels; whole tiles) and for any size (images smaller than a tile
-on an axis, which the engine cuts at their own size).
+needed: fixed at the tile the engine cuts (it says which: `expect_tile`; the export's own tile until it does), the
+fastest kernels, for whole tiles; and for any size (images smaller than a tile on an axis, which the engine cuts at
+their own size).
 
 Compiled models are cached in $XDG_CACHE_HOME/edgesr/openvino (~/.cache/...; $EDGESR_OPENVINO_CACHE names
-another folder, or "" for none), keyed by OpenVINO on the graph's bytes and the settings: the first load of an
+another folder, or "" for none), in a folder per precision and stream count, keyed by OpenVINO on the graph and its
+shapes within it: the first load of an
 export compiles it (about 0.4 s for the shipped one), later ones read the blob (about 0.1 s for the variant of any
 size, 0.23 s for the one fixed at the tile, which prepares what its first inference would). A cache folder
 that cannot be created is skipped, not an error. A graph run at another --detail than the export's (its weights
@@ -103,9 +105,13 @@ class OpenVinoBackend(ExportedRunner):
         # a blob for every detail asked for would pile up
         cache = cache_dir() if not self.sources or self.detail in CACHED_DETAILS else None
         if cache is not None:
-            config["CACHE_DIR"] = str(cache)
+            # a folder per precision and stream count: OpenVINO keys a model's blob on its graph and shapes, not on
+            # these settings (measured with 2026.4: bf16 and fp32, 1 and 2 streams, all read one blob), so an fp32
+            # twin would load a bf16 blob, or fail to
+            config["CACHE_DIR"] = str(cache / f"{self.precision}-{self.streams}")
         self._config = config
         self._requests: dict = {}
+        self._tile = self.tile  # the LR tile the "tile" variant is fixed at (expect_tile)
         # every graph now, so a file the runtime cannot read fails at load, not mid-image; a dynamic-size export's are
         # compiled when first used instead, in the variant the first photo needs (the export's tile or any size)
         if compile_now and not self.dynamic_size:
@@ -121,17 +127,30 @@ class OpenVinoBackend(ExportedRunner):
                                dtype="fp32", compile_now=False, core=self._core, detail=self.detail,
                                graphs=self.sources)
 
+    def expect_tile(self, tile: int) -> None:
+        """The engine's LR tile (tiling.upscale_bands says it before the first batch): a dynamic-size export's
+        graphs are compiled fixed at it when whole tiles of it come (a static export runs its own tile)."""
+        if self.dynamic_size:
+            self._tile = int(tile)
+
+    def _shapes(self, graph: str, tile: int) -> dict[str, list]:
+        """The graph's inputs at LR tile `tile`, batch aside: the manifest's shapes (at the export's tile) scaled."""
+        return {k: [*v[1:2], *(d * tile // self.tile for d in v[2:])]
+                for k, v in (self.graphs[graph].get("inputs") or {}).items()}
+
     def _variant(self, graph: str, feeds: dict[str, np.ndarray]) -> str:
-        """"tile" where every input has the export's tile shape (batch aside), else "any" (a dynamic-size export's
-        graph at another size: compiled for any size, about 20% slower per tile than fixed at one tile)."""
+        """"tile" where every input has the shape of a whole tile (batch aside: the export's, or expect_tile's for a
+        dynamic-size export), else "any" (a dynamic-size export's graph at another size: compiled for any size,
+        about 20% slower per tile than fixed at one tile)."""
         if not self.dynamic_size:
             return "tile"
-        shapes = self.graphs[graph].get("inputs") or {}
-        same = all(list(v.shape[1:]) == list(shapes.get(k, [None])[1:]) for k, v in feeds.items())
+        shapes = self._shapes(graph, self._tile)
+        same = all(list(v.shape[1:]) == shapes.get(k) for k, v in feeds.items())
         return "tile" if same else "any"
 
     def _request(self, graph: str, variant: str = "tile"):
-        req = self._requests.get((graph, variant))
+        key = (graph, variant, self._tile if variant == "tile" else None)
+        req = self._requests.get(key)
         if req is None:
             path = self.export_dir / self.graphs[graph]["file"]
             if not path.is_file():
@@ -139,13 +158,12 @@ class OpenVinoBackend(ExportedRunner):
             source = self.graph_source(graph)  # the file, or its bytes with the weights at --detail (given)
             try:
                 if variant == "tile":
-                    # one tile of the export's size, batch 1 too: every request runs one tile (streams, or one by
-                    # one), and a fully static shape gets OpenVINO's fastest kernels (bf16, 2 streams, 128 px: 41.4 ms
-                    # per tile against 46.9 with the batch left dynamic, and 43.6 for the old static-tile export)
+                    # one whole tile, batch 1 too: every request runs one tile (streams, or one by one), and a fully
+                    # static shape gets OpenVINO's fastest kernels (bf16, 2 streams, 128 px: 41.4 ms per tile against
+                    # 46.9 with the batch left dynamic, and 43.6 for the old static-tile export)
                     model = self._core.read_model(source if isinstance(source, bytes) else str(path))
                     ov = openvino_import()
-                    model.reshape({k: ov.PartialShape([1, *v[1:]]) for k, v in
-                                   (self.graphs[graph].get("inputs") or {}).items()})
+                    model.reshape({k: ov.PartialShape([1, *v]) for k, v in self._shapes(graph, self._tile).items()})
                     compiled = self._core.compile_model(model, "CPU", self._config)
                 elif isinstance(source, bytes):
                     compiled = self._core.compile_model(self._core.read_model(source), "CPU", self._config)
@@ -162,7 +180,7 @@ class OpenVinoBackend(ExportedRunner):
                 queue.set_callback(_keep_outputs)
             else:
                 request = compiled.create_infer_request()
-            req = self._requests[(graph, variant)] = (request, queue, names)
+            req = self._requests[key] = (request, queue, names)
         return req
 
     def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -171,7 +171,10 @@ def _timed(runner, fn: Callable[[], object]) -> tuple[float, object]:
 
 
 def _tile_inputs(runner, tile: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A random LR tile and its noise window, as numpy arrays: what the tiling engine hands every backend."""
+    """A random LR tile and its noise window, as numpy arrays: what the tiling engine hands every backend (and, as
+    the engine does, the runner told the tile: runner.expect_tile)."""
+    if hasattr(runner, "expect_tile"):
+        runner.expect_tile(tile)
     g = torch.Generator().manual_seed(seed)
     lr = torch.rand(1, 3, tile, tile, generator=g)
     lat = tile * runner.scale // runner.latent_factor

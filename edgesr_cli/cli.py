@@ -12,7 +12,7 @@ from rich.table import Table
 from . import __version__
 from .cli_common import fail, friendly_errors
 from .config import DEFAULT_PRESET, PRESETS
-from .defaults import DEFAULT_TILE
+from .defaults import EXPORT_TILE
 
 _app = typer.Typer(
     name="edgesr",
@@ -41,7 +41,7 @@ def _main(version: Annotated[bool, typer.Option("--version", callback=_version, 
 @friendly_errors
 def info(
     config: Annotated[str, typer.Option("--config", "-c", help=f"Preset: {', '.join(PRESETS)}.")] = DEFAULT_PRESET,
-    tile: Annotated[int, typer.Option("--tile", "-t", help="LR tile size.")] = DEFAULT_TILE,
+    tile: Annotated[int, typer.Option("--tile", "-t", help="LR tile size.")] = EXPORT_TILE,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Parameters and GFLOPs per component for one LR tile at x4, beside the paper's numbers."""

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .cli_common import UserError, err_console, friendly_errors
+from .defaults import DEFAULT_OVERLAP
 from .cli_options import (BenchBackendOption, BackendOption, DetailOption, Device, DeviceOption, ModelOption,
                           OverlapOption, Precision, StepsOption, TileOption, check_engine_options)
 
@@ -65,7 +66,7 @@ def register(app: typer.Typer) -> None:
         dtype: Annotated[Precision, typer.Option(help="torch backend precision (auto: as `edgesr upscale`).")] = Precision.auto,
         threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,
         tile: TileOption = None,
-        overlap: OverlapOption = 0.25,
+        overlap: OverlapOption = DEFAULT_OVERLAP,
         batch: Annotated[int, typer.Option(help="Tiles per model call.")] = 4,
         steps: StepsOption = 1,
         detail: DetailOption = None,
@@ -154,7 +155,7 @@ def register(app: typer.Typer) -> None:
         model: ModelOption = None,
         export: Annotated[Optional[list[Path]], typer.Option("--export", help="Exported model dir (repeatable): benched by --backend all, pushed to the phone by --device <android>.")] = None,
         tile: TileOption = None,
-        overlap: OverlapOption = 0.25,
+        overlap: OverlapOption = DEFAULT_OVERLAP,
         batch: Annotated[int, typer.Option(help="Tiles per model call in the whole-image run (per-tile latency uses 1).")] = 4,
         size: Annotated[int, typer.Option(help="LR size of the whole-image run (size x size -> x4).")] = 512,
         threads: Annotated[Optional[int], typer.Option(help="CPU threads (default: all cores).")] = None,

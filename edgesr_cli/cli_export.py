@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .cli_common import default_model_dir, err_console, friendly_errors
-from .defaults import DEFAULT_TILE
+from .defaults import EXPORT_TILE
 
 
 class ExportFormat(str, Enum):
@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         output: Annotated[Path, typer.Option("--output", "-o", help="Output folder (written to a temp folder, then renamed into place).", show_default=False)],
         fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="onnx: ONNX Runtime CPU; tflite: LiteRT (Android); qnn: Qualcomm HTP (W8A16 + context binary).", show_default=False)],
         model: Annotated[Path | None, typer.Option("--model", "-m", help="Model folder (default: the shipped edge-tiny).")] = None,
-        tile: Annotated[int, typer.Option("--tile", "-t", help="Static LR tile size of the exported graphs (use the same --tile to upscale).")] = DEFAULT_TILE,
+        tile: Annotated[int, typer.Option("--tile", "-t", help="Static LR tile size of the exported graphs (use the same --tile to upscale).")] = EXPORT_TILE,
         quantize: Annotated[str | None, typer.Option("--quantize", "-q", help="none | int8 (onnx, CPU) | w8a16 (qnn; the default there).")] = None,
         soc: Annotated[str | None, typer.Option("--soc", help="qnn: Snapdragon SoC to compile the context binary for (SM8650 = Galaxy S24).")] = None,
         calibration: Annotated[Path | None, typer.Option("--calibration", help="Folder of typical input photos to calibrate quantization (qnn, int8).")] = None,

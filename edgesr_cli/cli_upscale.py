@@ -29,7 +29,7 @@ from .cli_common import (UserError, err_console, friendly_errors, interruption, 
                          signals_as_interrupts)
 from .cli_options import (BackendOption, DetailOption, Device, DeviceOption, ModelOption, OverlapOption, Precision,
                           StepsOption, TileOption, check_engine_options)
-from .defaults import DEFAULT_COMPRESS_LEVEL, DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS
+from .defaults import DEFAULT_COMPRESS_LEVEL, DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS, DEFAULT_OVERLAP
 
 # numpy, Pillow (.io) and torch (.runtime, the backends) are imported where they are used: `edgesr --help`
 # and `--version` start without them.
@@ -171,7 +171,7 @@ def register(app: typer.Typer) -> None:
         scale: Annotated[int, typer.Option("--scale", "-s", help="Upscaling factor (the model's).")] = 4,
         model: ModelOption = None,
         tile: TileOption = None,
-        overlap: OverlapOption = 0.25,
+        overlap: OverlapOption = DEFAULT_OVERLAP,
         batch: Annotated[int, typer.Option(help="Tiles per model call (memory is bounded by this).")] = 4,
         steps: StepsOption = 1,
         detail: DetailOption = None,

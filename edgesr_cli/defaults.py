@@ -9,5 +9,11 @@ DEFAULT_MAX_OUTPUT_PIXELS = 1 << 30
 #: zlib level for PNG and TIFF: 1 encodes a 2048x2048 photo in ~0.27 s against ~1.16 s at Pillow's 6, for
 #: a file ~20% larger (the same pixels); `edgesr upscale --png-compression 9` for the smallest files.
 DEFAULT_COMPRESS_LEVEL = 1
-#: LR tile, pixels a side: the paper's, and every command's default --tile (an export runs its own static tile).
-DEFAULT_TILE = 128
+#: LR tile, pixels a side, that photos are cut into (every command's default --tile; a static export runs its own).
+#: With DEFAULT_OVERLAP a 512 px photo is 16 tiles of 144 (1.27x its pixels computed) where the paper's plan,
+#: `--tile 128 --overlap 0.25`, computes 25 tiles of 128 (1.56x); per pixel a 144 tile costs what a 128 one does.
+DEFAULT_TILE = 144
+#: The paper's LR tile: `edgesr export`'s static graphs (what phones run) and `edgesr info`'s FLOP count.
+EXPORT_TILE = 128
+#: Tile overlap, a fraction of the tile (18 px of 144): the tiles' blending ramps; README "Tiles" has the seam check.
+DEFAULT_OVERLAP = 0.125

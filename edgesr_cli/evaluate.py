@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from . import metrics as M
-from .defaults import DEFAULT_TILE
+from .defaults import DEFAULT_OVERLAP, DEFAULT_TILE
 from .eval_report import to_jsonable, write_csv, write_file, write_json  # noqa: F401 (the reports: eval_report.py)
 from .io import DEFAULT_MAX_PIXELS, EXTENSIONS, ImageError, Photo, find_images, read_image, write_image
 
@@ -275,8 +275,8 @@ def bicubic_method(scale: int) -> Method:
     return Method("bicubic", fn, f"PIL bicubic x{scale} of the 8-bit LR (metrics.bicubic_upscale)")
 
 
-def runner_method(runner, *, name: str = "edgesr", label: str = "", tile: int = DEFAULT_TILE, overlap: float = 0.25,
-                  batch: int = 4, steps: int = 1, seed: int = 0, warmup_size: int | None = None) -> Method:
+def runner_method(runner, *, name: str = "edgesr", label: str = "", tile: int = DEFAULT_TILE,
+                  overlap: float = DEFAULT_OVERLAP, batch: int = 4, steps: int = 1, seed: int = 0, warmup_size: int | None = None) -> Method:
     """edgesr through the shared tiling engine (upscale_photo: grayscale in, grayscale out, as the CLI does)."""
     from .runtime.upscale import UpscaleOptions, upscale_photo
 

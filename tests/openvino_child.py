@@ -60,16 +60,20 @@ def twin(model, path: Path) -> None:
     assert fp32_twin(load_backend("openvino", path, threads=1, dtype="fp32")) is None
 
 
+def _blobs(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
 def cache(model, path: Path) -> None:
     """The compiled model is written to $EDGESR_OPENVINO_CACHE once and read back, same results."""
     import os
 
     folder = Path(os.environ["EDGESR_OPENVINO_CACHE"])
     a = load_backend("openvino", path, threads=1, dtype="fp32")
-    blobs = sorted(p.name for p in folder.iterdir())
+    blobs = _blobs(folder)
     assert blobs, "nothing cached"
     b = load_backend("openvino", path, threads=1, dtype="fp32")
-    assert sorted(p.name for p in folder.iterdir()) == blobs  # the second load read the blob, wrote nothing new
+    assert _blobs(folder) == blobs  # the second load read the blob, wrote nothing new
     lr = np.random.default_rng(0).random((1, 3, TILE, TILE), dtype=np.float32)
     noise = np.random.default_rng(1).standard_normal((1, 4, TILE, TILE), dtype=np.float32)
     np.testing.assert_array_equal(a.fused_one_step(lr, noise), b.fused_one_step(lr, noise))
@@ -81,17 +85,35 @@ def cache_points(model, path: Path) -> None:
 
     folder = Path(os.environ["EDGESR_OPENVINO_CACHE"])
     a = load_backend("openvino", path, threads=1, dtype="fp32", detail=1.0)
-    blobs = sorted(p.name for p in folder.iterdir())
+    blobs = _blobs(folder)
     assert a.detail == 1.0 and blobs, "nothing cached at detail 1"
     b = load_backend("openvino", path, threads=1, dtype="fp32", detail=1.0)
-    assert sorted(p.name for p in folder.iterdir()) == blobs  # read back, nothing new
+    assert _blobs(folder) == blobs  # read back, nothing new
     c = load_backend("openvino", path, threads=1, dtype="fp32", detail=0.3)
-    assert c.detail == 0.3 and sorted(p.name for p in folder.iterdir()) == blobs  # another detail: not cached
+    assert c.detail == 0.3 and _blobs(folder) == blobs  # another detail: not cached
     lr = np.random.default_rng(0).random((1, 3, TILE, TILE), dtype=np.float32)
     noise = np.random.default_rng(1).standard_normal((1, 4, TILE, TILE), dtype=np.float32)
     at_1 = a.fused_one_step(lr, noise)
     np.testing.assert_array_equal(at_1, b.fused_one_step(lr, noise))
     assert np.abs(at_1 - c.fused_one_step(lr, noise)).max() > 1e-3  # another picture
+
+
+def cache_settings(model, path: Path) -> None:
+    """bf16 and fp32, one stream and two, keep blobs apart (OpenVINO's own key leaves these settings out): an fp32
+    runner after a bf16 one in the same cache still matches torch fp32, and each setting reads its own blob back."""
+    import os
+
+    folder = Path(os.environ["EDGESR_OPENVINO_CACHE"])
+    lr = lr_image()
+    ref = upscale_tensor(from_model(model, "cpu", "fp32"), lr, tile=TILE, seed=7)
+    for threads, dtype in ((2, "bf16"), (1, "bf16"), (2, "fp32"), (1, "fp32")):
+        out = upscale_tensor(load_backend("openvino", path, threads=threads, dtype=dtype), lr, tile=TILE, seed=7)
+        if dtype == "fp32":
+            assert float((out - ref).abs().max()) < 1e-3, (threads, dtype)
+    blobs = _blobs(folder)
+    assert sorted({b.split("/")[0] for b in blobs}) == ["bf16-1", "bf16-2", "f32-1", "f32-2"], blobs
+    out = upscale_tensor(load_backend("openvino", path, threads=2, dtype="fp32"), lr, tile=TILE, seed=7)
+    assert float((out - ref).abs().max()) < 1e-3 and _blobs(folder) == blobs  # read back, nothing new
 
 
 def streams(model, path: Path) -> None:
@@ -111,7 +133,7 @@ def streams(model, path: Path) -> None:
 
 def dynamic(model, path: Path) -> None:
     """A dynamic-size export: an image smaller than a tile runs at its own size on the graph compiled for any size,
-    full tiles on the one fixed at the export's tile (compiled when first needed); both match torch fp32."""
+    full tiles on one fixed at the engine's tile (compiled when first needed, one per tile); all match torch fp32."""
     b = load_backend("openvino", path, threads=2, dtype="fp32")
     assert b.fixed_tile is None and b._requests == {}
     ref_b = from_model(model, "cpu", "fp32")
@@ -119,14 +141,15 @@ def dynamic(model, path: Path) -> None:
     out = upscale_tensor(b, small, tile=TILE, seed=3)
     assert out.shape == (3, 40, 24)
     assert float((out - upscale_tensor(ref_b, small, tile=TILE, seed=3)).abs().max()) < 1e-3
-    assert set(b._requests) == {("fused", "any")}
+    assert set(b._requests) == {("fused", "any", None)}
     big = lr_image()
-    out = upscale_tensor(b, big, tile=TILE, seed=3)
-    assert float((out - upscale_tensor(ref_b, big, tile=TILE, seed=3)).abs().max()) < 1e-3
-    assert set(b._requests) == {("fused", "any"), ("fused", "tile")}
+    for tile in (TILE, TILE + 8):
+        out = upscale_tensor(b, big, tile=tile, seed=3)
+        assert float((out - upscale_tensor(ref_b, big, tile=tile, seed=3)).abs().max()) < 1e-3
+    assert set(b._requests) == {("fused", "any", None), ("fused", "tile", TILE), ("fused", "tile", TILE + 8)}
 
 
-CHECKS = {f.__name__: f for f in (fp32_parity, bf16, twin, cache, cache_points, streams, dynamic)}
+CHECKS = {f.__name__: f for f in (fp32_parity, bf16, twin, cache, cache_points, cache_settings, streams, dynamic)}
 
 if __name__ == "__main__":
     torch.set_num_threads(1)

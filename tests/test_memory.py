@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from edgesr_cli import hw
 from edgesr_cli.cli import app
+from edgesr_cli.defaults import DEFAULT_OVERLAP, DEFAULT_TILE
 from edgesr_cli.io import Photo, encode_image, read_image, stored_dtype
 from edgesr_cli.runtime.noise import noise_field
 from edgesr_cli.runtime.tiling import pad_image, plan_tiles, ramp_window, upscale_bands, upscale_tensor, \
@@ -28,7 +29,7 @@ from test_tiling import LocalRunner, LocalRunner8, natural
 runner = CliRunner()
 
 
-def whole_image_reference(r, lr, *, tile, overlap=0.25, batch=4, seed=0):
+def whole_image_reference(r, lr, *, tile, overlap=DEFAULT_OVERLAP, batch=4, seed=0):
     """The engine as it was before bands: one float canvas and weight map of the whole padded output."""
     s, f = r.scale, r.latent_factor
     plan = plan_tiles(lr.shape[1], lr.shape[2], tile, overlap, r.lr_multiple, f // math.gcd(f, s))
@@ -155,8 +156,8 @@ def test_max_output_pixels_refuses_one_image_and_the_batch_goes_on(tiny_model_di
 
 def test_memory_check_refuses_what_does_not_fit_and_can_be_overridden(tiny_model_dir, tmp_path, monkeypatch):
     src = _pngs(tmp_path / "in", [(40, 40), (8, 8)])
-    need = estimate_peak_bytes(40, 40, 4, UpscaleOptions(tile=128), np.uint8)
-    small = estimate_peak_bytes(8, 8, 4, UpscaleOptions(tile=128), np.uint8)
+    need = estimate_peak_bytes(40, 40, 4, UpscaleOptions(tile=DEFAULT_TILE), np.uint8)
+    small = estimate_peak_bytes(8, 8, 4, UpscaleOptions(tile=DEFAULT_TILE), np.uint8)
     # room for the small image's estimate beyond the resident process, not for the larger one's
     monkeypatch.setattr(hw, "available_memory", lambda: (need + small) // 2 - cli_upscale_process_bytes())
     r = _run(tiny_model_dir, str(tmp_path / "in"), "-o", str(tmp_path / "out"))

@@ -36,10 +36,11 @@ def exported(tmp_path_factory):
     return d, export_model(d, tmp_path_factory.mktemp("onnx") / "tiny-onnx", "onnx", tile=16).path
 
 
-@pytest.mark.parametrize("check", ["fp32_parity", "bf16", "twin", "cache", "streams"])
+@pytest.mark.parametrize("check", ["fp32_parity", "bf16", "twin", "cache", "cache_settings", "streams"])
 def test_on_the_tiny_model(exported, tmp_path, check):
     """fp32 matches torch fp32 through the tiling engine; bf16 is as close to it as torch's bf16; 16-bit photos
-    get an fp32 twin compiled when first used; the compiled model is cached and read back."""
+    get an fp32 twin compiled when first used; the compiled model is cached and read back, a blob per precision and
+    stream count."""
     run_openvino_check(check, exported[0], exported[1], tmp_path)
 
 

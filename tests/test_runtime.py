@@ -19,6 +19,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from edgesr_cli.cli import app
+from edgesr_cli.defaults import DEFAULT_TILE
 from edgesr_cli.modeldir import default_model_dir
 from edgesr_cli.runtime.resolve import resolve
 
@@ -107,7 +108,7 @@ def test_tile_means_the_same_everywhere(tmp_path, tiny_model_dir):
     with pytest.raises(ValueError, match="--tile 64: this exported model runs tiles of at most 32 LR pixels"):
         resolve(export, "onnx", tile=64)
     r = resolve(tiny_model_dir, "torch")
-    assert (r.tile, r.scale, r.lr_multiple, r.folder, r.detail) == (128, 4, 2, tiny_model_dir, None)
+    assert (r.tile, r.scale, r.lr_multiple, r.folder, r.detail) == (DEFAULT_TILE, 4, 2, tiny_model_dir, None)
     with pytest.raises(ValueError, match="--tile 33: must be a multiple of 2 for this model"):
         resolve(tiny_model_dir, "torch", tile=33)
     with pytest.raises(ValueError, match="--scale 2: the model"):
@@ -225,7 +226,7 @@ def test_a_plugin_backend_is_chosen_by_name_and_runs_the_tiling_engine(plugin, t
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["backend"] == "nearest-test"
     calls = sys.modules["edgesr_test_plugin"].CALLS
-    assert sum(shape[0] for shape in calls) == 3 and all(shape[-2:] == (128, 128) for shape in calls)  # its tiles
+    assert sum(shape[0] for shape in calls) == 3 and all(shape[-2:] == (DEFAULT_TILE, DEFAULT_TILE) for shape in calls)  # its tiles
     out = np.asarray(Image.open(tmp_path / "b.png")).astype(int)
     nearest = np.repeat(np.repeat(pixels, 4, axis=0), 4, axis=1).astype(int)
     assert out.shape == nearest.shape and np.abs(out - nearest).max() <= 1
@@ -370,7 +371,7 @@ def test_cli_bytes_are_the_low_level_pieces_bytes(tmp_path, backend):
 def test_resolve_describes_the_shipped_model():
     d = default_model_dir()
     r = resolve(d, "onnx", 0.3)
-    assert (r.backend, r.folder, r.detail, r.load_detail, r.tile, r.fp32_twin) == ("onnx", d / "onnx", 0.3, 0.3, 128,
+    assert (r.backend, r.folder, r.detail, r.load_detail, r.tile, r.fp32_twin) == ("onnx", d / "onnx", 0.3, 0.3, DEFAULT_TILE,
                                                                                     False)
     r = resolve(d, "onnx")
     assert (r.detail, r.load_detail) == (0.6, None)  # the bundled export's own detail, its graph as it is

@@ -193,9 +193,9 @@ def test_runner_plan_fits_only_where_the_runner_says_so():
     from edgesr_cli.runtime.tiling import runner_plan
 
     base = dict(scale=4, latent_factor=4, lr_multiple=4)
-    assert runner_plan(SimpleNamespace(**base, fixed_tile=None), 16, 16).tile_h == 16
-    assert runner_plan(SimpleNamespace(**base, fixed_tile=128), 16, 16).tile_h == 128
-    assert runner_plan(SimpleNamespace(**base), 16, 16).tile_h == 128  # a runner that does not say: padded
+    assert runner_plan(SimpleNamespace(**base, fixed_tile=None), 16, 16, 128).tile_h == 16
+    assert runner_plan(SimpleNamespace(**base, fixed_tile=128), 16, 16, 128).tile_h == 128
+    assert runner_plan(SimpleNamespace(**base), 16, 16, 128).tile_h == 128  # a runner that does not say: padded
 
 
 def test_plan_odd_sizes():
@@ -299,7 +299,8 @@ def test_engine_any_size_latent_factor_8(h, w):
 def test_engine_latent_factor_8_matches_whole_image_on_a_photo():
     r = LocalRunner8()
     lr = natural("chelsea", 37, 117)
-    a, b = upscale_tensor(r, lr, tile=32, seed=3), upscale_tensor(r, lr, tile=120, seed=3)
+    # the paper's 25% overlap: this runner's reach is ~8 LR px, more than the default 12.5% of a 32 px tile
+    a, b = upscale_tensor(r, lr, tile=32, overlap=0.25, seed=3), upscale_tensor(r, lr, tile=120, overlap=0.25, seed=3)
     assert len(plan_tiles(37, 117, 32, 0.25, 4, 2)) == 10
     assert (_interior(a) - _interior(b)).abs().max() <= TILE_AGREEMENT_MAX
     assert (a - b).abs().max() <= EDGE_TOL
@@ -337,7 +338,7 @@ def test_tile_64_128_whole_agree_engine():
     """The engine on a (nearly) tile-independent runner: tilings agree to TILE_AGREEMENT_*."""
     r = LocalRunner()
     lr = natural("astronaut", 200, 200)  # no smaller than any tile here: no tile is padded
-    outs = {t: upscale_tensor(r, lr, tile=t, seed=0) for t in (64, 128, 200)}
+    outs = {t: upscale_tensor(r, lr, tile=t, overlap=0.25, seed=0) for t in (64, 128, 200)}  # as the plans below
     assert [len(plan_tiles(200, 200, t, 0.25, 2)) for t in (64, 128, 200)] == [16, 4, 1]
     for a, b in [(64, 128), (64, 200), (128, 200)]:
         mx, mean = _max_mean(outs[a], outs[b])

@@ -89,7 +89,6 @@ def resolve(model: str | Path | None = None, backend: str = "auto", detail: floa
                 raise _no_export(d, spec)
             folder, bundled, manifest = export, True, read_manifest_json(export)
     base.check_options(spec, device, dtype)
-    default = None  # the tile photos are cut into without --tile, where an export says (tile_for)
     if manifest is not None:
         from ..backends.exported import read_manifest
 
@@ -97,8 +96,8 @@ def resolve(model: str | Path | None = None, backend: str = "auto", detail: floa
         config = ModelConfig.from_dict(manifest["model"]["config"])
         model_scale, multiple = int(manifest["scale"]), int(manifest["tile"]["lr_multiple"])
         static = int(manifest["tile"]["lr"][0]) if spec.static_tile else None
-        if manifest["tile"].get("dynamic"):  # graphs of any size: the export's tile is the default cut, not a limit
-            static, default = None, int(manifest["tile"]["lr"][0])
+        if manifest["tile"].get("dynamic"):  # graphs of any size: cut as a model folder is (DEFAULT_TILE)
+            static = None
         used, load_detail = export_detail_for(spec, folder, manifest, detail, bundled_in=d if bundled else None)
     else:
         config = read_config(d)
@@ -109,7 +108,7 @@ def resolve(model: str | Path | None = None, backend: str = "auto", detail: floa
         load_detail = used
     if scale is not None and scale != model_scale:
         raise ValueError(f"--scale {scale}: the model {d} upscales x{model_scale}")
-    return Resolved(spec.name, d, folder, used, tile_for(tile, multiple, static, default), model_scale, multiple, config,
+    return Resolved(spec.name, d, folder, used, tile_for(tile, multiple, static), model_scale, multiple, config,
                     spec.fp32_twin and dtype is None, device, dtype, manifest, load_detail)
 
 
@@ -180,12 +179,12 @@ def detect_model_format(model_dir: str | Path) -> str | None:
     return "torch" if (d / CONFIG_FILE).is_file() else None
 
 
-def tile_for(tile: int | None, multiple: int, static: int | None, default: int | None = None) -> int:
-    """--tile as every command means it: the LR tile asked for, else an export's static tile, else `default` (a
-    dynamic-size export's own tile) or DEFAULT_TILE; a multiple of the model's LR multiple, and at most a static
-    export's tile (a smaller one is padded up to it)."""
+def tile_for(tile: int | None, multiple: int, static: int | None) -> int:
+    """--tile as every command means it: the LR tile asked for, else an export's static tile, else DEFAULT_TILE (a
+    model folder, a dynamic-size export); a multiple of the model's LR multiple, and at most a static export's tile
+    (a smaller one is padded up to it)."""
     if tile is None:
-        tile = static or default or DEFAULT_TILE
+        tile = static or DEFAULT_TILE
     elif static is not None and tile > static:
         raise ValueError(f"--tile {tile}: this exported model runs tiles of at most {static} LR pixels")
     check_tile(tile, multiple)

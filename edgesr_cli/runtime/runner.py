@@ -17,7 +17,8 @@ class Runner(Protocol):
     A runner may also offer `fused_one_step(lr_tiles, noise_window)`, the whole one-step upscale of a batch of
     tiles, which the engine prefers for one step (tiling.upscale_tiles), and say `fixed_tile = None` when it takes
     tiles of any size (multiples of lr_multiple): the engine then cuts an image smaller than a tile at its own size
-    instead of padding it to one (tiling.runner_plan)."""
+    instead of padding it to one (tiling.runner_plan). `expect_tile(tile)`, where a runner has it, is told the LR
+    tile an image is cut into before its first batch (OpenVINO compiles a dynamic-size graph fixed at it)."""
 
     scale: int
     latent_factor: int

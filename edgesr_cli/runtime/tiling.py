@@ -1,6 +1,6 @@
 """The one tiling engine, shared by every backend.
 
-An LR image is reflect-padded, cut into overlapping tiles (DEFAULT_TILE px, 25% overlap by default), each
+An LR image is reflect-padded, cut into overlapping tiles (DEFAULT_TILE px, DEFAULT_OVERLAP of a tile shared), each
 tile is encoded, sampled with the shared sampler and decoded by a backend, and the HR tiles are
 blended with a linear-ramp window and normalised weights (diffusers' tiled-VAE blending). One noise
 field covers the whole image's latent grid, drawn from the seed; each tile reads its window, so
@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..defaults import DEFAULT_TILE
+from ..defaults import DEFAULT_OVERLAP, DEFAULT_TILE
 from .noise import NoiseRows
 from .runner import Runner
 from .sampler import noise_count, sample
@@ -120,8 +120,8 @@ def check_tile(tile: int, multiple: int) -> None:
 DEFAULT_BORDER = 0  # the paper's counts (512x512 -> 25 tiles, 1000x750 -> 88) use no margin
 
 
-def plan_tiles(height: int, width: int, tile: int = DEFAULT_TILE, overlap: float = 0.25, multiple: int = 1,
-               align: int = 1, border: int = DEFAULT_BORDER, fit: bool = False) -> TilePlan:
+def plan_tiles(height: int, width: int, tile: int = DEFAULT_TILE, overlap: float = DEFAULT_OVERLAP,
+               multiple: int = 1, align: int = 1, border: int = DEFAULT_BORDER, fit: bool = False) -> TilePlan:
     """Plan tiles for an LR image of height x width.
 
     tile: LR tile size (a multiple of `multiple`, the model's LR size granularity); overlap: a fraction
@@ -157,7 +157,8 @@ def plan_tiles(height: int, width: int, tile: int = DEFAULT_TILE, overlap: float
     )
 
 
-def runner_plan(runner: Runner, height: int, width: int, tile: int = DEFAULT_TILE, overlap: float = 0.25) -> TilePlan:
+def runner_plan(runner: Runner, height: int, width: int, tile: int = DEFAULT_TILE,
+                overlap: float = DEFAULT_OVERLAP) -> TilePlan:
     """The tiles the engine runs `runner` on for an LR image of height x width: multiples of its LR multiple,
     starting on whole latent pixels; an axis shorter than a tile fits the image where the runner says it takes any
     tile size (`fixed_tile` None: torch, dynamic-size exports), else it is padded to the tile (a runner without the
@@ -215,7 +216,7 @@ def upscale_bands(
     emit: Emit,
     *,
     tile: int = DEFAULT_TILE,
-    overlap: float = 0.25,
+    overlap: float = DEFAULT_OVERLAP,
     batch: int = 4,
     steps: int = 1,
     eta: float = 0.0,
@@ -239,6 +240,9 @@ def upscale_bands(
         raise ValueError(f"batch must be >= 1, got {batch}")
     s, f = runner.scale, runner.latent_factor
     plan = runner_plan(runner, lr.shape[1], lr.shape[2], tile, overlap)
+    expect = getattr(runner, "expect_tile", None)
+    if expect is not None:  # the runner may prepare for whole tiles of this size (OpenVINO fixes its graph's shape)
+        expect(tile)
     img = pad_image(lr, plan)
     lat = lambda v: v * s // f  # noqa: E731  LR px -> latent px
     k = noise_count(steps, eta)

@@ -9,7 +9,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..defaults import DEFAULT_TILE
+from ..defaults import DEFAULT_OVERLAP, DEFAULT_TILE
 from ..io import Photo
 from .runner import Runner
 from .tiling import upscale_bands
@@ -20,7 +20,7 @@ class UpscaleOptions:
     """The tiling engine's options (tiling.upscale_bands)."""
 
     tile: int = DEFAULT_TILE
-    overlap: float = 0.25
+    overlap: float = DEFAULT_OVERLAP
     batch: int = 4
     steps: int = 1
     eta: float = 0.0

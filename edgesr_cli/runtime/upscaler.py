@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..defaults import DEFAULT_OVERLAP
 from ..io import Photo
 from .resolve import Resolved, load as load_runner, resolve
 from .upscale import UpscaleOptions, quantize_band, upscale_photo
@@ -56,7 +57,7 @@ class Upscaler:
 
 def load(model: str | Path | None = None, backend: str = "auto", detail: float | None = None, *,
          tile: int | None = None, dtype: str = "auto", device: str = "auto", threads: int | None = None,
-         overlap: float = 0.25, batch: int = 4, steps: int = 1, seed: int = 0) -> Upscaler:
+         overlap: float = DEFAULT_OVERLAP, batch: int = 4, steps: int = 1, seed: int = 0) -> Upscaler:
     """An Upscaler: `model` a model folder or an export (None: the shipped model), `backend` a registered backend or
     auto (the fastest here), `detail` 0 (fidelity) .. 1 (perceptual) or None (the model's default); tile, dtype and
     device as `edgesr upscale` takes them (`threads` None: the runtime's own default)."""
