@@ -107,7 +107,7 @@ def edgesr_methods(args, threads: int) -> tuple[list[E.Method], list[str], int]:
             continue
         runs += [(name, mdir, detail, own) for detail in details]
     for name, mdir, detail, own in runs:
-        try:  # the tile as `edgesr upscale --tile` means it: --tile, else an export's static tile, else 128
+        try:  # the tile as `edgesr upscale --tile` means it: --tile, else an export's static tile, else DEFAULT_TILE
             r = resolve(mdir, name, detail, args.tile, args.dtype if name == "torch" else None, "cpu")
             runner = load(r, threads).runner
         except Exception as exc:  # noqa: BLE001 - report the backend as skipped, keep the others
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", help="edgesr model dir (default: the shipped edge-tiny)")
     ap.add_argument("--export", action="append", help="exported edgesr dir to run as another backend (repeatable)")
     ap.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"], help="torch backend precision")
-    ap.add_argument("--tile", type=int, default=None, help="edgesr LR tile (default 128, or an export's static tile)")
+    ap.add_argument("--tile", type=int, default=None, help="edgesr LR tile (default 144, or an export's static tile)")
     ap.add_argument("--batch", type=int, default=4, help="edgesr tiles per call")
     ap.add_argument("--detail", type=detail_arg, action="append",
                     help="edgesr operating point(s) to run: a number in [0, 1] or 'default' (the model's own; "

@@ -15,5 +15,5 @@ DEFAULT_COMPRESS_LEVEL = 1
 DEFAULT_TILE = 144
 #: The paper's LR tile: `edgesr export`'s static graphs (what phones run) and `edgesr info`'s FLOP count.
 EXPORT_TILE = 128
-#: Tile overlap, a fraction of the tile (18 px of 144): the tiles' blending ramps; README "Tiles" has the seam check.
+#: Tile overlap, a fraction of the tile (18 px of 144): the tiles' blending ramps (README "Upscaling": the seam check).
 DEFAULT_OVERLAP = 0.125

@@ -276,7 +276,8 @@ def bicubic_method(scale: int) -> Method:
 
 
 def runner_method(runner, *, name: str = "edgesr", label: str = "", tile: int = DEFAULT_TILE,
-                  overlap: float = DEFAULT_OVERLAP, batch: int = 4, steps: int = 1, seed: int = 0, warmup_size: int | None = None) -> Method:
+                  overlap: float = DEFAULT_OVERLAP, batch: int = 4, steps: int = 1, seed: int = 0,
+                  warmup_size: int | None = None) -> Method:
     """edgesr through the shared tiling engine (upscale_photo: grayscale in, grayscale out, as the CLI does)."""
     from .runtime.upscale import UpscaleOptions, upscale_photo
 

@@ -131,6 +131,18 @@ def test_paper_tile_counts(multiple, align, real):
     assert len(plan_tiles(750, 1000, 128, 0.25, multiple, align)) == 88
 
 
+def test_default_plan_computes_fewer_pixels_than_the_papers():
+    """The default (144 px, 1/8 overlap): a 512 px photo in 16 tiles (1.27x its pixels computed against the paper's
+    25 tiles of 128, 1.56x), 1000x750 in 48 (against 88); every tile overlaps its neighbours by at least 18 px."""
+    from edgesr_cli.defaults import DEFAULT_OVERLAP, DEFAULT_TILE
+
+    assert (DEFAULT_TILE, DEFAULT_OVERLAP) == (144, 0.125)
+    p = plan_tiles(512, 512, multiple=4)
+    assert len(p) == 16 and p.tile_h == 144 and len(p) * 144 ** 2 / 512 ** 2 < 1.27
+    assert all(b - a <= 144 - 18 for a, b in zip(p.xs, p.xs[1:]))
+    assert len(plan_tiles(1000, 750, multiple=4)) == 48
+
+
 def _check_axis(length, padded, starts, size, tile, ov, multiple, align):
     assert padded >= length
     assert size % multiple == 0 and size <= max(tile, padded)

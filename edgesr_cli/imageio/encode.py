@@ -324,7 +324,8 @@ def _write_png(fp: IO[bytes], values: np.ndarray, icc: bytes | None, exif: bytes
         return out
 
     def deflate(y: int) -> tuple[bytes, int]:
-        """Block y as raw deflate ending on a byte boundary (the last block ends the stream), and its length."""
+        """Block y as raw deflate ending on a byte boundary (the last block ends the stream), and its scanlines (for
+        the stream's checksum)."""
         data = filtered(y)
         c = zlib.compressobj(level, zlib.DEFLATED, -15)
         last = y + block >= height
