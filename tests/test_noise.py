@@ -41,11 +41,11 @@ def test_statistics():
     assert abs(x.mean()) < 0.01 and abs(x.std() - 1) < 0.01
     within = [float((np.abs(x) < k).mean()) for k in (1, 2, 3)]
     assert np.allclose(within, [0.6827, 0.9545, 0.9973], atol=0.005), within
-    planes = x.reshape(16, -1)
+    planes = x.reshape(16, -1)  # 4096 values each: a correlation's standard deviation about 0.016
     corr = np.corrcoef(planes)
-    assert np.abs(corr[~np.eye(16, dtype=bool)]).max() < 0.05
-    blocks = x[0, 0].reshape(64 // ROWS, -1)  # the blocks of one plane
-    assert np.abs(np.corrcoef(blocks)[~np.eye(len(blocks), dtype=bool)]).max() < 0.1
+    assert np.abs(corr[~np.eye(16, dtype=bool)]).max() < 0.08
+    blocks = noise_field((1, 1, 8 * ROWS, 1024), 5)[0, 0].reshape(8, -1)  # 8 blocks of one plane, 8192 values each
+    assert np.abs(np.corrcoef(blocks)[~np.eye(8, dtype=bool)]).max() < 0.05
 
 
 def _windows(h2):

@@ -314,7 +314,9 @@ def test_engine_latent_factor_8_matches_whole_image_on_a_photo():
     # the paper's 25% overlap: this runner's reach is ~8 LR px, more than the default 12.5% of a 32 px tile
     a, b = upscale_tensor(r, lr, tile=32, overlap=0.25, seed=3), upscale_tensor(r, lr, tile=120, overlap=0.25, seed=3)
     assert len(plan_tiles(37, 117, 32, 0.25, 4, 2)) == 10
-    assert (_interior(a) - _interior(b)).abs().max() <= TILE_AGREEMENT_MAX
+    # 2.5/255: this runner's interiors differ by 1.90-2.27/255 over seeds 0-7 (the noise field's draw), more than
+    # LocalRunner's, since its latent is the 2x2 mean of the LR and a tile edge reaches twice as far
+    assert (_interior(a) - _interior(b)).abs().max() <= 2.5 / 255
     assert (a - b).abs().max() <= EDGE_TOL
 
 
