@@ -26,7 +26,7 @@ from edgesr_cli import hw
 from edgesr_cli import io as eio
 from edgesr_cli.imageio import decode
 from edgesr_cli.io import ImageError, Photo, read_image, write_image
-from test_hostile_inputs import assert_one_failure, batch_with, edgesr_proc, proc_errors
+from test_hostile_inputs import assert_one_failure, batch_with, edgesr_proc
 from test_upscale_cli import error_lines, make_png, no_temp_files, size_of, upscale
 
 tifffile = pytest.importorskip("tifffile")
