@@ -51,11 +51,9 @@ class BicubicUpsample(nn.Module):
 
 def _phase_taps(k: int) -> torch.Tensor:
     """(k, 5): the weights PyTorch's 1D bicubic upsampling by k (align_corners=False) gives input samples i-2..i+2
-    for output sample k*i + r, row r, read off F.interpolate's response to impulses (borders aside)."""
-    n, i = 16, 8
-    eye = torch.eye(n, dtype=torch.float64).reshape(n, 1, 1, n)
-    y = F.interpolate(eye, scale_factor=(1.0, float(k)), mode="bicubic", align_corners=False)[:, 0, 0]  # (n, n*k)
-    return torch.stack([y[i - 2:i + 3, k * i + r] for r in range(k)]).float()
+    for output sample k*i + r, row r: rows of bicubic_matrix away from the borders."""
+    i = 8
+    return bicubic_matrix(2 * i, k)[k * i:k * i + k, i - 2:i + 3].contiguous()
 
 
 class PhaseBicubicUpsample(nn.Module):
