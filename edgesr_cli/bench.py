@@ -238,19 +238,13 @@ def bench_batch(runner, tile: int, batch: int, warmup: int = 2, runs: int = 5, s
     """Per-tile time within a batch of `batch` tiles through the engine's `upscale_tiles`, what the tiling engine
     runs (--batch): a backend that runs a batch's tiles side by side (OpenVINO's streams, one thread each) is slower
     than batch 1 on one tile and faster per tile here. Median of `runs` rounds, divided by the batch."""
-    from .runtime.tiling import upscale_tiles
-
     lr, eps = _tile_inputs(runner, tile, seed)
-    lr, eps = np.repeat(lr, batch, 0), np.repeat(eps, batch, 0)
-    times = []
-    for i in range(warmup + runs):
-        dt, _ = _timed(runner, lambda: upscale_tiles(runner, lr, [eps], steps=1, eta=0.0))
-        if i >= warmup:
-            times.append(dt / batch)
-    return {"batch": batch, "warmup": warmup, **stats(times, "ms")}
+    times = _engine_times(runner, np.repeat(lr, batch, 0), np.repeat(eps, batch, 0), warmup, runs)
+    return {"batch": batch, "warmup": warmup, **stats([t / batch for t in times], "ms")}
 
 
-def _bench_total_only(runner, lr, eps, tile, warmup, runs, reason) -> dict:
+def _engine_times(runner, lr, eps, warmup: int, runs: int) -> list[float]:
+    """Seconds of `runs` timed calls of the engine's upscale_tiles on one batch, after `warmup` untimed ones."""
     from .runtime.tiling import upscale_tiles
 
     times = []
@@ -258,6 +252,11 @@ def _bench_total_only(runner, lr, eps, tile, warmup, runs, reason) -> dict:
         dt, _ = _timed(runner, lambda: upscale_tiles(runner, lr, [eps], steps=1, eta=0.0))
         if i >= warmup:
             times.append(dt)
+    return times
+
+
+def _bench_total_only(runner, lr, eps, tile, warmup, runs, reason) -> dict:
+    times = _engine_times(runner, lr, eps, warmup, runs)
     return {"lr": [tile, tile], "hr": [tile * runner.scale] * 2, "batch": 1, "warmup": warmup,
             "encoder": None, "unet": None, "decoder": None, "total": stats(times, "ms"), "split_sum_ms": None,
             "split_vs_total": None, "split_vs_total_paired": None, "split_unavailable": reason,

@@ -331,27 +331,29 @@ def _write_png(fp: IO[bytes], values: np.ndarray, icc: bytes | None, exif: bytes
         last = y + block >= height
         return c.compress(data) + c.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH), data
 
-    # One zlib stream cut into blocks deflated side by side (pigz's way: each block starts with an empty window and
-    # ends flushed to a byte boundary, so the pieces concatenate); the checksum is the stream's, block by block.
-    # Two threads halve the encoder's time, which is a 2048 px output's whole tail after its last tile.
-    fp.write(_png_chunk(b"IDAT", b"\x78\x01"))  # zlib header: deflate, 32 KiB window, no dictionary
-    check = 1
-    if len(starts) == 1:
-        out, data = deflate(0)
-        check = zlib.adler32(data, check)
-        fp.write(_png_chunk(b"IDAT", out))
-    else:
+    def deflated():
+        """The blocks' deflate() results in order: two at a time on two threads, or a lone block here."""
+        if len(starts) == 1:
+            yield deflate(0)
+            return
         from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(2, thread_name_prefix="edgesr-png") as pool:
             pending = [pool.submit(deflate, y) for y in starts[:2]]
             for i in range(len(starts)):
-                out, data = pending[i].result()
-                pending[i] = None  # its block's memory goes
+                done, pending[i] = pending[i].result(), None  # its block's memory goes once written
                 if i + 2 < len(starts):
                     pending.append(pool.submit(deflate, starts[i + 2]))
-                check = zlib.adler32(data, check)
-                fp.write(_png_chunk(b"IDAT", out))
+                yield done
+
+    # One zlib stream cut into blocks deflated side by side (pigz's way: each block starts with an empty window and
+    # ends flushed to a byte boundary, so the pieces concatenate); the checksum is the stream's, block by block.
+    # Two threads halve the encoder's time, which is a 2048 px output's whole tail after its last tile.
+    fp.write(_png_chunk(b"IDAT", b"\x78\x01"))  # zlib header: deflate, 32 KiB window, no dictionary
+    check = 1
+    for out, data in deflated():
+        check = zlib.adler32(data, check)
+        fp.write(_png_chunk(b"IDAT", out))
     fp.write(_png_chunk(b"IDAT", struct.pack(">I", check & 0xFFFFFFFF)))
     fp.write(_png_chunk(b"IEND", b""))
 
